@@ -1,0 +1,65 @@
+"""How a plugin's decision in Kong's access phase reaches the relay, unforgeably.
+
+In ``access`` each Tollgate plugin records what the relay needs (its instance and the
+consumer Kong identified) here and adds the returned token to the upstream request in
+one header. Tokens are 128-bit random, single use and short lived: the relay accepts a
+request only with tokens this process issued, so a client cannot forge or replay them,
+and a plugin whose call failed (Kong then proxies anyway) leaves a visible gap.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+HEADER = "x-tollgate-attachment"
+
+
+class InvalidAttachment(Exception):
+    """A token that this process did not issue, already used, or expired."""
+
+
+@dataclass
+class Attachment:
+    plugin: str
+    handler: Any                    # the plugin instance's handler object (holds its config)
+    identity: dict[str, Any]
+    issued_at: float = field(default_factory=time.monotonic)
+
+
+class AttachmentTable:
+    def __init__(self, ttl: float = 300.0):
+        self._ttl = ttl
+        self._pending: dict[str, Attachment] = {}
+
+    def issue(self, plugin: str, handler: Any, identity: dict[str, Any]) -> str:
+        token = secrets.token_urlsafe(16)
+        self._pending[token] = Attachment(plugin, handler, identity)
+        return token
+
+    def claim(self, tokens: list[str]) -> list[Attachment]:
+        """Take the attachments for ``tokens``; every token must be valid, and each works once."""
+        claimed = []
+        deadline = time.monotonic() - self._ttl
+        invalid = False
+        for token in tokens:
+            attachment = self._pending.pop(token.strip(), None)
+            if attachment is None or attachment.issued_at < deadline:
+                invalid = True
+            else:
+                claimed.append(attachment)
+        if invalid:
+            raise InvalidAttachment("unknown, used or expired Tollgate attachment")
+        return claimed
+
+    def sweep(self) -> int:
+        deadline = time.monotonic() - self._ttl
+        stale = [t for t, a in self._pending.items() if a.issued_at < deadline]
+        for token in stale:
+            del self._pending[token]
+        return len(stale)
+
+    def __len__(self) -> int:
+        return len(self._pending)

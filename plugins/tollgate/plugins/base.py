@@ -1,0 +1,69 @@
+"""What every Tollgate plugin does in Kong: attach its policy to the request, nothing more.
+
+The work (limits, guards, cache, the provider call) happens in the relay, which gets the
+body anyway; keeping the Kong side to three round trips (HandleEvent, the consumer,
+one header) is what keeps the plugins cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from .. import runtime
+from ..attachments import HEADER
+
+
+def identity_of(consumer: Any) -> dict[str, Any]:
+    """The consumer Kong authenticated, reduced to what limits and analytics key on."""
+    if not isinstance(consumer, dict) or not consumer.get("id"):
+        return {}
+    return {k: consumer[k] for k in ("id", "username", "custom_id") if consumer.get(k)}
+
+
+class Policy:
+    """Relay-side half of a plugin: hooks the relay calls for each request it serves."""
+
+    def __init__(self, config: dict[str, Any], plugin: str):
+        self.config = config
+        self.plugin = plugin
+
+    async def before(self, ctx: Any) -> Any:
+        """Run before the provider call; return a response to answer the request instead."""
+        return None
+
+    async def after(self, ctx: Any) -> None:
+        """Run once the answer is complete (or the client went away), with usage known."""
+
+
+class AttachingPlugin:
+    """The Kong-side ``Plugin`` of every Tollgate plugin."""
+
+    name: ClassVar[str]
+    policy_class: ClassVar[type[Policy]] = Policy
+
+    def __init__(self, config: dict[str, Any]):
+        self.config = config
+        self.policy = self.policy_class(config, self.name)
+
+    @property
+    def route_id(self) -> str | None:
+        route = self.config.get("route_id")
+        return route.get("id") if isinstance(route, dict) else route or None
+
+    async def access(self, kong: Any) -> None:
+        consumer = await kong.client.get_consumer()
+        token = runtime.current().attachments.issue(self.name, self, identity_of(consumer))
+        await kong.service.request.add_header(HEADER, token)
+
+
+class PendingPolicy(Policy):
+    """For a plugin whose relay work is not built yet: refuse rather than silently pass.
+
+    A route that names a limit or a guard must never run without it.
+    """
+
+    async def before(self, ctx: Any) -> Any:
+        from ..relay.errors import openai_error
+
+        return openai_error(501, f"{self.plugin} is not available in this Tollgate version yet",
+                            "server_error", "not_implemented")

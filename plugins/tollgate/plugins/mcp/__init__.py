@@ -1,0 +1,10 @@
+"""tollgate-mcp (see handler.py for the Kong side, schema.py for its config)."""
+
+from ... import __version__ as version
+from .handler import Plugin
+from .schema import Schema
+
+priority = 790
+error_format = "jsonrpc"
+
+__all__ = ["Plugin", "Schema", "version", "priority", "error_format"]

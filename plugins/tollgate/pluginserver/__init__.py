@@ -1,0 +1,1 @@
+"""Tollgate's implementation of Kong's external plugin-server protocol (MsgPack:1)."""

@@ -1,0 +1,114 @@
+"""Finding plugin modules and describing them to Kong.
+
+A plugin module follows kong-pdk's conventions: a ``Plugin`` class taking the config, a
+``Schema`` (a list of Kong schema fields), ``version`` and ``priority``, and one method per
+phase. Tollgate's own plugins live in ``tollgate.plugins``; more can be loaded from a
+directory, where the file name (hyphens allowed) is the plugin name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from .. import schema as schema_lang
+
+PHASES = ("certificate", "rewrite", "access", "response", "preread", "log")
+
+BUILTIN = {
+    "tollgate-proxy": "tollgate.plugins.proxy",
+    "tollgate-token-limit": "tollgate.plugins.token_limit",
+    "tollgate-semantic-cache": "tollgate.plugins.semantic_cache",
+    "tollgate-guardrails": "tollgate.plugins.guardrails",
+    "tollgate-cost-quota": "tollgate.plugins.cost_quota",
+    "tollgate-mcp": "tollgate.plugins.mcp",
+}
+
+
+class PluginLoadError(Exception):
+    """A plugin module is missing a required part."""
+
+
+@dataclass
+class PluginModule:
+    name: str
+    module: ModuleType
+    plugin_class: type
+    schema: list[dict[str, Any]]
+    version: str
+    priority: int
+    phases: list[str]
+    async_phases: frozenset[str] = field(default_factory=frozenset)
+    error_format: str = "kong"
+
+    def info(self) -> dict[str, Any]:
+        """The plugin-info record of the query command (what kong-pdk's dump prints)."""
+        return {
+            "Name": self.name,
+            "Version": self.version,
+            "Priority": self.priority,
+            "Phases": self.phases,
+            "Schema": {
+                "name": self.name,
+                "fields": [{"config": {"type": "record", "fields": self.schema}}],
+            },
+        }
+
+    def validate(self, config: dict[str, Any]) -> dict[str, Any]:
+        return schema_lang.validate(self.schema, config)
+
+
+def describe(name: str, module: ModuleType) -> PluginModule:
+    plugin_class = getattr(module, "Plugin", None)
+    if not inspect.isclass(plugin_class):
+        raise PluginLoadError(f"{name}: no Plugin class")
+    version = getattr(module, "version", getattr(module, "VERSION", None))
+    if not isinstance(version, str):
+        raise PluginLoadError(f"{name}: no version string")
+    priority = getattr(module, "priority", getattr(module, "PRIORITY", 0))
+    phases = [p for p in PHASES if callable(getattr(plugin_class, p, None))]
+    return PluginModule(
+        name=name,
+        module=module,
+        plugin_class=plugin_class,
+        schema=list(getattr(module, "Schema", [])),
+        version=version,
+        priority=int(priority),
+        phases=phases,
+        async_phases=frozenset(p for p in phases if inspect.iscoroutinefunction(getattr(plugin_class, p))),
+        error_format=getattr(module, "error_format", "kong"),
+    )
+
+
+def load_builtin() -> dict[str, PluginModule]:
+    return {name: describe(name, importlib.import_module(path)) for name, path in BUILTIN.items()}
+
+
+def load_directory(directory: str) -> dict[str, PluginModule]:
+    """Load every ``*.py`` in ``directory`` as a plugin named after the file."""
+    found: dict[str, PluginModule] = {}
+    for entry in sorted(os.listdir(directory)):
+        name, ext = os.path.splitext(entry)
+        if ext != ".py" or name.startswith("_"):
+            continue
+        spec = importlib.util.spec_from_file_location(f"tollgate_ext.{name}", os.path.join(directory, entry))
+        if spec is None or spec.loader is None:
+            raise PluginLoadError(f"{entry}: cannot be loaded")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        found[name] = describe(name, module)
+    return found
+
+
+def load_all(plugins_dir: str | None = None) -> dict[str, PluginModule]:
+    plugins = load_builtin()
+    if plugins_dir:
+        plugins.update(load_directory(plugins_dir))
+    return plugins

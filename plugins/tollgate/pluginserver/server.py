@@ -1,0 +1,244 @@
+"""The RPC side: sockets, MessagePack framing and the ``plugin.*`` methods Kong calls.
+
+Each connection is read with a streaming unpacker, so a message of any size arrives
+whole however the kernel splits it, and every request is handled in its own task, so a
+slow handler holds up nothing but its own event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, Callable, Iterable
+
+import msgpack
+import orjson
+
+from .. import log
+from . import pdk
+from .events import RESPONDING_PHASES, RET, Event
+from .instances import Instance, InstanceTable, NoInstance
+from .loader import PluginModule
+
+logger = log.get("pluginserver")
+
+REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
+
+
+class RpcError(Exception):
+    """Answered to Kong as the error element of the response."""
+
+
+def error_body(error_format: str, status: int, message: str) -> bytes:
+    """A client-facing error in the format the route's clients speak."""
+    if error_format == "openai":
+        return orjson.dumps({"error": {"message": message, "type": "server_error", "param": None,
+                                       "code": "tollgate_plugin_error"}})
+    if error_format == "jsonrpc":
+        return orjson.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32603, "message": message}})
+    return orjson.dumps({"message": message})
+
+
+class PluginServer:
+    """Instances and events of every plugin the process serves."""
+
+    def __init__(self, plugins: dict[str, PluginModule], *, handler_timeout: float = 30.0,
+                 event_timeout: float = 120.0, sync_threads: int = 128,
+                 on_instance_start: Callable[[Instance], None] | None = None):
+        self.plugins = plugins
+        self.instances = InstanceTable()
+        self.events: dict[int, Event] = {}
+        self._event_ids = itertools.count(int(time.time() * 1000) % (1 << 41) << 10)
+        self._handler_timeout = handler_timeout
+        self._event_timeout = event_timeout
+        self._executor = ThreadPoolExecutor(max_workers=sync_threads, thread_name_prefix="tollgate-handler")
+        self._on_instance_start = on_instance_start
+        self.calls = 0
+        self._methods: dict[str, Callable[[Any], Any]] = {
+            "plugin.StartInstance": self.start_instance,
+            "plugin.CloseInstance": self.close_instance,
+            "plugin.InstanceStatus": self.instance_status,
+            "plugin.GetStatus": self.get_status,
+            "plugin.GetPluginInfo": self.get_plugin_info,
+            "plugin.HandleEvent": self.handle_event,
+        }
+        for step in ("Step", "StepError", "StepMultiMap", "StepCredential", "StepConsumer", "StepRoute",
+                     "StepService", "StepMemoryStats"):
+            self._methods[f"plugin.{step}"] = self.step
+
+    # --- RPC methods --------------------------------------------------------------------
+
+    async def dispatch(self, method: str, args: list[Any]) -> Any:
+        self.calls += 1
+        handler = self._methods.get(method)
+        if handler is None:
+            raise RpcError(f"method {method} is not supported")
+        result = handler(*args)
+        if asyncio.iscoroutine(result):
+            result = await result
+        return result
+
+    def start_instance(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = request.get("Name")
+        plugin = self.plugins.get(name)
+        if plugin is None:
+            raise RpcError(f"{name} is not a plugin of this server")
+        raw = request.get("Config") or "{}"
+        try:
+            config = orjson.loads(raw) if isinstance(raw, (str, bytes)) else dict(raw)
+        except orjson.JSONDecodeError as exc:
+            raise RpcError(f"{name}: config is not JSON: {exc}") from None
+        try:
+            checked = plugin.validate(config)
+        except ValueError as exc:
+            log.event(logger, "invalid plugin config", 40, plugin=name, error=str(exc))
+            raise RpcError(f"{name}: invalid config: {exc}") from None
+        handler_config = {**{k: v for k, v in config.items() if k not in checked}, **checked}
+        instance = self.instances.add(plugin, config, plugin.plugin_class(handler_config))
+        if self._on_instance_start:
+            self._on_instance_start(instance)
+        log.event(logger, "instance started", 10, plugin=name, instance=instance.id,
+                  route_id=instance.route_id, seq=config.get("__seq__"))
+        return {"Name": name, "Id": instance.id, "Config": config, "StartTime": instance.started_at}
+
+    def close_instance(self, instance_id: Any) -> dict[str, Any]:
+        instance = self.instances.close(instance_id)
+        closer = getattr(instance.handler, "close", None)
+        if callable(closer):
+            closer()
+        return {"Name": instance.name, "Id": instance.id, "Config": instance.config}
+
+    def instance_status(self, instance_id: Any) -> dict[str, Any]:
+        instance = self.instances.get(instance_id)
+        return {"Name": instance.name, "Id": instance.id, "Config": instance.config,
+                "StartTime": instance.started_at}
+
+    def get_status(self, *_: Any) -> dict[str, Any]:
+        return {"Pid": os.getpid(), "Plugins": {
+            name: {"Name": name, "Instances": [self.instance_status(i.id) for i in self.instances if i.name == name]}
+            for name in self.plugins}}
+
+    def get_plugin_info(self, name: str) -> dict[str, Any]:
+        plugin = self.plugins.get(name)
+        if plugin is None:
+            raise RpcError(f"{name} is not a plugin of this server")
+        return plugin.info()
+
+    async def handle_event(self, request: dict[str, Any]) -> dict[str, Any]:
+        instance = self.instances.get(request.get("InstanceId"))
+        phase = request.get("EventName")
+        if phase not in instance.plugin.phases:
+            raise RpcError(f"{instance.name} has no {phase} phase")
+        instance.last_event_at = time.time()
+        event = Event(next(self._event_ids), instance.id, phase, partial(self._error_step, instance))
+        self.events[event.id] = event
+        method = getattr(instance.handler, phase)
+        if phase in instance.plugin.async_phases:
+            runner = asyncio.ensure_future(method(pdk.async_kong(event.call)))
+        else:
+            loop = asyncio.get_running_loop()
+            runner = loop.run_in_executor(self._executor, method, pdk.sync_kong(event.call, loop))
+        event.start(runner)
+        return await self._reply(event)
+
+    async def step(self, request: dict[str, Any]) -> dict[str, Any]:
+        event = self.events.get(request.get("EventId"))
+        if event is None:
+            raise RpcError(f"event id {request.get('EventId')} not found")
+        try:
+            event.answer(request.get("Data"))
+        except RuntimeError as exc:
+            raise RpcError(str(exc)) from None
+        return await self._reply(event)
+
+    async def _reply(self, event: Event) -> dict[str, Any]:
+        data = await event.next_step(self._handler_timeout)
+        if event.ended:
+            # Kong sends nothing more for an event that returned or exited.
+            self.events.pop(event.id, None)
+        return {"Data": data, "EventId": event.id}
+
+    def _error_step(self, instance: Instance, event: Event, exc: BaseException) -> Any:
+        log.event(logger, "plugin handler failed", 40, plugin=instance.name, phase=event.phase,
+                  event=event.id, error=f"{type(exc).__name__}: {exc}")
+        if event.phase not in RESPONDING_PHASES:
+            return RET
+        message = f"{instance.name} failed while handling the request (event {event.id}); see the Tollgate log"
+        return {"Method": "kong.response.exit",
+                "Args": [500, error_body(instance.plugin.error_format, 500, message),
+                         {"Content-Type": "application/json"}]}
+
+    def sweep(self) -> int:
+        """Drop events Kong stopped answering (e.g. a PDK call that fails in Kong's log timer)."""
+        cutoff = time.monotonic() - self._event_timeout
+        stale = [e for e in self.events.values() if e.touched < cutoff]
+        for event in stale:
+            event.abandon()
+            self.events.pop(event.id, None)
+        return len(stale)
+
+    def shutdown(self) -> None:
+        for event in list(self.events.values()):
+            event.abandon()
+        self.events.clear()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class RpcConnection(asyncio.Protocol):
+    """One Kong connection: MessagePack arrays in, MessagePack arrays out."""
+
+    def __init__(self, server: PluginServer, plugin_names: frozenset[str] | None):
+        self._server = server
+        self._allowed = plugin_names
+        self._unpacker = msgpack.Unpacker(raw=False, max_buffer_size=0, strict_map_key=False)
+        self._transport: asyncio.Transport | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._unpacker.feed(data)
+        for message in self._unpacker:
+            if not isinstance(message, list) or len(message) != 4 or message[0] != REQUEST:
+                log.event(logger, "dropping malformed RPC message", 30, kind=type(message).__name__)
+                continue
+            task = asyncio.ensure_future(self._answer(message[1], message[2], message[3]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, msgid: int, method: str, args: Any) -> None:
+        error: str | None = None
+        result: Any = None
+        try:
+            if not isinstance(args, list):
+                args = [args]
+            if self._allowed is not None and method == "plugin.StartInstance" and args \
+                    and isinstance(args[0], dict) and args[0].get("Name") not in self._allowed:
+                raise RpcError(f"{args[0].get('Name')} is not served on this socket")
+            result = await self._server.dispatch(method, args)
+        except (RpcError, NoInstance) as exc:
+            error = str(exc)
+        except Exception as exc:  # a server bug must still answer, never leave Kong waiting
+            log.event(logger, "RPC method failed", 40, method=method, error=f"{type(exc).__name__}: {exc}")
+            error = f"{method} failed: {type(exc).__name__}"
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(msgpack.packb([RESPONSE, msgid, error, result], use_bin_type=True))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+
+
+async def listen(server: PluginServer, path: str, plugin_names: Iterable[str] | None = None) -> asyncio.AbstractServer:
+    """Serve ``server`` on the unix socket ``path`` (replacing a stale socket file)."""
+    if os.path.exists(path):
+        os.unlink(path)
+    allowed = frozenset(plugin_names) if plugin_names is not None else None
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_unix_server(lambda: RpcConnection(server, allowed), path)
+    os.chmod(path, 0o666)
+    return listener

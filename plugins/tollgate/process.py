@@ -1,0 +1,91 @@
+"""The Tollgate process: the plugin server and the relay in one event loop, sharing memory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+
+from aiohttp import web
+
+from . import log, runtime as runtime_module
+from .attachments import AttachmentTable
+from .pluginserver import loader, server as rpc
+from .relay import upstream
+from .relay.app import Relay, build_app, priorities_of
+from .runtime import Runtime
+from .settings import Settings
+
+logger = log.get("process")
+
+ALL_PLUGINS_SOCKET = "tollgate.socket"
+SWEEP_INTERVAL = 5.0
+
+
+def socket_path(settings: Settings, plugin_name: str | None = None) -> str:
+    name = f"{plugin_name}.socket" if plugin_name else ALL_PLUGINS_SOCKET
+    return os.path.join(settings.socket_dir, name)
+
+
+class TollgateProcess:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.plugins = loader.load_all(settings.plugins_dir)
+        self.runtime = runtime_module.install(
+            Runtime(settings=settings, attachments=AttachmentTable(settings.attachment_ttl)))
+        self.server = rpc.PluginServer(self.plugins, event_timeout=settings.event_timeout,
+                                       sync_threads=settings.sync_handler_threads)
+        self.runtime.instances = self.server.instances
+        self._listeners: list[asyncio.AbstractServer] = []
+        self._runners: list[web.AppRunner] = []
+        self._sweeper: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        os.makedirs(self.settings.socket_dir, exist_ok=True)
+        for name in self.plugins:
+            self._listeners.append(await rpc.listen(self.server, socket_path(self.settings, name), [name]))
+        self._listeners.append(await rpc.listen(self.server, socket_path(self.settings)))
+        relay = Relay(self.runtime, priorities_of(self.plugins))
+        await self._serve(build_app(relay), self.settings.relay_host, self.settings.relay_port)
+        self._sweeper = asyncio.ensure_future(self._sweep_forever())
+        log.event(logger, "tollgate started", plugins=sorted(self.plugins), socket_dir=self.settings.socket_dir,
+                  relay=f"{self.settings.relay_host}:{self.settings.relay_port}", pid=os.getpid())
+
+    async def _serve(self, app: web.Application, host: str, port: int) -> None:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+        self._runners.append(runner)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            self.server.sweep()
+            self.runtime.attachments.sweep()
+            self.runtime.contexts.sweep()
+
+    async def stop(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+        for listener in self._listeners:
+            listener.close()
+        for runner in self._runners:
+            await runner.cleanup()
+        self.server.shutdown()
+        await upstream.close()
+        for name in [*self.plugins, None]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(socket_path(self.settings, name))
+
+
+async def run(settings: Settings) -> None:
+    process = TollgateProcess(settings)
+    await process.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.event(logger, "tollgate stopping")
+    await process.stop()

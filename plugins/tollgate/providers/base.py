@@ -1,0 +1,83 @@
+"""The driver interface and the types drivers exchange with the relay."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+CHAT = "llm/v1/chat"
+COMPLETIONS = "llm/v1/completions"
+EMBEDDINGS = "llm/v1/embeddings"
+PRESERVE = "preserve"
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int = 0          # prompt tokens served from the provider's prompt cache
+    reasoning_tokens: int = 0       # completion tokens spent on reasoning
+    estimated: bool = False         # True when counted by us, not reported by the provider
+
+    def as_openai(self) -> dict[str, Any]:
+        usage: dict[str, Any] = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                                 "total_tokens": self.total_tokens or self.prompt_tokens + self.completion_tokens}
+        if self.cached_tokens:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        if self.reasoning_tokens:
+            usage["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+        return usage
+
+
+@dataclass
+class Target:
+    """Where and how to call one model: the resolved ``model`` and ``auth`` of a config."""
+
+    provider: str
+    model: str | None
+    options: dict[str, Any] = field(default_factory=dict)
+    auth: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class ProviderError(Exception):
+    """The provider refused or failed; carries what an OpenAI client should see."""
+
+    def __init__(self, status: int, message: str, type_: str = "api_error", code: str | None = None,
+                 retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type_
+        self.code = code
+        self.retry_after = retry_after
+
+
+class StreamDecoder(Protocol):
+    """Turns a provider's stream bytes into OpenAI ``chat.completion.chunk`` dicts as they arrive."""
+
+    usage: Usage | None
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]: ...
+
+    def close(self) -> list[dict[str, Any]]: ...
+
+
+class Driver(Protocol):
+    name: str
+
+    def build_request(self, route_type: str, body: dict[str, Any], target: Target, stream: bool) -> UpstreamRequest: ...
+
+    def parse_response(self, route_type: str, body: bytes, target: Target) -> tuple[dict[str, Any], Usage | None]: ...
+
+    def parse_error(self, status: int, headers: Any, body: bytes) -> ProviderError: ...
+
+    def stream_decoder(self, route_type: str, target: Target) -> StreamDecoder: ...

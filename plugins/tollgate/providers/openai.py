@@ -1,0 +1,143 @@
+"""OpenAI: the wire format every other driver translates to, so this one mostly passes through."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
+
+import orjson
+
+from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest, Usage
+from .framing import SSEDecoder
+
+DEFAULT_BASE = "https://api.openai.com/v1"
+PATHS = {CHAT: "/chat/completions", COMPLETIONS: "/completions", EMBEDDINGS: "/embeddings"}
+
+# Config options that become request fields when the client did not set them.
+_OPTION_FIELDS = ("max_tokens", "temperature", "top_p")
+
+
+def usage_from(data: dict[str, Any] | None) -> Usage | None:
+    """OpenAI's usage object as Tollgate's Usage (cached and reasoning tokens included)."""
+    if not isinstance(data, dict):
+        return None
+    prompt = int(data.get("prompt_tokens") or 0)
+    completion = int(data.get("completion_tokens") or 0)
+    prompt_details = data.get("prompt_tokens_details") or {}
+    completion_details = data.get("completion_tokens_details") or {}
+    return Usage(prompt_tokens=prompt, completion_tokens=completion,
+                 total_tokens=int(data.get("total_tokens") or prompt + completion),
+                 cached_tokens=int(prompt_details.get("cached_tokens") or 0),
+                 reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0))
+
+
+def apply_auth(url: str, headers: dict[str, str], body: dict[str, Any], auth: dict[str, Any]) -> str:
+    """Kong's generic auth fields: a header, or a parameter in the query or the body."""
+    if auth.get("header_name") and auth.get("header_value"):
+        headers[auth["header_name"]] = auth["header_value"]
+    if auth.get("param_name") and auth.get("param_value"):
+        if auth.get("param_location") == "body":
+            body[auth["param_name"]] = auth["param_value"]
+        else:
+            parts = urlsplit(url)
+            query = parse_qsl(parts.query) + [(auth["param_name"], auth["param_value"])]
+            url = urlunsplit(parts._replace(query=urlencode(query)))
+    return url
+
+
+def error_from(status: int, headers: Any, body: bytes) -> ProviderError:
+    """An OpenAI-style error body (also used by the many OpenAI-compatible servers)."""
+    message, type_, code = f"upstream answered {status}", "api_error", None
+    try:
+        error = orjson.loads(body).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        error = None
+    if isinstance(error, dict):
+        message = str(error.get("message") or message)
+        type_ = str(error.get("type") or type_)
+        code = error.get("code")
+    elif isinstance(error, str):
+        message = error
+    return ProviderError(status, message, type_, code if code is None else str(code), retry_after_of(headers))
+
+
+def retry_after_of(headers: Any) -> float | None:
+    value = headers.get("retry-after") if headers is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class OpenAIStreamDecoder:
+    """OpenAI's SSE is already the target format: parse it to learn usage, pass chunks on."""
+
+    def __init__(self) -> None:
+        self._sse = SSEDecoder()
+        self.usage: Usage | None = None
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        return self._chunks(self._sse.feed(data))
+
+    def close(self) -> list[dict[str, Any]]:
+        return self._chunks(self._sse.close())
+
+    def _chunks(self, events: list) -> list[dict[str, Any]]:
+        chunks = []
+        for event in events:
+            if event.data == "[DONE]":
+                continue
+            try:
+                chunk = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                raise ProviderError(502, "upstream sent a malformed stream frame") from None
+            if chunk.get("error"):
+                raise ProviderError(502, str(chunk["error"].get("message", chunk["error"])))
+            if chunk.get("usage"):
+                self.usage = usage_from(chunk["usage"])
+            chunks.append(chunk)
+        return chunks
+
+
+class OpenAIDriver:
+    name = "openai"
+    default_base = DEFAULT_BASE
+
+    def url(self, route_type: str, target: Target) -> str:
+        options = target.options
+        if options.get("upstream_url"):
+            return options["upstream_url"]
+        return self.default_base + (options.get("upstream_path") or PATHS.get(route_type, ""))
+
+    def build_request(self, route_type: str, body: dict[str, Any], target: Target, stream: bool) -> UpstreamRequest:
+        payload = dict(body)
+        if target.model:
+            payload["model"] = target.model
+        if route_type in (CHAT, COMPLETIONS):
+            for option in _OPTION_FIELDS:
+                if target.options.get(option) is not None and option not in payload:
+                    payload[option] = target.options[option]
+            if stream:
+                payload["stream"] = True
+                payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
+        url = apply_auth(self.url(route_type, target), headers, payload, target.auth)
+        return UpstreamRequest("POST", url, headers, orjson.dumps(payload))
+
+    def parse_response(self, route_type: str, body: bytes, target: Target) -> tuple[dict[str, Any], Usage | None]:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise ProviderError(502, "upstream answered with a body that is not JSON") from None
+        if not isinstance(data, dict):
+            raise ProviderError(502, "upstream answered with an unexpected JSON body")
+        return data, usage_from(data.get("usage"))
+
+    def parse_error(self, status: int, headers: Any, body: bytes) -> ProviderError:
+        return error_from(status, headers, body)
+
+    def stream_decoder(self, route_type: str, target: Target) -> OpenAIStreamDecoder:
+        return OpenAIStreamDecoder()
+
+
+driver = OpenAIDriver()

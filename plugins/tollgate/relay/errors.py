@@ -1,0 +1,18 @@
+"""Errors as the client's SDK expects them: OpenAI's JSON error body with the right status."""
+
+from __future__ import annotations
+
+from aiohttp import web
+import orjson
+
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+          404: "not_found_error", 413: "invalid_request_error", 415: "invalid_request_error",
+          429: "rate_limit_exceeded", 502: "api_error", 503: "api_error", 504: "timeout"}
+
+
+def openai_error(status: int, message: str, type_: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None, param: str | None = None) -> web.Response:
+    body = {"error": {"message": message, "type": type_ or _TYPES.get(status, "server_error"),
+                      "param": param, "code": code}}
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json",
+                        headers=headers)

@@ -1,0 +1,34 @@
+"""Process settings, from command-line flags with environment fallbacks.
+
+One place for every knob of the Tollgate process so that the CLI, the Docker image
+and the tests configure it the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"TOLLGATE_{name}", default)
+
+
+@dataclass
+class Settings:
+    socket_dir: str = field(default_factory=lambda: _env("SOCKET_DIR", "/usr/local/kong/tollgate"))
+    plugins_dir: str | None = field(default_factory=lambda: _env("PLUGINS_DIR"))
+    relay_host: str = field(default_factory=lambda: _env("RELAY_HOST", "127.0.0.1"))
+    relay_port: int = field(default_factory=lambda: int(_env("RELAY_PORT", "8081")))
+    status_host: str = field(default_factory=lambda: _env("STATUS_HOST", "127.0.0.1"))
+    status_port: int = field(default_factory=lambda: int(_env("STATUS_PORT", "8082")))
+    redis_url: str | None = field(default_factory=lambda: _env("REDIS_URL"))
+    log_level: str = field(default_factory=lambda: _env("LOG_LEVEL", "info"))
+    # Sync (kong-pdk style) handlers run in threads; this bounds how many run at once.
+    sync_handler_threads: int = field(default_factory=lambda: int(_env("SYNC_HANDLER_THREADS", "128")))
+    # An event Kong stops answering (e.g. a get_var in the log timer) is dropped after this.
+    event_timeout: float = field(default_factory=lambda: float(_env("EVENT_TIMEOUT", "120")))
+    # How long an attachment waits for its request to reach the relay.
+    attachment_ttl: float = field(default_factory=lambda: float(_env("ATTACHMENT_TTL", "300")))
+    # An instance that handled an event this recently is expected on its route's requests.
+    instance_active_window: float = field(default_factory=lambda: float(_env("INSTANCE_ACTIVE_WINDOW", "600")))

@@ -1,0 +1,1 @@
+"""Tests of the mock LLM upstream (tollgate.mock)."""

@@ -33,7 +33,8 @@ def _dump(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = Settings()
-    for name in ("socket_dir", "plugins_dir", "relay_host", "relay_port", "redis_url", "log_level"):
+    for name in ("socket_dir", "plugins_dir", "relay_host", "relay_port", "status_host", "status_port", "redis_url",
+                 "log_level"):
         value = getattr(args, name)
         if value is not None:
             setattr(settings, name, value)
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--plugins-dir")
     serve.add_argument("--relay-host")
     serve.add_argument("--relay-port", type=int)
+    serve.add_argument("--status-host")
+    serve.add_argument("--status-port", type=int, help="metrics (/metrics) and health (/health) listener")
     serve.add_argument("--redis-url")
     serve.add_argument("--log-level")
     serve.set_defaults(run=_serve)

@@ -34,7 +34,8 @@ class RequestContext:
     id: int = field(default_factory=lambda: next(_ids))
     started_at: float = field(default_factory=time.time)
     # Filled in by stages as the request goes through the relay.
-    usage: dict[str, Any] = field(default_factory=dict)
+    usage: Any = None                 # providers.base.Usage once the provider reported it
+    status: int = 0                   # status the client got
     meta: dict[str, Any] = field(default_factory=dict)
     _json: Any = None
 

@@ -9,7 +9,7 @@ import signal
 
 from aiohttp import web
 
-from . import log, runtime as runtime_module
+from . import log, metrics, runtime as runtime_module
 from .attachments import AttachmentTable
 from .pluginserver import loader, server as rpc
 from .relay import upstream
@@ -48,6 +48,7 @@ class TollgateProcess:
         self._listeners.append(await rpc.listen(self.server, socket_path(self.settings)))
         relay = Relay(self.runtime, priorities_of(self.plugins))
         await self._serve(build_app(relay), self.settings.relay_host, self.settings.relay_port)
+        await self._serve(status_app(), self.settings.status_host, self.settings.status_port)
         self._sweeper = asyncio.ensure_future(self._sweep_forever())
         log.event(logger, "tollgate started", plugins=sorted(self.plugins), socket_dir=self.settings.socket_dir,
                   relay=f"{self.settings.relay_host}:{self.settings.relay_port}", pid=os.getpid())
@@ -77,6 +78,22 @@ class TollgateProcess:
         for name in [*self.plugins, None]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(socket_path(self.settings, name))
+
+
+def status_app() -> web.Application:
+    """Metrics and health, on their own listener: never reachable through a Kong route."""
+
+    async def serve_metrics(_: web.Request) -> web.Response:
+        body, content_type = metrics.exposition()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", serve_metrics)
+    app.router.add_get("/health", health)
+    return app
 
 
 async def run(settings: Settings) -> None:

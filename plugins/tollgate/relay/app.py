@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import log
+from .. import analytics, log
 from ..attachments import HEADER, Attachment, InvalidAttachment
 from ..context import RequestContext
 from ..runtime import Runtime
@@ -55,18 +55,23 @@ class Relay:
         contexts = self.runtime.contexts
         contexts.open(ctx)
         ordered = sorted(ctx.policies.values(), key=lambda p: -self.priorities.get(p.plugin, 0))
+        proxy = ctx.policies[PROXY]
+        response: web.StreamResponse | None = None
         try:
             for policy in ordered:
-                early = await policy.before(ctx)
-                if early is not None:
-                    return early
-            return await ctx.policies[PROXY].serve(ctx, request)
+                response = await policy.before(ctx)
+                if response is not None:
+                    return response
+            response = await proxy.serve(ctx, request)
+            return response
         finally:
+            ctx.status = response.status if response is not None else 499
             for policy in ordered:
                 try:
                     await policy.after(ctx)
                 except Exception as exc:  # one stage's failure must not lose the others' accounting
                     log.event(logger, "after-stage failed", 40, plugin=policy.plugin, error=repr(exc))
+            analytics.record(ctx, proxy.config.get("logging"))
             contexts.close(ctx)
 
     def _missing_plugins(self, attachments: list[Attachment]) -> set[str]:

@@ -107,7 +107,7 @@ class ProxyPolicy(Policy):
                                 "upstream_unreachable")
         except ProviderError as exc:
             return self._error_response(exc)
-        ctx.usage["usage"] = usage
+        ctx.usage = usage
         ctx.meta["latency_ms"] = (time.monotonic() - started) * 1000
         return web.Response(status=200, body=orjson.dumps(data), content_type="application/json",
                             headers=self._headers(ctx))
@@ -139,7 +139,7 @@ class ProxyPolicy(Policy):
         except ConnectionResetError:
             ctx.meta["client_disconnected"] = True  # leaving the block closes the upstream call
         finally:
-            ctx.usage["usage"] = decoder.usage
+            ctx.usage = decoder.usage
             ctx.meta["latency_ms"] = (time.monotonic() - started) * 1000
         return response
 

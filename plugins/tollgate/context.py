@@ -36,6 +36,7 @@ class RequestContext:
     # Filled in by stages as the request goes through the relay.
     usage: Any = None                 # providers.base.Usage once the provider reported it
     status: int = 0                   # status the client got
+    response_headers: dict[str, str] = field(default_factory=dict)  # stages add headers for the client here
     meta: dict[str, Any] = field(default_factory=dict)
     _json: Any = None
 

@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from ... import log
+from ... import estimate, log
 from ...context import BodyError, RequestContext
 from ...providers import UnknownProvider, driver_for
 from ...providers.base import PRESERVE, ProviderError, Target
@@ -83,8 +83,10 @@ class ProxyPolicy(Policy):
         try:
             driver = driver_for(self.target.provider)
             upstream_request = driver.build_request(self.route_type, checked["body"], self.target, checked["stream"])
-        except (UnknownProvider, ProviderError) as exc:
+        except UnknownProvider as exc:
             return openai_error(500, f"provider is not usable: {exc}", "server_error", "misconfigured")
+        except ProviderError as exc:  # the request cannot be expressed for this provider
+            return self._error_response(exc)
         ctx.meta["provider"] = self.target.provider
         ctx.meta["model"] = self.target.model or checked["body"].get("model")
         started = time.monotonic()
@@ -99,6 +101,9 @@ class ProxyPolicy(Policy):
                 if checked["stream"]:
                     return await self._relay_stream(ctx, request, driver, answer, checked, started)
                 data, usage = driver.parse_response(self.route_type, await answer.read(), self.target)
+                if usage is None:
+                    usage = estimate.usage_from_text(ctx, self.route_type, ctx.meta["model"],
+                                                     estimate.generated_text(data))
         except asyncio.TimeoutError:
             return openai_error(504, f"the provider did not answer within {self.timeout:g} s", "timeout",
                                 "upstream_timeout")
@@ -119,15 +124,14 @@ class ProxyPolicy(Policy):
                                                            "Cache-Control": "no-cache", **self._headers(ctx)})
         await response.prepare(request)
         keep_usage_chunk = checked["client_wants_usage"]
-        first = True
+        generated: list[str] = []
         try:
             async for data in answer.content.iter_any():
                 chunks = decoder.feed(data)
-                if chunks and first:
+                if chunks and "ttft_ms" not in ctx.meta:
                     ctx.meta["ttft_ms"] = (time.monotonic() - started) * 1000
-                    first = False
-                await _write_chunks(response, chunks, keep_usage_chunk)
-            await _write_chunks(response, decoder.close(), keep_usage_chunk)
+                await _write_chunks(response, chunks, keep_usage_chunk, generated)
+            await _write_chunks(response, decoder.close(), keep_usage_chunk, generated)
             await response.write(DONE)
         except ProviderError as exc:
             await response.write(sse_frame(orjson.dumps({"error": {"message": exc.message, "type": exc.type,
@@ -139,14 +143,16 @@ class ProxyPolicy(Policy):
         except ConnectionResetError:
             ctx.meta["client_disconnected"] = True  # leaving the block closes the upstream call
         finally:
-            ctx.usage = decoder.usage
+            # A stream cut short never carries the provider's usage: charge what was generated.
+            ctx.usage = decoder.usage or estimate.usage_from_text(ctx, self.route_type, ctx.meta["model"],
+                                                                  "".join(generated))
             ctx.meta["latency_ms"] = (time.monotonic() - started) * 1000
         return response
 
     def _headers(self, ctx: RequestContext) -> dict[str, str]:
         if not self.config.get("model_name_header", True):
-            return {}
-        return {"X-Kong-LLM-Model": f"{ctx.meta.get('provider')}/{ctx.meta.get('model')}"}
+            return ctx.response_headers
+        return {**ctx.response_headers, "X-Kong-LLM-Model": f"{ctx.meta.get('provider')}/{ctx.meta.get('model')}"}
 
     @staticmethod
     def _error_response(error: ProviderError) -> web.Response:
@@ -154,8 +160,10 @@ class ProxyPolicy(Policy):
         return openai_error(error.status, error.message, error.type, error.code, headers)
 
 
-async def _write_chunks(response: web.StreamResponse, chunks: list[dict[str, Any]], keep_usage_chunk: bool) -> None:
+async def _write_chunks(response: web.StreamResponse, chunks: list[dict[str, Any]], keep_usage_chunk: bool,
+                        generated: list[str]) -> None:
     for chunk in chunks:
+        generated.append(estimate.generated_text(chunk))
         if not keep_usage_chunk and not chunk.get("choices") and chunk.get("usage"):
             continue  # we asked the provider for usage; this client did not
         if not keep_usage_chunk and "usage" in chunk:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ..server import MockLLM, RecordedRequest
 
 #: format modules shipped with Tollgate, imported on first use (each registers itself)
-BUILTIN: tuple[str, ...] = ("openai", "anthropic", "gemini")
+BUILTIN: tuple[str, ...] = ("openai", "anthropic", "gemini", "bedrock", "azure", "mistral", "cohere")
 
 #: text used when the mock has no reply_text and there is nothing to echo
 FALLBACK_TEXT = "Hello from the Tollgate mock LLM."

@@ -6,8 +6,9 @@ process's shared pieces (attachments, stores, instance table) here.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .attachments import AttachmentTable
 from .context import ContextStore
@@ -24,6 +25,26 @@ class Runtime:
     contexts: ContextStore = field(default_factory=ContextStore)
     instances: "InstanceTable | None" = None
     stores: dict[str, Any] = field(default_factory=dict)
+    # Windows and periods read this clock, so tests can move time instead of waiting for it.
+    clock: Callable[[], float] = time.time
+
+    def store_for(self, config: dict[str, Any]) -> Any:
+        """The store a stateful plugin's ``strategy`` names, one per process and URL (shared pools)."""
+        from .store import create_store
+
+        if config.get("strategy", "local") == "local":
+            key, url, options = "local", None, {}
+        else:
+            redis = config.get("redis") or {}
+            url = redis.get("url") or self.settings.redis_url
+            if not url:
+                raise ValueError("strategy redis needs redis.url in the plugin config or TOLLGATE_REDIS_URL")
+            timeout = redis.get("timeout", 0.25)
+            key, options = url, {"socket_timeout": timeout, "connect_timeout": timeout}
+        store = self.stores.get(key)
+        if store is None:
+            store = self.stores[key] = create_store(url, **options)
+        return store
 
 
 _current: Runtime | None = None

@@ -38,8 +38,9 @@ Which encoding a model gets
   ``text-embedding-ada-002``, ``davinci-002``, ``babbage-002`` -> ``cl100k_base``;
 - **everything else** (Claude, Gemini, Mistral, Llama, Cohere, Bedrock ids, legacy GPT-3 models whose p50k/r50k
   files are not shipped, unknown names) -> ``DEFAULT_ENCODING`` = ``o200k_base``. Other vendors' tokenizers are not
-  available offline; o200k is a modern large-vocabulary BPE whose counts for English text and code are close to
-  theirs (within roughly 10-20%), and the provider's reported usage replaces the estimate anyway.
+  available offline; o200k is a modern large-vocabulary BPE, so its count is a reasonable approximation of theirs
+  (not exact: theirs may count noticeably more or fewer), and the provider's reported usage replaces the estimate
+  as soon as the answer arrives.
 
 How a chat request is counted (``count_chat_prompt``)
 -----------------------------------------------------

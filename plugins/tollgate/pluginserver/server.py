@@ -98,7 +98,12 @@ class PluginServer:
             log.event(logger, "invalid plugin config", 40, plugin=name, error=str(exc))
             raise RpcError(f"{name}: invalid config: {exc}") from None
         handler_config = {**{k: v for k, v in config.items() if k not in checked}, **checked}
-        instance = self.instances.add(plugin, config, plugin.plugin_class(handler_config))
+        try:
+            handler = plugin.plugin_class(handler_config)
+        except ValueError as exc:  # a config the schema language cannot express, refused by the plugin
+            log.event(logger, "invalid plugin config", 40, plugin=name, error=str(exc))
+            raise RpcError(f"{name}: invalid config: {exc}") from None
+        instance = self.instances.add(plugin, config, handler)
         if self._on_instance_start:
             self._on_instance_start(instance)
         log.event(logger, "instance started", 10, plugin=name, instance=instance.id,

@@ -33,14 +33,14 @@ class Runtime:
         from .store import create_store
 
         if config.get("strategy", "local") == "local":
-            key, url, options = "local", None, {}
+            key, url, options = "local", None, {"clock": self.clock}
         else:
             redis = config.get("redis") or {}
             url = redis.get("url") or self.settings.redis_url
             if not url:
                 raise ValueError("strategy redis needs redis.url in the plugin config or TOLLGATE_REDIS_URL")
             timeout = redis.get("timeout", 0.25)
-            key, options = url, {"socket_timeout": timeout, "connect_timeout": timeout}
+            key, options = url, {"socket_timeout": timeout, "connect_timeout": timeout, "timeout": max(1.0, 4 * timeout)}
         store = self.stores.get(key)
         if store is None:
             store = self.stores[key] = create_store(url, **options)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from ..base import AttachingPlugin, PendingPolicy
+from ..base import AttachingPlugin
+from .policy import TokenLimitPolicy
 
 
 class Plugin(AttachingPlugin):
     name = "tollgate-token-limit"
-    policy_class = PendingPolicy
+    policy_class = TokenLimitPolicy

@@ -1,0 +1,150 @@
+"""The relay side of tollgate-token-limit: admit on estimated tokens, settle on exact usage.
+
+Admission reserves the prompt's tokens (counted with tiktoken on the request as it goes
+upstream, plus ``max_tokens`` when ``reserve_max_tokens`` is on) in every window at once;
+once the answer is complete, the reservation is corrected to the provider's usage, so a
+request is charged in the same request, streams included.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ... import estimate, runtime
+from ...context import BodyError, RequestContext
+from ...relay.errors import openai_error
+from ...store import StoreUnavailable, Window, WindowState
+from ..base import Policy
+from ..limits import Grant, UnknownIdentity, count_refusal, identifier_value, now, reserve_groups, store_failure
+from .schema import WINDOW_NAMES
+
+PROXY = "tollgate-proxy"
+
+
+class InvalidWindow(ValueError):
+    pass
+
+
+def window_seconds(size: str) -> int:
+    """``"minute"`` or ``"60"`` as seconds."""
+    if size in WINDOW_NAMES:
+        return WINDOW_NAMES[size]
+    try:
+        seconds = int(size)
+    except ValueError:
+        raise InvalidWindow(f"window_size {size!r} is neither a number of seconds nor one of "
+                            f"{', '.join(WINDOW_NAMES)}") from None
+    if seconds <= 0:
+        raise InvalidWindow("window_size must be positive")
+    return seconds
+
+
+class TokenLimitPolicy(Policy):
+    def __init__(self, config: dict[str, Any], plugin: str):
+        super().__init__(config, plugin)
+        self.limits = [{**limit, "seconds": window_seconds(limit["window_size"])} for limit in config["limits"]]
+        if config.get("identifier") == "header" and not config.get("header_name"):
+            raise ValueError("identifier header needs header_name")
+        self.plugin_id = config.get("__plugin_id") or "default"
+
+    async def before(self, ctx: RequestContext) -> Any:
+        proxy = ctx.policies.get(PROXY)
+        provider = proxy.target.provider if proxy else None
+        model = (proxy.target.model if proxy else None) or _requested_model(ctx)
+        applicable = [limit for limit in self.limits if _applies(limit, provider, model)]
+        if not applicable:
+            return None
+        try:
+            who = identifier_value(self.config.get("identifier", "consumer"), ctx, self.config.get("header_name"))
+        except UnknownIdentity as exc:
+            return openai_error(400, str(exc), "invalid_request_error", "missing_identifier")
+        try:
+            prompt = estimate.prompt_tokens(ctx, proxy.route_type if proxy else "llm/v1/chat", model)
+        except BodyError:
+            return None  # the proxy answers malformed bodies with its own 400
+        completion = _max_tokens(ctx, proxy) if self.config.get("reserve_max_tokens") else 0
+        amounts = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        sliding = self.config.get("window_type", "sliding") == "sliding"
+        groups: dict[str, list[Window]] = {}
+        named: dict[str, str] = {}
+        for limit in applicable:
+            key = f"{{tl:{self.plugin_id}:{who}}}:{limit['seconds']}:{limit['tokens_count_strategy']}"
+            groups.setdefault(limit["tokens_count_strategy"], []).append(
+                Window(key, limit["limit"], limit["seconds"], sliding))
+            named[key] = limit["window_size"]
+        store = runtime.current().store_for(self.config)
+        try:
+            grant, refused = await reserve_groups(
+                store, [(counts, amounts[counts], windows) for counts, windows in groups.items()], now())
+        except StoreUnavailable as exc:
+            return store_failure(self.plugin, ctx, self.config, exc)
+        if refused is not None:
+            return self._refuse(ctx, refused.denied, refused.retry_after, refused.states, named)
+        ctx.meta[self.plugin] = grant
+        self._add_headers(ctx.response_headers,
+                          [s for _, r in grant.reservations for s in r.states], named)
+        return None
+
+    async def after(self, ctx: RequestContext) -> None:
+        grant: Grant | None = ctx.meta.get(self.plugin)
+        if grant is None:
+            return
+        usage = ctx.usage
+        actual = ({"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                   "total_tokens": usage.total_tokens} if usage is not None else {})
+        try:
+            await grant.settle(runtime.current().store_for(self.config), actual)
+        except StoreUnavailable as exc:
+            store_failure(self.plugin, ctx, {"fail_open": True}, exc)
+
+    def _refuse(self, ctx: RequestContext, denied: WindowState | None, retry_after: float | None,
+                states: list[WindowState], named: dict[str, str]) -> Any:
+        count_refusal(self.plugin, "token_limit", ctx)
+        headers: dict[str, str] = {}
+        self._add_headers(headers, states, named)
+        wait = math.ceil(retry_after if retry_after is not None else max(0.0, (denied.reset_at if denied else 0) - now()))
+        headers["Retry-After"] = str(max(1, wait))
+        window = named.get(denied.key, "?") if denied else "?"
+        counts = denied.key.rsplit(":", 1)[-1] if denied else "tokens"
+        message = (f"{self.config.get('error_message') or 'AI token rate limit exceeded'}: the {window} window of "
+                   f"{denied.limit if denied else '?'} {counts} is exhausted; retry in {max(1, wait)} s")
+        return openai_error(int(self.config.get("error_code") or 429), message, "rate_limit_exceeded",
+                            "rate_limit_exceeded", headers)
+
+    def _add_headers(self, headers: dict[str, str], states: list[WindowState], named: dict[str, str]) -> None:
+        if self.config.get("hide_client_headers") or not states:
+            return
+        moment = now()
+        for state in states:
+            window = named.get(state.key, "")
+            headers[f"X-AI-RateLimit-Limit-{window}"] = str(state.limit)
+            headers[f"X-AI-RateLimit-Remaining-{window}"] = str(max(0, state.remaining))
+            headers[f"X-AI-RateLimit-Reset-{window}"] = str(max(0, math.ceil(state.reset_at - moment)))
+        tightest = min(states, key=lambda s: (s.remaining, s.reset_at))
+        headers["RateLimit-Limit"] = str(tightest.limit)
+        headers["RateLimit-Remaining"] = str(max(0, tightest.remaining))
+        headers["RateLimit-Reset"] = str(max(0, math.ceil(tightest.reset_at - moment)))
+
+
+def _applies(limit: dict[str, Any], provider: str | None, model: str | None) -> bool:
+    return (not limit.get("providers") or provider in limit["providers"]) and \
+        (not limit.get("models") or model in limit["models"])
+
+
+def _requested_model(ctx: RequestContext) -> str | None:
+    try:
+        body = ctx.json()
+    except BodyError:
+        return None
+    return body.get("model") if isinstance(body, dict) else None
+
+
+def _max_tokens(ctx: RequestContext, proxy: Any) -> int:
+    try:
+        body = ctx.json()
+    except BodyError:
+        body = {}
+    requested = body.get("max_completion_tokens") or body.get("max_tokens") if isinstance(body, dict) else None
+    configured = proxy.target.options.get("max_tokens") if proxy else None
+    return int(requested or configured or 0)

@@ -1,0 +1,470 @@
+"""The Redis store (``strategy: redis``): state shared by every Kong node.
+
+Plain Redis, Sentinel or Cluster through redis-py's asyncio client. Every check-and-change is one
+Lua script (`tollgate.store.scripts`), so it is atomic and costs one round trip. Timeouts are short
+and every call has a deadline: an unreachable Redis shows up fast as `StoreUnavailable`, which
+plugins map to ``fail_open``, instead of holding requests.
+
+Keys: ``<prefix>`` (default ``tollgate:``) + a kind letter + the caller's key, never adding braces
+before the caller's own ``{hash tag}``, so Cluster still routes by it.
+
+Vectors: this Redis has no vector search, so each node keeps a mirror of a namespace's vectors in
+memory (`VectorIndex`) and pulls only what changed since its last pull (a per-namespace change log),
+then fetches the payloads of the best hits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import numpy as np
+from redis import exceptions as rex
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+
+from tollgate.store import scripts
+from tollgate.store import windows as _windows
+from tollgate.store.base import (
+    Counts,
+    Mode,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    VectorHit,
+    as_bytes,
+    incr_amount,
+    ttl_ms,
+)
+from tollgate.store.vectors import VectorIndex, normalize
+
+T = TypeVar("T")
+
+# Replies that mean "the server cannot serve now", whatever exception class the client picked.
+_BUSY_REPLIES = ("LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOREPLICAS", "READONLY", "OOM")
+
+
+@dataclass
+class _Mirror:
+    """This node's copy of a vector namespace, and how far into its change log it has read."""
+
+    index: VectorIndex = field(default_factory=VectorIndex)
+    epoch: str = ""
+    seq: int = 0
+    pulling: asyncio.Future[None] | None = None
+
+
+class RedisStore(Store):
+    """State in Redis, shared by every node that points at the same server, Sentinel set or Cluster.
+
+    Build it with `RedisStore.from_url` (or `tollgate.store.create_store`). ``timeout`` bounds every
+    operation end to end (queueing, connection, retries, reply); at most ``max_in_flight``
+    operations run at once, the others queue within their deadline.
+    """
+
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        *,
+        prefix: str = "tollgate:",
+        timeout: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        max_in_flight: int = 16,
+        sweep_limit: int = 100,
+        sync_batch: int = 1000,
+        closers: Iterable[Callable[[], Awaitable[Any]]] = (),
+        description: str = "redis",
+    ) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ValueError("the key prefix must not contain braces (they would become the hash tag)")
+        self._client = client
+        self._prefix = prefix
+        self._timeout = timeout
+        self._clock = clock
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._cold_cluster = isinstance(client, RedisCluster)
+        self._warm_lock = asyncio.Lock()
+        self._sweep_limit = sweep_limit
+        self._sync_batch = sync_batch
+        self._closers = list(closers)
+        self._description = description
+        self._mirrors: dict[str, _Mirror] = {}
+        register = client.register_script
+        self._windows = register(scripts.WINDOWS)
+        self._settle_script = register(scripts.SETTLE)
+        self._incr = register(scripts.INCR)
+        self._hset = register(scripts.HSET)
+        self._vector_put = register(scripts.VECTOR_PUT)
+        self._vector_delete = register(scripts.VECTOR_DELETE)
+        self._vector_sync = register(scripts.VECTOR_SYNC)
+        self._mget = register(scripts.MGET)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = "tollgate:",
+        timeout: float = 1.0,
+        connect_timeout: float = 0.25,
+        socket_timeout: float = 0.25,
+        max_connections: int = 16,
+        cluster: bool = False,
+        service_name: str | None = None,
+        sentinel_password: str | None = None,
+        clock: Callable[[], float] = time.time,
+        sweep_limit: int = 100,
+        sync_batch: int = 1000,
+        **client_options: Any,
+    ) -> RedisStore:
+        """Connect (lazily) to the Redis that ``url`` names.
+
+        - ``redis://[user:password@]host:port/db`` and ``rediss://`` (TLS): one server;
+          ``cluster=True`` treats it as a Cluster entry point instead.
+        - ``sentinel://[user:password@]host:port[,host:port...]/service[/db]``: the master Sentinel
+          reports for ``service`` (or ``service_name=``); ``sentinel_password=`` (also a query
+          parameter) authenticates to the Sentinels, the userinfo to Redis.
+        - ``redis+cluster://[user:password@]host:port[,host:port...]`` and ``rediss+cluster://``.
+
+        ``timeout`` bounds each operation end to end; ``connect_timeout``/``socket_timeout`` bound
+        each connect and each reply. One failed connection is retried at once (a pooled connection
+        may predate a restart); nothing else is retried, so a script never runs twice because a
+        reply was slow. ``max_connections`` caps the operations in flight, hence the connections per
+        server: Redis runs commands one at a time, so a few connections carry a node's load, and
+        opening many at once on a busy event loop can outlast the connect timeout. Callers beyond
+        it wait their turn within ``timeout``. ``sweep_limit`` bounds how many expired vector
+        entries a put removes; ``sync_batch`` how many vectors a mirror pulls per round trip.
+        ``client_options`` go to redis-py as they are (e.g. ``ssl_ca_certs``).
+        """
+        scheme, _, _ = url.partition("://")
+        scheme = scheme.lower()
+        retry = Retry(NoBackoff(), 1, supported_errors=(rex.ConnectionError,))
+        common: dict[str, Any] = {
+            "socket_connect_timeout": connect_timeout,
+            "socket_timeout": socket_timeout,
+            "retry": retry,
+            **client_options,
+        }
+        closers: list[Callable[[], Awaitable[Any]]] = []
+        client: Redis | RedisCluster
+        if scheme in ("redis+cluster", "rediss+cluster") or (cluster and scheme in ("redis", "rediss")):
+            user, password, hosts, _, _ = _split_url(url, default_port=6379)
+            if scheme.startswith("rediss"):
+                common.setdefault("ssl", True)
+            client = RedisCluster(
+                startup_nodes=[ClusterNode(host, port) for host, port in hosts],
+                username=user,
+                password=password,
+                **common,
+            )
+            description = f"redis cluster {_hosts_text(hosts)}"
+        elif scheme == "sentinel":
+            user, password, hosts, path, query = _split_url(url, default_port=26379)
+            parts = [part for part in path.split("/") if part]
+            service = service_name or (unquote(parts[0]) if parts else None)
+            if not service:
+                raise ValueError("sentinel:// URL needs a service name: sentinel://host:26379/mymaster")
+            db = int(parts[1]) if len(parts) > 1 else 0
+            sentinel_password = sentinel_password or query.get("sentinel_password")
+            sentinel_kwargs = {k: v for k, v in common.items() if k != "ssl"}
+            if sentinel_password:
+                sentinel_kwargs["password"] = sentinel_password
+            sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **common)
+            client = sentinel.master_for(service, username=user, password=password, db=db)
+            closers = [s.aclose for s in sentinel.sentinels]
+            description = f"redis sentinel {_hosts_text(hosts)} service {service}"
+        elif scheme in ("redis", "rediss", "unix"):
+            pool = BlockingConnectionPool.from_url(
+                url, max_connections=max_connections, timeout=timeout, **common
+            )
+            client = Redis(connection_pool=pool)
+            location = urlsplit(url)
+            where = f"{location.hostname}:{location.port or 6379}" if location.hostname else location.path
+            description = f"redis {where}"
+        else:
+            raise ValueError(f"not a Redis URL: {scheme}://...")
+        return cls(
+            client,
+            prefix=prefix,
+            timeout=timeout,
+            clock=clock,
+            max_in_flight=max_connections,
+            sweep_limit=sweep_limit,
+            sync_batch=sync_batch,
+            closers=closers,
+            description=description,
+        )
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._description})"
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    async def _run(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run one Redis exchange under the deadline, turning every failure into a StoreError."""
+        try:
+            async with asyncio.timeout(self._timeout), self._slots:
+                if self._cold_cluster:
+                    await self._warm_up()
+                return await operation()
+        except rex.RedisError as exc:
+            raise _translate(exc, self._description) from exc
+        except rex.RedisClusterException as exc:  # not a RedisError: "cannot connect to the cluster"...
+            raise StoreUnavailable(f"{self._description}: {exc}") from exc
+        except TimeoutError as exc:
+            raise StoreUnavailable(f"{self._description}: no answer within {self._timeout} s") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"{self._description}: {exc}") from exc
+        except Exception as exc:  # the client's own bugs must not reach plugins as anything else
+            raise StoreUnavailable(f"{self._description}: client error {exc!r}") from exc
+
+    async def _warm_up(self) -> None:
+        """Learn a Cluster's topology once, before concurrent commands.
+
+        redis-py 8.1's asyncio RedisCluster, used concurrently while still uninitialised, can
+        disconnect connections other commands are setting up (AttributeError on a None writer).
+        """
+        async with self._warm_lock:
+            if self._cold_cluster:
+                await self._client.initialize()  # type: ignore[union-attr]
+                self._cold_cluster = False
+
+    def _key(self, kind: str, key: str) -> str:
+        return f"{self._prefix}{kind}:{key}"
+
+    # -- windows ----------------------------------------------------------------------------------
+
+    async def _apply(
+        self, windows: Sequence[_windows.Window], buckets: Sequence[_windows.Bucket], amount: int, mode: Mode
+    ) -> tuple[int | None, Counts]:
+        keys: list[str] = []
+        args: list[str] = [str(amount), mode]
+        for window, bucket in zip(windows, buckets):
+            keys += (self._prefix + bucket.current, self._prefix + bucket.previous)
+            args += (str(window.limit), repr(bucket.weight), str(max(1, math.ceil(bucket.ttl * 1000))))
+        reply = await self._run(lambda: self._windows(keys=keys, args=args))
+        refused = int(reply[0])
+        counts = [(int(reply[i]), int(reply[i + 1])) for i in range(1, len(reply), 2)]
+        return (refused - 1 if refused else None), counts
+
+    async def _settle(self, buckets: Sequence[tuple[str, float]], delta: int) -> None:
+        keys = [self._prefix + bucket for bucket, _ in buckets]
+        args = [str(delta)] + [str(max(1, math.ceil(ttl * 1000))) for _, ttl in buckets]
+        await self._run(lambda: self._settle_script(keys=keys, args=args))
+
+    def _ticks(self) -> float:
+        return time.monotonic()
+
+    # -- small values -----------------------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        return await self._run(lambda: self._client.get(self._key("k", key)))
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        value, lifetime = as_bytes(value), ttl_ms(ttl)
+        await self._run(lambda: self._client.set(self._key("k", key), value, px=lifetime))
+
+    async def delete(self, key: str) -> bool:
+        return bool(await self._run(lambda: self._client.delete(self._key("k", key))))
+
+    async def incr(self, key: str, amount: int | float = 1, ttl: float | None = None) -> int | float:
+        expiry = str(ttl_ms(ttl) or 0)
+        step = incr_amount(amount)
+        kind = "float" if isinstance(step, float) else "int"
+        args = [repr(step) if kind == "float" else str(step), kind, expiry]
+        reply = await self._run(lambda: self._incr(keys=[self._key("k", key)], args=args))
+        return float(reply) if kind == "float" else int(reply)
+
+    async def hget(self, key: str, field: str) -> bytes | None:
+        return await self._run(lambda: self._client.hget(self._key("h", key), field))
+
+    async def hgetall(self, key: str) -> dict[str, bytes]:
+        reply = await self._run(lambda: self._client.hgetall(self._key("h", key)))
+        return {name.decode(): value for name, value in reply.items()}
+
+    async def hset(self, key: str, mapping: Mapping[str, bytes], ttl: float | None = None) -> None:
+        args: list[str | bytes] = [str(ttl_ms(ttl) or 0)]
+        for name, value in mapping.items():
+            args += (str(name), as_bytes(value, "hash value"))
+        if len(args) > 1:
+            await self._run(lambda: self._hset(keys=[self._key("h", key)], args=args))
+
+    # -- vectors ----------------------------------------------------------------------------------
+
+    def _space(self, namespace: str) -> str:
+        return f"{self._prefix}v:{_windows.hash_tagged(namespace)}:"
+
+    def _space_keys(self, namespace: str) -> list[str]:
+        base = self._space(namespace)
+        return [base + "vec", base + "exp", base + "log", base + "seq", base + "epoch"]
+
+    async def vector_put(
+        self, namespace: str, entry_id: str, vector: np.ndarray, payload: bytes, ttl: float | None = None
+    ) -> None:
+        unit = normalize(vector)
+        payload = as_bytes(payload, "payload")
+        lifetime = ttl_ms(ttl)
+        mirror = self._mirrors.get(namespace)
+        if mirror is not None and len(mirror.index) and mirror.index.dim != unit.shape[0]:
+            held = mirror.index.dim
+            raise ValueError(f"vector has {unit.shape[0]} dimensions, namespace {namespace!r} holds {held}")
+        now = self._clock()
+        expires_at = math.inf if ttl is None else now + ttl
+        keys = self._space_keys(namespace) + [self._space(namespace) + "p:" + entry_id]
+        args = [
+            entry_id,
+            unit.tobytes(),
+            "+inf" if lifetime is None else str(round(expires_at * 1000)),
+            payload,
+            str(lifetime or 0),
+            str(round(now * 1000)),
+            secrets.token_hex(8),
+            str(self._sweep_limit),
+        ]
+        await self._run(lambda: self._vector_put(keys=keys, args=args))
+        if mirror is not None:  # see our own write at once; the next pull confirms it
+            mirror.index.put(entry_id, unit, expires_at)
+
+    async def vector_search(
+        self, namespace: str, vector: np.ndarray, k: int = 1, min_score: float = -1.0
+    ) -> list[VectorHit]:
+        unit = normalize(vector)
+        if k <= 0:
+            return []
+        mirror = await self._refresh(namespace)
+        found = mirror.index.search(unit, k, min_score, self._clock())
+        if not found:
+            return []
+        base = self._space(namespace)
+        payload_keys = [base + "p:" + entry_id for entry_id, _, _ in found]
+        payloads = await self._run(lambda: self._mget(keys=payload_keys))
+        hits = []
+        for (entry_id, score, _), payload in zip(found, payloads):
+            if payload is None:  # expired or deleted since the last pull
+                mirror.index.remove(entry_id)
+            else:
+                hits.append(VectorHit(entry_id, score, payload))
+        return hits
+
+    async def vector_delete(self, namespace: str, entry_id: str) -> None:
+        base = self._space(namespace)
+        keys = self._space_keys(namespace)[:4] + [base + "p:" + entry_id]
+        await self._run(lambda: self._vector_delete(keys=keys, args=[entry_id]))
+        mirror = self._mirrors.get(namespace)
+        if mirror is not None:
+            mirror.index.remove(entry_id)
+
+    async def _refresh(self, namespace: str) -> _Mirror:
+        """Bring the namespace's mirror up to date; concurrent searches share one pull."""
+        mirror = self._mirrors.get(namespace)
+        if mirror is None:
+            mirror = self._mirrors[namespace] = _Mirror()
+        pulling = mirror.pulling
+        if pulling is None or pulling.done():
+            pulling = mirror.pulling = asyncio.ensure_future(self._pull(namespace, mirror))
+            pulling.add_done_callback(_retrieve)
+        await asyncio.shield(pulling)
+        return mirror
+
+    async def _pull(self, namespace: str, mirror: _Mirror) -> None:
+        """Read the namespace's change log from the mirror's position, a batch per round trip."""
+        keys = self._space_keys(namespace)
+        while True:
+            args = [mirror.epoch, str(mirror.seq), str(self._sync_batch)]
+            reply = await self._run(lambda: self._vector_sync(keys=keys, args=args))
+            epoch, seq, ids, vectors, expiries, last = reply
+            epoch = epoch.decode()
+            index = mirror.index
+            if epoch != mirror.epoch:  # first pull, or the namespace was wiped: start from scratch
+                index.clear()
+                mirror.epoch, mirror.seq = epoch, 0
+            for raw_id, blob, expiry in zip(ids, vectors, expiries):
+                entry_id = raw_id.decode()
+                expires_at = float(expiry) / 1000
+                if not blob or expires_at <= 0:
+                    index.remove(entry_id)
+                    continue
+                unit = np.frombuffer(blob, dtype=np.float32)
+                if len(index) and unit.shape[0] != index.dim:
+                    continue  # another model's vector in this namespace: unsearchable here
+                index.put(entry_id, unit, expires_at)
+            if len(ids) < self._sync_batch:
+                mirror.seq = max(mirror.seq, int(seq))
+                return
+            mirror.seq = int(last)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        await self._run(lambda: self._client.ping())
+
+    async def close(self) -> None:
+        for mirror in self._mirrors.values():
+            if mirror.pulling is not None:
+                mirror.pulling.cancel()
+        self._mirrors.clear()
+        for close in [self._client.aclose, *self._closers]:
+            try:
+                await close()
+            except Exception:  # closing a dead connection must not fail shutdown
+                pass
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark a shared pull's failure as seen even if every waiter went away."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _translate(exc: rex.RedisError, where: str) -> StoreError:
+    """Redis's exception classes, mapped to the store's two."""
+    if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, rex.ClusterError, rex.TryAgainError)):
+        return StoreUnavailable(f"{where}: {exc}")
+    if isinstance(exc, rex.ResponseError) and str(exc).lstrip().upper().startswith(_BUSY_REPLIES):
+        return StoreUnavailable(f"{where}: {exc}")
+    if isinstance(exc, (rex.ReadOnlyError, rex.OutOfMemoryError)):
+        return StoreUnavailable(f"{where}: {exc}")
+    return StoreError(f"{where}: {exc}")
+
+
+def _split_url(
+    url: str, default_port: int
+) -> tuple[str | None, str | None, list[tuple[str, int]], str, dict[str, str]]:
+    """user, password, [(host, port)...], path, query of a URL whose host part may list several hosts."""
+    rest = url.partition("://")[2]
+    rest, _, query = rest.partition("?")
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, hostlist = netloc.rpartition("@")
+    user = password = None
+    if at:
+        name, colon, secret = userinfo.partition(":")
+        user = unquote(name) or None
+        password = unquote(secret) if colon else None
+    hosts = [_host_port(item, default_port) for item in hostlist.split(",") if item]
+    if not hosts:
+        raise ValueError("Redis URL names no host")
+    params = {name: values[-1] for name, values in parse_qs(query).items()}
+    return user, password, hosts, slash + path, params
+
+
+def _host_port(item: str, default_port: int) -> tuple[str, int]:
+    if item.startswith("["):  # [ipv6]:port
+        host, _, port = item[1:].partition("]")
+        return host, int(port.lstrip(":") or default_port)
+    host, colon, port = item.rpartition(":")
+    if not colon:
+        return item, default_port
+    return host, int(port)
+
+
+def _hosts_text(hosts: Sequence[tuple[str, int]]) -> str:
+    return ",".join(f"{host}:{port}" for host, port in hosts)

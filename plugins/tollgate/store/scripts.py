@@ -1,0 +1,171 @@
+"""Server-side Lua for the Redis store: each check-and-change is one atomic script, one round trip.
+
+Kept as Python strings (not .lua files) so they ship wherever the package does. Numbers cross as
+strings: counters are integers (INCRBY), and a sliding window's weight travels as Python's repr of
+the float, which Lua parses back to the same double, so both sides compute the same usage.
+Every key a script touches is passed in KEYS (Redis Cluster routes by them).
+"""
+
+# KEYS[2i-1], KEYS[2i]: current and previous bucket of window i (the same key for fixed windows)
+# ARGV[1]: amount (integer); ARGV[2]: mode, 'reserve' | 'charge' | 'peek'
+# ARGV[3i], ARGV[3i+1], ARGV[3i+2]: limit, weight of the previous bucket, TTL of the current (ms)
+# Returns {refused window (1-based, 0 = none), current_1, previous_1, current_2, previous_2, ...}
+WINDOWS = """
+local amount = tonumber(ARGV[1])
+local mode = ARGV[2]
+local n = #KEYS / 2
+local out = {0}
+local refused = 0
+for i = 1, n do
+  local current = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
+  local weight = tonumber(ARGV[3 * i + 1])
+  local previous = 0
+  if weight > 0 then
+    previous = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
+  end
+  out[2 * i] = current
+  out[2 * i + 1] = previous
+  if mode == 'reserve' and refused == 0 then
+    local used = previous * weight + current
+    local limit = tonumber(ARGV[3 * i])
+    if used >= limit or used + amount > limit then
+      refused = i
+    end
+  end
+end
+if mode ~= 'peek' and refused == 0 and amount ~= 0 then
+  local charged = {}  -- windows sharing a bucket charge it once
+  for i = 1, n do
+    local key = KEYS[2 * i - 1]
+    local current = charged[key]
+    if current == nil then
+      current = redis.call('INCRBY', key, ARGV[1])
+      if current < 0 then
+        redis.call('SET', key, '0', 'KEEPTTL')
+        current = 0
+      end
+      redis.call('PEXPIRE', key, ARGV[3 * i + 2])
+      charged[key] = current
+    end
+    out[2 * i] = current
+  end
+end
+out[1] = refused
+return out
+"""
+
+# KEYS: buckets a reservation charged; ARGV[1]: delta (integer); ARGV[1+i]: ms KEYS[i] still lives
+# A bucket never drops below zero; a missing one is created only to add to it.
+SETTLE = """
+local delta = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  local current = redis.call('GET', key)
+  if current then
+    if tonumber(current) + delta < 0 then
+      redis.call('SET', key, '0', 'KEEPTTL')
+    else
+      redis.call('INCRBY', key, ARGV[1])
+    end
+  elseif delta > 0 then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[i + 1])
+  end
+end
+return 0
+"""
+
+# KEYS[1]: counter; ARGV[1]: amount; ARGV[2]: 'int' | 'float'; ARGV[3]: TTL ms ('0': none)
+# The TTL is set only when the key has none, so a counter lives TTL from its first increment.
+INCR = """
+local value
+if ARGV[2] == 'float' then
+  value = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
+else
+  value = redis.call('INCRBY', KEYS[1], ARGV[1])
+end
+if ARGV[3] ~= '0' and redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return value
+"""
+
+# KEYS[1]: hash; ARGV[1]: TTL ms ('0': keep the current expiry); ARGV[2..]: field, value, ...
+HSET = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+if ARGV[1] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+# A vector namespace is five keys sharing one hash tag, plus one key per payload:
+#   vec   hash  id -> unit vector (float32 bytes)
+#   exp   zset  id -> expiry (epoch ms, +inf: none; 0: deleted)
+#   log   zset  id -> sequence number of its last change (mirrors pull what changed since theirs)
+#   seq   the last sequence number
+#   epoch a random token set by the first put: a mirror that sees another one reloads everything
+# Expired entries need no news: mirrors know every expiry and drop them on their own.
+
+# KEYS: vec, exp, log, seq, epoch, payload
+# ARGV: id, vector, expiry ms ('+inf'), payload, TTL ms ('0': none), now ms, new epoch, sweep limit
+# Returns {epoch, sequence number of this put}
+VECTOR_PUT = """
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[6], 'LIMIT', 0, tonumber(ARGV[8]))
+for _, id in ipairs(stale) do
+  redis.call('HDEL', KEYS[1], id)
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('ZREM', KEYS[3], id)
+end
+redis.call('SET', KEYS[5], ARGV[7], 'NX')
+local seq = redis.call('INCR', KEYS[4])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('ZADD', KEYS[3], seq, ARGV[1])
+if ARGV[5] == '0' then
+  redis.call('SET', KEYS[6], ARGV[4])
+else
+  redis.call('SET', KEYS[6], ARGV[4], 'PX', ARGV[5])
+end
+return {redis.call('GET', KEYS[5]), seq}
+"""
+
+# KEYS: vec, exp, log, seq, payload; ARGV[1]: id
+VECTOR_DELETE = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then
+  local seq = redis.call('INCR', KEYS[4])
+  redis.call('ZADD', KEYS[2], 0, ARGV[1])
+  redis.call('ZADD', KEYS[3], seq, ARGV[1])
+end
+redis.call('DEL', KEYS[5])
+return 0
+"""
+
+# KEYS: vec, exp, log, seq, epoch
+# ARGV[1]: the mirror's epoch ('' if none); ARGV[2]: its sequence number; ARGV[3]: batch size
+# Returns {epoch ('' if none), sequence, ids, vectors ('' = deleted), expiries, last}: up to a batch
+# of entries changed after the mirror's sequence (after 0 when the epochs differ); last is the
+# sequence number of the last one returned.
+VECTOR_SYNC = """
+local epoch = redis.call('GET', KEYS[5]) or ''
+local seq = redis.call('GET', KEYS[4]) or '0'
+local since = ARGV[2]
+if epoch ~= ARGV[1] then
+  since = '0'
+end
+local rows = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. since, '+inf',
+                       'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
+local ids, vectors, expiries = {}, {}, {}
+local last = since
+for i = 1, #rows, 2 do
+  local id = rows[i]
+  ids[#ids + 1] = id
+  vectors[#vectors + 1] = redis.call('HGET', KEYS[1], id) or ''
+  expiries[#expiries + 1] = redis.call('ZSCORE', KEYS[2], id) or '0'
+  last = rows[i + 1]
+end
+return {epoch, seq, ids, vectors, expiries, last}
+"""
+
+# KEYS: payload keys (one hash slot); returns their values (nil for gone ones)
+MGET = """
+return redis.call('MGET', unpack(KEYS))
+"""

@@ -1,0 +1,147 @@
+"""An in-memory matrix of unit vectors searched by cosine similarity with numpy.
+
+The local store keeps its semantic-cache entries here; the Redis store keeps a mirror of each
+namespace here, because the Redis on hand has no vector search: it only stores the vectors.
+Rows are unit-normalised once, on the way in, so a search is one matrix-vector product.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_MIN_CAPACITY = 64
+
+
+def normalize(vector: object) -> np.ndarray:
+    """A contiguous float32 unit vector; rejects what has no direction (zero, NaN, not 1-D)."""
+    array = np.asarray(vector, dtype=np.float32)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError("a vector must be a non-empty 1-D array")
+    norm = float(np.linalg.norm(array))
+    if not (norm > 0 and math.isfinite(norm)):
+        raise ValueError("a vector must be finite and non-zero")
+    return np.ascontiguousarray(array / norm, dtype=np.float32)
+
+
+class VectorIndex:
+    """Entries (id -> unit vector, expiry, optional payload) packed in one growable matrix.
+
+    Removal leaves a hole that later compaction closes, so ids never shift under a search.
+    Expired rows are dropped by the search that meets them and by `prune`.
+    """
+
+    def __init__(self) -> None:
+        self.dim: int | None = None
+        self._rows = np.empty((0, 0), dtype=np.float32)
+        self._expires = np.empty(0, dtype=np.float64)  # -inf marks a hole
+        self._ids: list[str | None] = []
+        self._payloads: list[bytes | None] = []
+        self._where: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, entry_id: object) -> bool:
+        return entry_id in self._where
+
+    def put(self, entry_id: str, unit: np.ndarray, expires_at: float, payload: bytes | None = None) -> None:
+        """Insert or replace an entry; ``unit`` must come from `normalize`."""
+        if not self._where:  # empty: the first vector sets the dimension
+            self._reset(unit.shape[0])
+        if unit.shape != (self.dim,):
+            raise ValueError(f"vector has {unit.shape[0]} dimensions, this namespace holds {self.dim}")
+        row = self._where.get(entry_id)
+        if row is None:
+            row = self._append_slot()
+            self._where[entry_id] = row
+            self._ids[row] = entry_id
+        self._rows[row] = unit
+        self._expires[row] = expires_at
+        self._payloads[row] = payload
+
+    def remove(self, entry_id: str) -> bool:
+        row = self._where.pop(entry_id, None)
+        if row is None:
+            return False
+        self._ids[row] = None
+        self._payloads[row] = None
+        self._expires[row] = -math.inf
+        return True
+
+    def clear(self) -> None:
+        self._reset(0)
+        self.dim = None
+
+    def search(
+        self, unit: np.ndarray, k: int, min_score: float, now: float
+    ) -> list[tuple[str, float, bytes | None]]:
+        """The best ``k`` live rows with cosine >= ``min_score``, best first."""
+        count = len(self._ids)
+        if k <= 0 or not self._where:
+            return []
+        if unit.shape != (self.dim,):
+            raise ValueError(f"query has {unit.shape[0]} dimensions, this namespace holds {self.dim}")
+        expires = self._expires[:count]
+        stale = np.flatnonzero((expires <= now) & (expires != -math.inf))
+        for row in stale.tolist():
+            self.remove(self._ids[row])  # type: ignore[arg-type]
+        scores = self._rows[:count] @ unit
+        candidates = np.flatnonzero((scores >= min_score) & (expires > now))
+        if candidates.size > k:
+            best = np.argpartition(scores[candidates], -k)[-k:]
+            candidates = candidates[best]
+        order = candidates[np.argsort(-scores[candidates], kind="stable")]
+        hits = [(self._ids[row], float(scores[row]), self._payloads[row]) for row in order.tolist()]
+        self._maybe_compact()
+        return hits  # type: ignore[return-value]
+
+    def prune(self, now: float) -> int:
+        """Drop expired entries and close holes; returns how many entries were dropped."""
+        count = len(self._ids)
+        expires = self._expires[:count]
+        stale = np.flatnonzero((expires <= now) & (expires != -math.inf)).tolist()
+        for row in stale:
+            self.remove(self._ids[row])  # type: ignore[arg-type]
+        self._maybe_compact(force=bool(stale))
+        return len(stale)
+
+    # -- storage ------------------------------------------------------------------------------
+
+    def _reset(self, dim: int) -> None:
+        self.dim = dim
+        self._rows = np.empty((_MIN_CAPACITY if dim else 0, dim), dtype=np.float32)
+        self._expires = np.full(self._rows.shape[0], -math.inf)
+        self._ids = []
+        self._payloads = []
+        self._where = {}
+
+    def _append_slot(self) -> int:
+        row = len(self._ids)
+        if row >= self._rows.shape[0]:
+            self._compact(grow=True)
+            row = len(self._ids)
+        self._ids.append(None)
+        self._payloads.append(None)
+        return row
+
+    def _maybe_compact(self, force: bool = False) -> None:
+        holes = len(self._ids) - len(self._where)
+        if holes and (force or holes > max(_MIN_CAPACITY, len(self._ids) // 2)):
+            self._compact(grow=False)
+
+    def _compact(self, grow: bool) -> None:
+        """Move live rows to the front; with ``grow``, make room for at least one more."""
+        live = [row for row, entry_id in enumerate(self._ids) if entry_id is not None]
+        capacity = max(_MIN_CAPACITY, self._rows.shape[0])
+        if grow and len(live) >= capacity // 2:
+            capacity *= 2
+        rows = np.empty((capacity, self.dim or 0), dtype=np.float32)
+        expires = np.full(capacity, -math.inf)
+        rows[: len(live)] = self._rows[live]
+        expires[: len(live)] = self._expires[live]
+        self._ids = [self._ids[row] for row in live]
+        self._payloads = [self._payloads[row] for row in live]
+        self._where = {entry_id: row for row, entry_id in enumerate(self._ids)}  # type: ignore[misc]
+        self._rows, self._expires = rows, expires

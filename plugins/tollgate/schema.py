@@ -31,6 +31,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "set": (list, tuple),
     "map": (dict,),
     "record": (dict,),
+    "json": (dict, list, str, int, float, bool),
 }
 
 

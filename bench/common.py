@@ -1,0 +1,139 @@
+"""What the benchmarks share: the gateway under test (Kong double -> Tollgate -> mock LLM),
+/proc readings of one process, and a load loop.
+
+The mock LLM runs in its own process and the Kong double in the benchmark's, so the CPU
+read from /proc for the Tollgate process is Tollgate's alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+import aiohttp
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from tests.gateway.routes import deck  # noqa: E402
+from tests.harness import KongDouble  # noqa: E402
+from tests.harness.procs import TollgateServer  # noqa: E402
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` so far (fields 14 and 15 of /proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * PAGE_KB
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@asynccontextmanager
+async def mock_llm_process(**flags: Any) -> AsyncIterator[str]:
+    port = free_port()
+    argv = [sys.executable, "-m", "tollgate.mock", "--host", "127.0.0.1", "--port", str(port), "--record-limit", "0"]
+    for name, value in flags.items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                try:
+                    async with http.get(url + "/__mock/health") as answer:
+                        if answer.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@asynccontextmanager
+async def gateway(plugins: list[dict[str, Any]], *, redis_url: str | None = None) -> AsyncIterator[tuple[KongDouble, TollgateServer]]:
+    process = TollgateServer(redis_url=redis_url, log_level="warning")
+    process.start(30)
+    try:
+        config = deck(process.relay_url, {"/v1": plugins})
+        double = KongDouble(process.entries("3.9", None), config, kong_version="3.9",
+                            client_body_buffer_size=10 * 1024 * 1024)
+        await double.start()
+        try:
+            yield double, process
+        finally:
+            await double.stop()
+    finally:
+        process.cleanup()
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000 if ordered else 0.0
+
+
+async def load(url: str, body: bytes, requests: int, concurrency: int, headers: dict[str, str] | None = None
+               ) -> LoadResult:
+    """POST ``body`` ``requests`` times with ``concurrency`` workers; read every answer whole."""
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    result = LoadResult(requests=0, seconds=0.0)
+    remaining = requests
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                started = time.perf_counter()
+                async with http.post(url, data=body, headers=headers) as answer:
+                    await answer.read()
+                    if answer.status != 200:
+                        result.errors += 1
+                result.latencies.append(time.perf_counter() - started)
+                result.requests += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        result.seconds = time.perf_counter() - started
+    return result
+
+
+def chat_body(size: int = 4400, **extra: Any) -> bytes:
+    """A chat request of about ``size`` bytes (the benchmark issue's 4.4 KB body)."""
+    import orjson
+
+    filler = ("The quick brown fox jumps over the lazy dog. " * (size // 45 + 1))[: max(0, size - 200)]
+    return orjson.dumps({"model": "gpt-4o-mini", "messages": [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": filler}], **extra})

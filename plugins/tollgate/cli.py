@@ -1,4 +1,4 @@
-"""``tollgate``: run the process (``serve``) or describe the plugins to Kong (``dump``)."""
+"""``tollgate``: run the process (``serve``), describe the plugins to Kong (``dump``), list budget spend (``spend``)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,69 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _instant(text: str | None) -> float | None:
+    """``--at``: epoch seconds or an ISO 8601 timestamp (UTC when it names no offset)."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    import datetime as dt
+
+    moment = dt.datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.timestamp()
+
+
+def _spend(args: argparse.Namespace) -> int:
+    """Budget spend per scope and period: from Redis directly, or from a running process's status listener."""
+    import json
+    import time
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from .plugins.cost_quota.spend import format_table, report_stores
+
+    try:
+        at = _instant(args.at)
+    except ValueError:
+        print(f"tollgate spend: --at {args.at!r} is neither epoch seconds nor an ISO 8601 time", file=sys.stderr)
+        return 2
+    if args.redis_url:
+        from .store import create_store
+
+        async def read() -> list:
+            store = create_store(args.redis_url, timeout=args.timeout, connect_timeout=args.timeout,
+                                 socket_timeout=args.timeout)
+            try:
+                return await report_stores([(repr(store), store)], at if at is not None else time.time(),
+                                           args.namespace)
+            finally:
+                await store.close()
+
+        rows = asyncio.run(read())
+    else:
+        settings = Settings()
+        url = args.status_url or f"http://{settings.status_host}:{settings.status_port}"
+        query = {k: v for k, v in (("at", at), ("namespace", args.namespace)) if v is not None}
+        target = url.rstrip("/") + "/spend" + ("?" + urllib.parse.urlencode(query) if query else "")
+        try:
+            with urllib.request.urlopen(target, timeout=args.timeout) as answer:
+                rows = json.loads(answer.read())["rows"]
+        except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+            print(f"tollgate spend: cannot read {target}: {exc}\n(is `tollgate serve` running with that status "
+                  "listener? for strategy redis, --redis-url reads Redis directly)", file=sys.stderr)
+            return 1
+    if args.json:
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(format_table(rows) + "\n")
+    return 1 if any("error" in row for row in rows) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tollgate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--redis-url")
     serve.add_argument("--log-level")
     serve.set_defaults(run=_serve)
+
+    spend = commands.add_parser("spend", help="list tollgate-cost-quota spend per budget, scope and period")
+    spend.add_argument("--redis-url", help="read the budgets of strategy redis from this Redis directly")
+    spend.add_argument("--status-url", help="a running process's status listener (default: "
+                                            "TOLLGATE_STATUS_HOST/PORT); it reports every store it uses, local included")
+    spend.add_argument("--namespace", help="only this namespace (a plugin instance's id unless configured)")
+    spend.add_argument("--at", help="report the periods containing this instant (epoch seconds or ISO 8601; "
+                                    "default: now)")
+    spend.add_argument("--json", action="store_true", help="one JSON row per budget and scope (micro-units too)")
+    spend.add_argument("--timeout", type=float, default=5.0)
+    spend.set_defaults(run=_spend)
 
     args = parser.parse_args(argv)
     return args.run(args)

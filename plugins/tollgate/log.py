@@ -22,7 +22,8 @@ REDACTED = "[redacted]"
 
 def scrub(value: Any, _key: str = "") -> Any:
     """Return a copy of ``value`` with anything that looks like a credential replaced."""
-    if _key and _SECRET_KEYS.search(_key):
+    # Numbers are counts, not credentials: "prompt_tokens" or "time_to_first_token" must stay readable.
+    if _key and _SECRET_KEYS.search(_key) and not isinstance(value, (bool, int, float)):
         return REDACTED if value not in (None, "", [], {}) else value
     if isinstance(value, dict):
         return {k: scrub(v, str(k)) for k, v in value.items()}

@@ -90,9 +90,23 @@ def status_app() -> web.Application:
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    async def spend(request: web.Request) -> web.Response:
+        """Budget spend from every store this process uses (``tollgate spend`` reads local state here)."""
+        from .plugins.cost_quota.spend import report_stores
+
+        runtime = runtime_module.current()
+        try:
+            at = float(request.query["at"]) if "at" in request.query else runtime.clock()
+        except ValueError:
+            return web.json_response({"error": "at must be epoch seconds"}, status=400)
+        stores = [("local" if key == "local" else repr(store), store) for key, store in list(runtime.stores.items())]
+        rows = await report_stores(stores, at, request.query.get("namespace") or None)
+        return web.json_response({"at": at, "rows": rows})
+
     app = web.Application()
     app.router.add_get("/metrics", serve_metrics)
     app.router.add_get("/health", health)
+    app.router.add_get("/spend", spend)
     return app
 
 

@@ -33,7 +33,7 @@ class Runtime:
         from .store import create_store
 
         if config.get("strategy", "local") == "local":
-            key, url, options = "local", None, {"clock": self.clock}
+            key, url, options = "local", None, {"clock": lambda: self.clock()}
         else:
             redis = config.get("redis") or {}
             url = redis.get("url") or self.settings.redis_url

@@ -86,6 +86,7 @@ async def test_instance_ids_never_reused(server):
     first = await start(server, "sleepy", seq=1)
     second = await start(server, "sleepy", seq=2)
     await server.dispatch("plugin.CloseInstance", [first])
+    await asyncio.sleep(0.005)  # a restart comes at least milliseconds later
     restarted = PluginServer(server.plugins)
     try:
         third = await start(restarted, "sleepy", seq=1)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .. import log, metrics, runtime
-from ..context import RequestContext
+from ..context import BodyError, RequestContext
 from ..relay.errors import openai_error
 from ..store import Reservation, StoreUnavailable, Window
 
@@ -103,3 +103,65 @@ def count_refusal(plugin: str, reason: str, ctx: RequestContext) -> None:
 
 def now() -> float:
     return runtime.current().clock()
+
+
+# -- what a limit needs to know about the request (shared by token limit and cost quota) ---------------------
+
+PROXY = "tollgate-proxy"
+
+
+def proxy_of(ctx: RequestContext) -> Any:
+    """The route's tollgate-proxy policy (its ``target``: provider, model, options), or None."""
+    return ctx.policies.get(PROXY)
+
+
+def requested_model(ctx: RequestContext) -> str | None:
+    """The model the request body names, if any (a malformed body names none)."""
+    try:
+        body = ctx.json()
+    except BodyError:
+        return None
+    model = body.get("model") if isinstance(body, dict) else None
+    return model if isinstance(model, str) else None
+
+
+def requested_max_tokens(ctx: RequestContext) -> int | None:
+    """The client's output cap: ``max_completion_tokens``, else ``max_tokens``; None when it sets none."""
+    try:
+        body = ctx.json()
+    except BodyError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    for field in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+        value = body.get(field)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def candidate_targets(ctx: RequestContext) -> list[tuple[str | None, str | None, dict[str, Any]]]:
+    """``(provider, model, options)`` of every target the proxy may call for this request, before it chooses.
+
+    A proxy with several targets (balancing, fallback) may answer from any of them; a target whose model the
+    client names (or a template decides) is listed with the model the request names. Without a proxy on the
+    route: the request's own model, provider unknown.
+    """
+    proxy = proxy_of(ctx)
+    requested = requested_model(ctx)
+    if proxy is None:
+        return [(None, requested, {})]
+    specs = getattr(proxy, "specs", None)
+    if specs:
+        return [(spec.provider, getattr(spec, "pinned_model", spec.model) or requested, spec.options or {})
+                for spec in specs]
+    target = proxy.target
+    return [(target.provider, target.model or requested, target.options or {})]
+
+
+def chosen_target(ctx: RequestContext) -> tuple[str | None, str | None, dict[str, Any]] | None:
+    """``(provider, model, options)`` of the target the proxy actually called, once it has (else None)."""
+    target = ctx.meta.get("chosen_target")
+    if target is None:
+        return None
+    return target.provider, target.model, target.options or {}

@@ -9,6 +9,7 @@ config.
 from __future__ import annotations
 
 import itertools
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,9 +61,15 @@ def _id(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def first_id() -> int:
+    """Where a process starts numbering: the start time in ms, then random bits (two processes
+    started in the same millisecond still differ), kept under 2**53 so Lua's numbers hold it."""
+    return (int(time.time() * 1000) % (1 << 41)) << 11 | secrets.randbits(11)
+
+
 class InstanceTable:
     def __init__(self) -> None:
-        self._next_id = itertools.count(int(time.time() * 1000) % (1 << 41) << 10)
+        self._next_id = itertools.count(first_id())
         self._by_id: dict[int, Instance] = {}
 
     def add(self, plugin: PluginModule, config: dict[str, Any], handler: Any) -> Instance:

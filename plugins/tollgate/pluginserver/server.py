@@ -21,7 +21,7 @@ import orjson
 from .. import log
 from . import pdk
 from .events import RESPONDING_PHASES, RET, Event
-from .instances import Instance, InstanceTable, NoInstance
+from .instances import Instance, InstanceTable, NoInstance, first_id
 from .loader import PluginModule
 
 logger = log.get("pluginserver")
@@ -52,7 +52,7 @@ class PluginServer:
         self.plugins = plugins
         self.instances = InstanceTable()
         self.events: dict[int, Event] = {}
-        self._event_ids = itertools.count(int(time.time() * 1000) % (1 << 41) << 10)
+        self._event_ids = itertools.count(first_id())
         self._handler_timeout = handler_timeout
         self._event_timeout = event_timeout
         self._executor = ThreadPoolExecutor(max_workers=sync_threads, thread_name_prefix="tollgate-handler")

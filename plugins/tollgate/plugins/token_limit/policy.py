@@ -16,10 +16,9 @@ from ...context import BodyError, RequestContext
 from ...relay.errors import openai_error
 from ...store import StoreUnavailable, Window, WindowState
 from ..base import Policy
-from ..limits import Grant, UnknownIdentity, count_refusal, identifier_value, now, reserve_groups, store_failure
+from ..limits import (Grant, UnknownIdentity, candidate_targets, count_refusal, identifier_value, now, proxy_of,
+                      requested_max_tokens, reserve_groups, store_failure)
 from .schema import WINDOW_NAMES
-
-PROXY = "tollgate-proxy"
 
 
 class InvalidWindow(ValueError):
@@ -49,10 +48,11 @@ class TokenLimitPolicy(Policy):
         self.plugin_id = config.get("__plugin_id") or "default"
 
     async def before(self, ctx: RequestContext) -> Any:
-        proxy = ctx.policies.get(PROXY)
-        provider = proxy.target.provider if proxy else None
-        model = (proxy.target.model if proxy else None) or _requested_model(ctx)
-        applicable = [limit for limit in self.limits if _applies(limit, provider, model)]
+        proxy = proxy_of(ctx)
+        candidates = candidate_targets(ctx)
+        model = candidates[0][1] if candidates else None
+        applicable = [limit for limit in self.limits
+                      if any(_applies(limit, provider, name) for provider, name, _ in candidates)]
         if not applicable:
             return None
         try:
@@ -63,7 +63,7 @@ class TokenLimitPolicy(Policy):
             prompt = estimate.prompt_tokens(ctx, proxy.route_type if proxy else "llm/v1/chat", model)
         except BodyError:
             return None  # the proxy answers malformed bodies with its own 400
-        completion = _max_tokens(ctx, proxy) if self.config.get("reserve_max_tokens") else 0
+        completion = _max_tokens(ctx, candidates) if self.config.get("reserve_max_tokens") else 0
         amounts = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
         sliding = self.config.get("window_type", "sliding") == "sliding"
         groups: dict[str, list[Window]] = {}
@@ -132,19 +132,7 @@ def _applies(limit: dict[str, Any], provider: str | None, model: str | None) -> 
         (not limit.get("models") or model in limit["models"])
 
 
-def _requested_model(ctx: RequestContext) -> str | None:
-    try:
-        body = ctx.json()
-    except BodyError:
-        return None
-    return body.get("model") if isinstance(body, dict) else None
-
-
-def _max_tokens(ctx: RequestContext, proxy: Any) -> int:
-    try:
-        body = ctx.json()
-    except BodyError:
-        body = {}
-    requested = body.get("max_completion_tokens") or body.get("max_tokens") if isinstance(body, dict) else None
-    configured = proxy.target.options.get("max_tokens") if proxy else None
-    return int(requested or configured or 0)
+def _max_tokens(ctx: RequestContext, candidates: list) -> int:
+    """What the answer may cost at most: the client's cap, else the largest cap a target sets."""
+    configured = [options.get("max_tokens") or 0 for _, _, options in candidates]
+    return int(requested_max_tokens(ctx) or max(configured, default=0))

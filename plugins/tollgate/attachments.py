@@ -27,6 +27,7 @@ class Attachment:
     handler: Any                    # the plugin instance's handler object (holds its config)
     identity: dict[str, Any]
     issued_at: float = field(default_factory=time.monotonic)
+    extra: dict[str, Any] = field(default_factory=dict)   # what else access learnt for the relay (uri captures)
 
 
 class AttachmentTable:
@@ -34,9 +35,9 @@ class AttachmentTable:
         self._ttl = ttl
         self._pending: dict[str, Attachment] = {}
 
-    def issue(self, plugin: str, handler: Any, identity: dict[str, Any]) -> str:
+    def issue(self, plugin: str, handler: Any, identity: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
         token = secrets.token_urlsafe(16)
-        self._pending[token] = Attachment(plugin, handler, identity)
+        self._pending[token] = Attachment(plugin, handler, identity, extra=extra or {})
         return token
 
     def claim(self, tokens: list[str]) -> list[Attachment]:

@@ -49,6 +49,9 @@ class Relay:
                              headers=request.headers, body=await request.read(),
                              identity=next((a.identity for a in attachments if a.identity), {}),
                              policies=policies, route_id=_route_of(attachments))
+        extras = {a.plugin: a.extra for a in attachments if a.extra}
+        if extras:
+            ctx.meta["attached"] = extras  # per plugin: what its access handler learnt for the relay
         return await self._run(ctx, request)
 
     async def _run(self, ctx: RequestContext, request: web.Request) -> web.StreamResponse:

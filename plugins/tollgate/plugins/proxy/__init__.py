@@ -1,4 +1,7 @@
-"""tollgate-proxy (see handler.py for the Kong side, schema.py for its config)."""
+"""tollgate-proxy: one OpenAI-compatible API in front of every provider, with routing, retries and failover.
+
+README.md explains the config and the modules; handler.py is the Kong side, policy.py the relay side.
+"""
 
 from ... import __version__ as version
 from .handler import Plugin

@@ -1,0 +1,132 @@
+"""One call to one target, and what came of it: an answer, an open stream, or a classified failure.
+
+A stream counts as answered once its first chunk has been decoded: until then nothing has gone to the client, so
+any failure (an error status, an error event, a broken connection, no first token in time) may still fail over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from ...providers.base import ProviderError, UpstreamRequest, Usage
+from ...relay import upstream
+
+
+@dataclass
+class Failure:
+    """Why an attempt failed, as failover criteria name it (``error``, ``timeout``, ``invalid_header``,
+    ``http_<status>``) plus what the client would be told."""
+
+    criterion: str
+    status: int
+    message: str
+    type: str = "api_error"
+    code: str | None = None
+    retry_after: float | None = None
+    elapsed_ms: float = 0.0
+
+    @property
+    def is_timeout(self) -> bool:
+        return self.criterion == "timeout"
+
+    @classmethod
+    def from_provider(cls, error: ProviderError) -> "Failure":
+        return cls(f"http_{error.status}", error.status, error.message, error.type, error.code, error.retry_after)
+
+
+@dataclass
+class Answer:
+    data: dict[str, Any]
+    usage: Usage | None
+    elapsed_ms: float
+
+
+@dataclass
+class OpenStream:
+    """A provider stream whose first chunks are decoded and not yet sent."""
+
+    response: aiohttp.ClientResponse
+    decoder: Any
+    first: list[dict[str, Any]]
+    ended: bool                       # the provider's stream is already over
+    ttft_ms: float
+    started: float                    # monotonic time the attempt began
+    rest: list[dict[str, Any]] = field(default_factory=list)
+
+
+Outcome = Answer | OpenStream | Failure
+
+
+async def call(driver: Any, route_type: str, target: Any, request: UpstreamRequest, *, stream: bool,
+               connect_timeout: float, read_timeout: float, deadline: float) -> Outcome:
+    """Send ``request``; never raises for what a provider or the network does."""
+    started = time.monotonic()
+    remaining = deadline - started
+    if remaining <= 0:
+        return Failure("timeout", 504, "no time was left for this attempt", "timeout", "upstream_timeout")
+    connect = min(connect_timeout, remaining)
+    if stream:
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read_timeout)
+    else:
+        timeout = aiohttp.ClientTimeout(total=remaining, sock_connect=connect, sock_read=min(read_timeout, remaining))
+    response: aiohttp.ClientResponse | None = None
+    read = False                      # the whole body was read: the connection goes back to the pool
+    try:
+        async with asyncio.timeout(remaining):
+            response = await upstream.session().request(request.method, request.url, headers=request.headers,
+                                                         data=request.body, timeout=timeout)
+            if response.status >= 400:
+                body = await response.read()
+                read = True
+                return Failure.from_provider(driver.parse_error(response.status, response.headers, body))
+            if not stream:
+                body = await response.read()
+                read = True
+                try:
+                    data, usage = driver.parse_response(route_type, body, target)
+                except ProviderError as exc:
+                    if exc.status >= 500:
+                        return Failure("invalid_header", 502, exc.message, exc.type, exc.code or "upstream_invalid")
+                    return Failure.from_provider(exc)
+                return Answer(data, usage, (time.monotonic() - started) * 1000)
+            opened = await _first_chunks(driver, route_type, target, response, started)
+            response = None if isinstance(opened, OpenStream) else response
+            return opened
+    except ProviderError as exc:
+        return Failure.from_provider(exc)
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+        waited = time.monotonic() - started
+        return Failure("timeout", 504, _timeout_message(waited), "timeout", "upstream_timeout",
+                       elapsed_ms=waited * 1000)
+    except aiohttp.ClientPayloadError:
+        return Failure("error", 502, "the provider's answer broke off", "api_error", "upstream_broken")
+    except (aiohttp.ClientError, OSError) as exc:
+        return Failure("error", 502, f"the provider could not be reached ({type(exc).__name__})", "api_error",
+                       "upstream_unreachable")
+    finally:
+        if response is not None:
+            if read:
+                response.release()
+            else:
+                response.close()      # cut short: never reuse a connection with an answer half read
+
+
+async def _first_chunks(driver: Any, route_type: str, target: Any, response: aiohttp.ClientResponse,
+                        started: float) -> OpenStream:
+    """Read until the stream yields a chunk (or ends); errors before that are the attempt's failure."""
+    decoder = driver.stream_decoder(route_type, target)
+    async for data in response.content.iter_any():
+        chunks = decoder.feed(data)
+        if chunks:
+            return OpenStream(response, decoder, chunks, False, (time.monotonic() - started) * 1000, started)
+    chunks = decoder.close()
+    return OpenStream(response, decoder, chunks, True, (time.monotonic() - started) * 1000, started)
+
+
+def _timeout_message(waited: float) -> str:
+    return f"the provider did not answer within {waited:.3g} s"

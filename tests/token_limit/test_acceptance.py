@@ -186,3 +186,35 @@ async def test_store_down_follows_fail_open_and_never_hangs(gateway, mock_llm, r
     else:
         assert status == 503 and body["error"]["code"] == "store_unavailable"
         assert headers["X-Tollgate-Fail-Open"] == "false"
+
+
+async def test_a_client_that_leaves_mid_stream_is_charged_for_what_was_generated(gateway, mock_llm, redis_url,
+                                                                                 file_clock):
+    (double,) = await gateway(limit_config(100_000), proxy(mock_llm.url + "/v1/chat/completions"))
+    words = " ".join(f"word{i}" for i in range(40))
+    mock_llm.default = Reply(content=words, prompt_tokens=ESTIMATE, completion_tokens=500, chunks=40, interval=0.05)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(double.url + "/v1/chat/completions", json={**BODY, "stream": True},
+                             headers={"apikey": "alice-key"}) as answer:
+            assert answer.status == 200
+            received = 0
+            async for _ in answer.content.iter_any():
+                received += 1
+                if received >= 5:
+                    break  # leave: the provider's final usage (500) never reaches the gateway
+    charged = 0.0
+    for _ in range(50):  # the relay notices the disconnect at its next write
+        await asyncio.sleep(0.1)
+        charged = await used(redis_url, alice(double), 100_000, 60, file_clock.now)
+        if charged > ESTIMATE:
+            break
+    assert ESTIMATE < charged < ESTIMATE + 500, charged  # the prompt plus what was streamed, not the full answer
+
+
+async def test_limits_apply_only_to_their_models(gateway, mock_llm):
+    config = {**limit_config(10), "limits": [{"limit": 10, "window_size": "minute", "models": ["gpt-4o"]}]}
+    (double,) = await gateway(config, proxy(mock_llm.url + "/v1/chat/completions"))
+    async with aiohttp.ClientSession() as http:
+        for _ in range(3):  # a 10-token limit on another model never touches gpt-4o-mini
+            status, headers, _ = await post(http, double.url)
+            assert status == 200 and "RateLimit-Limit" not in headers

@@ -8,12 +8,28 @@ route's ``logging.log_payloads`` is on.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import log, metrics
 from .context import RequestContext
 
 logger = log.get("analytics")
+
+
+class _Series(NamedTuple):
+    """The labelled metrics of one provider, model and cache status (looked up once, then reused)."""
+
+    requests: Any
+    prompt_tokens: Any
+    completion_tokens: Any
+    total_tokens: Any
+    cost: Any
+    latency: Any
+    ttft: Any
+
+
+_series: dict[tuple[str, str, str], _Series] = {}
+_MAX_SERIES = 10_000   # beyond this many label sets, look them up each time rather than hold more
 
 
 def _labels(ctx: RequestContext) -> dict[str, str]:
@@ -22,22 +38,41 @@ def _labels(ctx: RequestContext) -> dict[str, str]:
             "embeddings_model": "", "workspace": "default"}
 
 
+def _series_of(ctx: RequestContext) -> _Series:
+    meta = ctx.meta
+    key = (str(meta.get("provider") or ""), str(meta.get("model") or ""), str(meta.get("cache_status") or ""))
+    series = _series.get(key)
+    if series is None:
+        labels = _labels(ctx)
+        tokens = metrics.tokens_total
+        series = _Series(metrics.requests_total.labels(**labels),
+                         tokens.labels(**labels, token_type="prompt_tokens"),
+                         tokens.labels(**labels, token_type="completion_tokens"),
+                         tokens.labels(**labels, token_type="total_tokens"),
+                         metrics.cost_total.labels(**labels), metrics.provider_latency_ms.labels(**labels),
+                         metrics.ttft_ms.labels(**labels))
+        if len(_series) < _MAX_SERIES:
+            _series[key] = series
+    return series
+
+
 def record(ctx: RequestContext, logging_config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Export ``ctx``'s outcome; returns the log entry (what was written)."""
     usage = ctx.usage
-    labels = _labels(ctx)
-    if ctx.meta.get("provider"):
-        metrics.requests_total.labels(**labels).inc()
+    meta = ctx.meta
+    if meta.get("provider"):
+        series = _series_of(ctx)
+        series.requests.inc()
         if usage is not None:
-            metrics.tokens_total.labels(**labels, token_type="prompt_tokens").inc(usage.prompt_tokens)
-            metrics.tokens_total.labels(**labels, token_type="completion_tokens").inc(usage.completion_tokens)
-            metrics.tokens_total.labels(**labels, token_type="total_tokens").inc(usage.total_tokens)
-        if ctx.meta.get("cost") is not None:
-            metrics.cost_total.labels(**labels).inc(float(ctx.meta["cost"]))
-        if ctx.meta.get("latency_ms") is not None:
-            metrics.provider_latency_ms.labels(**labels).observe(ctx.meta["latency_ms"])
-        if ctx.meta.get("ttft_ms") is not None:
-            metrics.ttft_ms.labels(**labels).observe(ctx.meta["ttft_ms"])
+            series.prompt_tokens.inc(usage.prompt_tokens)
+            series.completion_tokens.inc(usage.completion_tokens)
+            series.total_tokens.inc(usage.total_tokens)
+        if meta.get("cost") is not None:
+            series.cost.inc(float(meta["cost"]))
+        if meta.get("latency_ms") is not None:
+            series.latency.observe(meta["latency_ms"])
+        if meta.get("ttft_ms") is not None:
+            series.ttft.observe(meta["ttft_ms"])
     entry = _entry(ctx, logging_config or {})
     log.event(logger, "ai request", logging.INFO, **entry)
     return entry

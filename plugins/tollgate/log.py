@@ -5,6 +5,7 @@ stdout belongs to the query command (Kong parses it), so nothing here ever write
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
@@ -20,18 +21,67 @@ _KEYLIKE = re.compile(r"\b(sk|pk|rk|AKIA|ASIA)[-_A-Za-z0-9]{12,}\b")
 REDACTED = "[redacted]"
 
 
+# Log lines repeat the same keys and many of the same short values (routes, models, providers) on every request:
+# what the patterns make of them is remembered (bounded), so each line costs dictionary lookups, not regex scans.
+_secret_key: dict[str, bool] = {}
+_scrubbed: dict[str, str] = {}
+_MEMO_LIMIT = 4096
+_MEMO_TEXT = 256  # longer strings (messages, payloads) are scanned every time
+
+
+def _is_secret_key(key: str) -> bool:
+    found = _secret_key.get(key)
+    if found is None:
+        found = _SECRET_KEYS.search(key) is not None
+        if len(_secret_key) < _MEMO_LIMIT:
+            _secret_key[key] = found
+    return found
+
+
+def _scrub_text(value: str) -> str:
+    if len(value) > _MEMO_TEXT:
+        return _KEYLIKE.sub(REDACTED, _BEARER.sub(r"\1 " + REDACTED, value))
+    found = _scrubbed.get(value)
+    if found is None:
+        found = _KEYLIKE.sub(REDACTED, _BEARER.sub(r"\1 " + REDACTED, value))
+        if len(_scrubbed) >= _MEMO_LIMIT:
+            _scrubbed.clear()
+        _scrubbed[value] = found
+    return found
+
+
 def scrub(value: Any, _key: str = "") -> Any:
     """Return a copy of ``value`` with anything that looks like a credential replaced."""
     # Numbers are counts, not credentials: "prompt_tokens" or "time_to_first_token" must stay readable.
-    if _key and _SECRET_KEYS.search(_key) and not isinstance(value, (bool, int, float)):
+    if _key and _is_secret_key(_key) and not isinstance(value, (bool, int, float)):
         return REDACTED if value not in (None, "", [], {}) else value
     if isinstance(value, dict):
-        return {k: scrub(v, str(k)) for k, v in value.items()}
+        return _scrub_dict(value)
     if isinstance(value, (list, tuple)):
         return [scrub(v) for v in value]
     if isinstance(value, str):
-        return _KEYLIKE.sub(REDACTED, _BEARER.sub(r"\1 " + REDACTED, value))
+        return _scrub_text(value)
     return value
+
+
+def _scrub_dict(value: dict[Any, Any]) -> dict[Any, Any]:
+    """``scrub`` of a dict, with the common leaves (numbers, None, short strings) handled inline."""
+    out = {}
+    for k, v in value.items():
+        kind = type(v)
+        if kind is int or kind is float or kind is bool:
+            out[k] = v
+        elif _is_secret_key(k if type(k) is str else str(k)):
+            out[k] = REDACTED if v not in (None, "", [], {}) else v
+        elif v is None:
+            out[k] = v
+        elif kind is str:
+            out[k] = _scrub_text(v)
+        elif kind is dict:
+            out[k] = _scrub_dict(v)
+        else:
+            out[k] = scrub(v, k if type(k) is str else str(k))
+    return out
 
 
 class _JsonFormatter(logging.Formatter):
@@ -50,8 +100,52 @@ class _JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class _TurnBufferedHandler(logging.StreamHandler):
+    """Lines logged during one event-loop turn leave together, in one write at the end of the turn (one system call
+    for a burst of requests instead of one per line); lines from other threads, or with no loop running, at once."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write(line)
+            return
+        if not self._pending:
+            loop.call_soon(self.flush)
+        self._pending.append(line)
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except Exception:  # a closed stderr must not break the request that logged
+            pass
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            pending, self._pending = self._pending, []
+            if pending:
+                self._write("".join(pending))
+        finally:
+            self.release()
+
+
 def setup(level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    # The JSON lines carry no thread, process or process-name fields: skip looking them up for every record.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    handler = _TurnBufferedHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter())
     root = logging.getLogger("tollgate")
     root.handlers[:] = [handler]
@@ -66,6 +160,7 @@ def get(name: str) -> logging.Logger:
 def event(logger: logging.Logger, msg: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log ``msg`` with structured fields (scrubbed by the formatter)."""
     if logger.isEnabledFor(level):
-        logger.log(level, msg, extra={"fields": fields})
+        # The record is made directly: Logger.log would walk the stack for a caller the JSON line never shows.
+        logger.handle(logger.makeRecord(logger.name, level, "", 0, msg, (), None, extra={"fields": fields}))
 
 

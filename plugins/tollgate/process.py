@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 
@@ -13,7 +14,7 @@ from . import log, metrics, runtime as runtime_module
 from .attachments import AttachmentTable
 from .pluginserver import loader, server as rpc
 from .relay import upstream
-from .relay.app import Relay, build_app, priorities_of
+from .relay.app import Relay, build_server, priorities_of
 from .runtime import Runtime
 from .settings import Settings
 
@@ -21,6 +22,7 @@ logger = log.get("process")
 
 ALL_PLUGINS_SOCKET = "tollgate.socket"
 SWEEP_INTERVAL = 5.0
+GC_THRESHOLD = 20_000   # allocations between young collections (Python's default: 700)
 
 
 def socket_path(settings: Settings, plugin_name: str | None = None) -> str:
@@ -47,14 +49,22 @@ class TollgateProcess:
             self._listeners.append(await rpc.listen(self.server, socket_path(self.settings, name), [name]))
         self._listeners.append(await rpc.listen(self.server, socket_path(self.settings)))
         relay = Relay(self.runtime, priorities_of(self.plugins))
-        await self._serve(build_app(relay), self.settings.relay_host, self.settings.relay_port)
+        # handler_cancellation: a client that goes away (Kong closes the connection to the relay when its own client
+        # does) cancels the relay's handler, and with it the provider call, streamed or not; the after stages (limits
+        # and budgets settle) still run, in the handler's own cleanup, with what is known by then.
+        await self._serve(build_server(relay, handler_cancellation=True, access_log=None),
+                          self.settings.relay_host, self.settings.relay_port)
         await self._serve(status_app(), self.settings.status_host, self.settings.status_port)
         self._sweeper = asyncio.ensure_future(self._sweep_forever())
         log.event(logger, "tollgate started", plugins=sorted(self.plugins), socket_dir=self.settings.socket_dir,
                   relay=f"{self.settings.relay_host}:{self.settings.relay_port}", pid=os.getpid())
 
-    async def _serve(self, app: web.Application, host: str, port: int) -> None:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    async def _serve(self, app: web.Application | web.Server, host: str, port: int) -> None:
+        runner: web.BaseRunner
+        if isinstance(app, web.Server):
+            runner = web.ServerRunner(app, handle_signals=False)
+        else:
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         await web.TCPSite(runner, host, port, reuse_address=True).start()
         self._runners.append(runner)
@@ -78,6 +88,18 @@ class TollgateProcess:
         for name in [*self.plugins, None]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(socket_path(self.settings, name))
+
+
+def _settle_memory() -> None:
+    """Keep the collector off what startup built.
+
+    Everything alive now (modules, plugin configs, the price table, tokenizer tables) lives as long as the process;
+    frozen, the cyclic collector stops rescanning it on every full collection, and a larger first generation lets
+    the short-lived objects of each request die by reference counting before a collection ever looks at them.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def status_app() -> web.Application:
@@ -113,6 +135,7 @@ def status_app() -> web.Application:
 async def run(settings: Settings) -> None:
     process = TollgateProcess(settings)
     await process.start()
+    _settle_memory()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

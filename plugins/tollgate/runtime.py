@@ -27,9 +27,20 @@ class Runtime:
     stores: dict[str, Any] = field(default_factory=dict)
     # Windows and periods read this clock, so tests can move time instead of waiting for it.
     clock: Callable[[], float] = time.time
+    _store_of: dict[int, tuple[dict[str, Any], Any]] = field(default_factory=dict, repr=False)
 
     def store_for(self, config: dict[str, Any]) -> Any:
         """The store a stateful plugin's ``strategy`` names, one per process and URL (shared pools)."""
+        known = self._store_of.get(id(config))
+        if known is not None and known[0] is config:  # the same instance's config, asked again
+            return known[1]
+        store = self._store_for(config)
+        if len(self._store_of) >= 1024:
+            self._store_of.clear()
+        self._store_of[id(config)] = (config, store)
+        return store
+
+    def _store_for(self, config: dict[str, Any]) -> Any:
         from .store import create_store
 
         if config.get("strategy", "local") == "local":

@@ -213,9 +213,10 @@ def test_example_upstreams_are_compose_services():
     mock_port = services["mock-llm"]["command"][services["mock-llm"]["command"].index("--port") + 1]
     for _, plugin in iter_plugins(load_example()):
         config = plugin.get("config") or {}
-        url = ((config.get("model") or {}).get("options") or {}).get("upstream_url")
-        if url:
-            assert url.startswith(f"http://mock-llm:{mock_port}/"), url
+        for model in [config.get("model") or {}, *((t.get("model") or {}) for t in config.get("targets") or [])]:
+            url = (model.get("options") or {}).get("upstream_url")
+            if url:
+                assert url.startswith(f"http://mock-llm:{mock_port}/"), url
         redis_url = (config.get("redis") or {}).get("url")
         if redis_url:
             assert redis_url.startswith("redis://redis:6379"), redis_url

@@ -71,6 +71,13 @@ def test_openai_sdk_through_the_gateway(gateway):
     assert text
 
 
+def test_multi_route_answers_from_the_primary_target(gateway):
+    status, headers, raw = call(gateway.proxy_url + "/multi/v1/chat/completions",
+                                {"messages": CHAT["messages"]})
+    assert_chat_answer(status, raw)
+    assert {k.lower(): v for k, v in headers.items()}["x-tollgate-target"] == "primary"
+
+
 def test_key_auth_route_refuses_without_key(gateway):
     status, _, _ = call(gateway.proxy_url + "/limited/v1/chat/completions", CHAT)
     assert status == 401

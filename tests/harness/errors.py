@@ -14,3 +14,8 @@ class KongLuaError(Exception):
 class ExitSignal(Exception):
     """``kong.response.exit`` / ``error`` ended the plugin's handler: Kong never answers
     that step (the handler's coroutine is dropped)."""
+
+
+class ClientAborted(Exception):
+    """The client closed its connection while Kong waited for the upstream (nginx then closes the upstream
+    connection too and logs 499)."""

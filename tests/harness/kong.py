@@ -20,7 +20,7 @@ from yarl import URL
 from . import pdk as pdkmod
 from .bundled import BUNDLED, BundledPlugin
 from .config import ConfigError, Declarative, PluginConfig, config_record_fields, parse_declarative, process_config
-from .errors import ExitSignal, KongLuaError, KongStartError
+from .errors import ClientAborted, ExitSignal, KongLuaError, KongStartError
 from .external import ExternalPlugin
 from .faults import Faults
 from .headers import HOP_BY_HOP, Headers
@@ -672,7 +672,8 @@ class KongDouble:
                           "balancer_latency_ns": 20000})
         return url, out, host_header
 
-    async def _open_upstream(self, req: RequestState) -> aiohttp.ClientResponse | tuple[int, str]:
+    async def _open_upstream(self, req: RequestState, request: web.BaseRequest | None = None
+                             ) -> aiohttp.ClientResponse | tuple[int, str]:
         url, headers, _ = self._upstream_request(req)
         u = req.upstream
         req.proxy_latency = self._ms_since(req)
@@ -682,8 +683,17 @@ class KongDouble:
         data = req.body if (req.body or req.headers.get("content-length") is not None) else None
         assert self._session is not None
         try:
-            resp = await self._session.request(req.method, url, headers=headers, data=data, allow_redirects=False,
-                                               timeout=timeout, skip_auto_headers=("Content-Type",))
+            opening = self._session.request(req.method, url, headers=headers, data=data, allow_redirects=False,
+                                            timeout=timeout, skip_auto_headers=("Content-Type",))
+            resp = await (opening if request is None else self._unless_client_aborts(request, opening))
+        except ClientAborted:
+            # nginx (proxy_ignore_client_abort off, Kong's default) notices the client's close while it waits for
+            # the upstream, closes the upstream connection too and logs the request as 499.
+            self._record_log("info", "epoll_wait() reported that client prematurely closed connection, so upstream "
+                             f"connection is closed too while reading response header from upstream {url}",
+                             request=req)
+            req.waiting_time = int((time.monotonic() - t0) * 1000)
+            return 499, "client closed the connection"
         except (aiohttp.ServerTimeoutError, asyncio.TimeoutError):
             self._record_log("err", f"upstream timed out while connecting/reading {url}", request=req)
             return 504, "The upstream server is timing out"
@@ -693,6 +703,31 @@ class KongDouble:
         req.waiting_time = int((time.monotonic() - t0) * 1000)
         req.upstream_status = str(resp.status)
         return resp
+
+    @staticmethod
+    async def _unless_client_aborts(request: web.BaseRequest, coro: Any) -> Any:
+        """Await ``coro`` unless the client closes its connection first (then ClientAborted, ``coro`` cancelled)."""
+        task = asyncio.ensure_future(coro)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=0.05)
+                if done:
+                    return task.result()
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    raise ClientAborted()
+        finally:
+            if not task.done():
+                task.cancel()
+                try:
+                    await task
+                except BaseException:  # noqa: BLE001 - the cancelled request's own outcome does not matter
+                    pass
+
+    def _client_aborted(self, req: RequestState) -> web.StreamResponse:
+        req.response.status = 499
+        req.ended_at = time.time()
+        return web.Response(status=499)
 
     def _proxied_headers(self, req: RequestState, upstream: list[tuple[str, str]]) -> Headers:
         h = Headers()
@@ -712,7 +747,9 @@ class KongDouble:
         headers.set("X-Kong-Request-Id", req.kong_request_id)
 
     async def _proxy_streaming(self, req: RequestState, request: web.BaseRequest) -> web.StreamResponse:
-        res = await self._open_upstream(req)
+        res = await self._open_upstream(req, request)
+        if isinstance(res, tuple) and res[0] == 499:
+            return self._client_aborted(req)
         if isinstance(res, tuple):
             return await self._upstream_error(request, req, *res)
         try:
@@ -734,7 +771,9 @@ class KongDouble:
 
     async def _proxy_buffered(self, worker: Worker, req: RequestState, request: web.BaseRequest
                               ) -> web.StreamResponse:
-        res = await self._open_upstream(req)
+        res = await self._open_upstream(req, request)
+        if isinstance(res, tuple) and res[0] == 499:
+            return self._client_aborted(req)
         if isinstance(res, tuple):
             status, message = res
             ctype = get_response_type(req.headers.get("accept"))

@@ -4,6 +4,7 @@ the mock LLM in each provider's wire format. One process, one double and one moc
 from __future__ import annotations
 
 import asyncio
+import time
 import json
 from collections import Counter
 
@@ -258,7 +259,13 @@ async def test_no_configured_key_appears_in_logs_errors_or_metrics(env: Env):
 
 
 def _last_log(env: Env, route: str) -> dict:
-    lines = [line for line in env.log_lines() if line.get("route_id") == _route_id(env, route)]
+    """The route's newest analytics line; lines leave the process at the end of its loop turn, so allow a moment."""
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [line for line in env.log_lines() if line.get("route_id") == _route_id(env, route)]
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     assert lines, f"no log line for {route}"
     return lines[-1]
 

@@ -1,8 +1,8 @@
 """``tollgate-mock-llm``: run the mock LLM as a standalone server (offline Docker demo, benchmarks).
 
 Every flag has an environment variable (flag wins): TOLLGATE_MOCK_HOST, TOLLGATE_MOCK_PORT, TOLLGATE_MOCK_REPLY,
-TOLLGATE_MOCK_LATENCY, TOLLGATE_MOCK_INTERVAL, TOLLGATE_MOCK_CHUNKS, TOLLGATE_MOCK_EMBEDDING_DIMS,
-TOLLGATE_MOCK_RECORD_LIMIT. Control it at runtime through the ``/__mock/`` admin API (see ``tollgate.mock.admin``).
+TOLLGATE_MOCK_LATENCY, TOLLGATE_MOCK_INTERVAL, TOLLGATE_MOCK_CHUNKS, TOLLGATE_MOCK_PROMPT_TOKENS,
+TOLLGATE_MOCK_COMPLETION_TOKENS, TOLLGATE_MOCK_EMBEDDING_DIMS, TOLLGATE_MOCK_RECORD_LIMIT. Control it at runtime through the ``/__mock/`` admin API (see ``tollgate.mock.admin``).
 """
 
 from __future__ import annotations
@@ -40,6 +40,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     chunks = _env("CHUNKS")
     p.add_argument("--chunks", type=int, default=int(chunks) if chunks else None,
                    help="content chunks per stream (env TOLLGATE_MOCK_CHUNKS; default one per word)")
+    prompt_tokens, completion_tokens = _env("PROMPT_TOKENS"), _env("COMPLETION_TOKENS")
+    p.add_argument("--prompt-tokens", type=int, default=int(prompt_tokens) if prompt_tokens else None,
+                   help="report this many prompt tokens in every usage (env TOLLGATE_MOCK_PROMPT_TOKENS; "
+                        "default: count the request)")
+    p.add_argument("--completion-tokens", type=int, default=int(completion_tokens) if completion_tokens else None,
+                   help="report this many completion tokens in every usage (env TOLLGATE_MOCK_COMPLETION_TOKENS; "
+                        "default: count the answer)")
     p.add_argument("--embedding-dims", type=int, default=int(_env("EMBEDDING_DIMS", "1536")),
                    help="default embedding size (env TOLLGATE_MOCK_EMBEDDING_DIMS)")
     p.add_argument("--record-limit", type=int, default=int(_env("RECORD_LIMIT", "1000")),
@@ -50,7 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def serve(args: argparse.Namespace) -> None:
     mock = MockLLM(
         reply_text=args.reply,
-        default=Reply(latency=args.latency, interval=args.interval, chunks=args.chunks),
+        default=Reply(latency=args.latency, interval=args.interval, chunks=args.chunks,
+                      prompt_tokens=args.prompt_tokens, completion_tokens=args.completion_tokens),
         embedding_dims=args.embedding_dims,
         record_limit=args.record_limit,
     )

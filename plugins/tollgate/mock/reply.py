@@ -59,7 +59,8 @@ class Reply:
       headers           extra response headers
       retry_after       sets ``Retry-After`` (seconds)
     Timing and faults:
-      latency           seconds to wait before sending the status line and headers
+      latency           seconds to wait before sending the status line and headers (a client that closes the
+                        connection meanwhile is recorded as ``disconnected`` and gets nothing)
       stream            force a streamed (True) or plain (False) answer whatever the request asked
       chunks            number of content chunks in a stream (default: one per word, at most 256)
       interval          seconds before each content chunk (the first one included), on a fixed schedule

@@ -398,8 +398,10 @@ class MockLLM:
             self._records.append(rec)
         reply = self._pick(rec)
         rec.reply = reply
-        if reply.latency > 0:
-            await asyncio.sleep(reply.latency)
+        if reply.latency > 0 and await _client_left_during(request, reply.latency):
+            rec.disconnected = True           # the caller gave up (and closed the connection) before any answer
+            rec.done_at = clock()
+            return web.Response()
 
         stream = wants_stream if reply.stream is None else reply.stream
         fmt = endpoint.format if endpoint is not None else self.formats[0]
@@ -528,6 +530,20 @@ class MockLLM:
             rec.disconnected = True
         rec.done_at = clock()
         return resp
+
+
+async def _client_left_during(request: web.BaseRequest, seconds: float) -> bool:
+    """Wait ``seconds`` (on a fixed schedule); True as soon as the client closes the connection meanwhile."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while True:
+        left = end - loop.time()
+        if left <= 0:
+            return False
+        await asyncio.sleep(min(left, 0.05))
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return True
 
 
 def _close(request: web.BaseRequest) -> None:

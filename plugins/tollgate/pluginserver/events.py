@@ -32,10 +32,18 @@ class HandlerStalled(Exception):
     """The handler produced no next step within the handler timeout."""
 
 
+_NOTHING = object()
+
+
 class Event:
+    """Kong and the handler take turns: Kong waits for the next step (``next_step``), the handler
+    for Kong's answer to its PDK call (``call``). A step is handed to Kong's waiting request by a
+    callback, as soon as the handler produces it: no task or timer per message (one watchdog in the
+    server ends the waits that outlast the handler timeout)."""
+
     __slots__ = (
-        "id", "instance_id", "phase", "touched", "_loop", "_to_kong", "_from_kong",
-        "_task", "_ended", "_on_error",
+        "id", "instance_id", "phase", "touched", "_loop", "_step", "_waiter", "_out",
+        "_from_kong", "_task", "_ended", "_on_error",
     )
 
     def __init__(self, event_id: int, instance_id: int, phase: str,
@@ -45,7 +53,9 @@ class Event:
         self.phase = phase
         self.touched = time.monotonic()
         self._loop = asyncio.get_running_loop()
-        self._to_kong: asyncio.Future = self._loop.create_future()
+        self._step: Any = _NOTHING                          # produced, not yet taken by Kong
+        self._waiter: Callable[[Any], None] | None = None   # Kong's request waiting for the next step
+        self._out = False                                   # a step went to Kong; its answer is pending
         self._from_kong: asyncio.Future | None = None
         self._task: asyncio.Future | None = None
         self._ended = False
@@ -64,20 +74,24 @@ class Event:
         if self._ended:
             raise EventEnded(method)
         self._from_kong = answer = self._loop.create_future()
-        self._send({"Method": method, "Args": list(args)})
         if method in TERMINAL_METHODS:
-            self._ended = True
+            self._ended = True          # Kong sends nothing more for this event
+            self._send({"Method": method, "Args": list(args)})
             raise EventEnded(method)
+        self._send({"Method": method, "Args": list(args)})
         return await answer
 
-    async def next_step(self, timeout: float) -> Any:
-        """What Kong gets as the answer to HandleEvent or Step."""
+    def next_step(self, deliver: Callable[[Any], None]) -> None:
+        """Call ``deliver`` with what Kong gets as the answer to HandleEvent or Step: at once if the
+        handler has produced it, else when it does (or an error exit once the handler is `stalled`)."""
         self.touched = time.monotonic()
-        try:
-            return await asyncio.wait_for(asyncio.shield(self._to_kong), timeout)
-        except asyncio.TimeoutError:
-            self._fail(HandlerStalled(f"no step within {timeout:g} s"))
-            return self._to_kong.result()
+        step = self._step
+        if step is not _NOTHING:
+            self._step = _NOTHING
+            self._out = True
+            deliver(step)
+            return
+        self._waiter = deliver   # the server's watchdog ends the wait after the handler timeout (see stalled)
 
     def answer(self, data: Any) -> None:
         """Kong's answer to the pending PDK call."""
@@ -85,9 +99,14 @@ class Event:
         pending = self._from_kong
         if pending is None or pending.done():
             raise RuntimeError(f"event {self.id} is not waiting for a step")
-        self._to_kong = self._loop.create_future()
+        self._out = False
         self._from_kong = None
         pending.set_result(data)
+
+    @property
+    def waiting(self) -> bool:
+        """Kong is waiting for this event's next step (since ``touched``)."""
+        return self._waiter is not None
 
     def abandon(self) -> None:
         """Kong will never answer (it dropped the event); stop the handler."""
@@ -98,8 +117,21 @@ class Event:
             self._task.cancel()
 
     def _send(self, data: Any) -> None:
-        if not self._to_kong.done():
-            self._to_kong.set_result(data)
+        """The handler's next step: to Kong's waiting request, or kept until Kong asks."""
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            self._out = True
+            waiter(data)
+        elif self._step is _NOTHING and not self._out:
+            self._step = data
+
+    def stalled(self, timeout: float) -> None:
+        """The handler produced no next step within ``timeout`` seconds: Kong gets an error exit."""
+        exc = HandlerStalled(f"no step within {timeout:g} s")
+        self._fail(exc)
+        if self._waiter is not None:   # already ended some other way: Kong must still get an answer
+            self._send(self._on_error(self, exc))
 
     def _fail(self, exc: BaseException) -> None:
         if self._ended:

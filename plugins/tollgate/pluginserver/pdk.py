@@ -9,6 +9,7 @@ call it directly from their worker thread.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import Any, Awaitable, Callable
 
 import orjson
@@ -20,11 +21,15 @@ TERMINAL_METHODS = frozenset({"kong.response.exit", "kong.response.error"})
 
 
 class Namespace:
-    """One level of the PDK tree; attribute access extends the dotted method name."""
+    """One level of the PDK tree; attribute access extends the dotted method name.
+
+    A tree bound to a ``call`` serves one event. The shared tree (`KONG`, unbound) finds its event's ``call`` in
+    the context of the task running the handler (`bound`), so an event costs no tree of its own.
+    """
 
     __slots__ = ("_path", "_call", "__dict__")
 
-    def __init__(self, path: str, call: Call):
+    def __init__(self, path: str, call: Call | None):
         self._path = path
         self._call = call
 
@@ -36,10 +41,29 @@ class Namespace:
         return child
 
     def __call__(self, *args: Any) -> Any:
-        return self._call(self._path, _prepare_args(self._path, args))
+        call = self._call
+        if call is None:
+            try:
+                call = _event_call.get()
+            except LookupError:
+                raise RuntimeError(f"{self._path}() called outside a phase handler") from None
+        return call(self._path, _prepare_args(self._path, args))
 
     def __repr__(self) -> str:
         return f"<pdk {self._path}>"
+
+
+_event_call: contextvars.ContextVar[Call] = contextvars.ContextVar("tollgate_pdk_call")
+
+KONG = Namespace("kong", None)
+"""The ``kong`` every async handler gets; its calls go to the event of the task they are made from."""
+
+
+def bound(call: Call) -> contextvars.Context:
+    """A context for the task of one event's handler: `KONG`'s calls in it go to ``call``."""
+    context = contextvars.copy_context()
+    context.run(_event_call.set, call)
+    return context
 
 
 def _prepare_args(method: str, args: tuple[Any, ...]) -> tuple[Any, ...]:

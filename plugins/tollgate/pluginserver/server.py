@@ -1,8 +1,10 @@
 """The RPC side: sockets, MessagePack framing and the ``plugin.*`` methods Kong calls.
 
 Each connection is read with a streaming unpacker, so a message of any size arrives
-whole however the kernel splits it, and every request is handled in its own task, so a
-slow handler holds up nothing but its own event.
+whole however the kernel splits it. Each event's handler runs in its own task, so a slow
+handler holds up nothing but its own event; the messages themselves are answered from
+callbacks (the step a handler produces goes straight to the request Kong is waiting on),
+with no task per message.
 """
 
 from __future__ import annotations
@@ -27,6 +29,14 @@ from .loader import PluginModule
 logger = log.get("pluginserver")
 
 REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
+
+UNPACK_BUFFER = 16 * 1024
+
+_STEP_METHODS = frozenset(f"plugin.{step}" for step in (
+    "Step", "StepError", "StepMultiMap", "StepCredential", "StepConsumer", "StepRoute", "StepService",
+    "StepMemoryStats"))
+
+Reply = Callable[[BaseException | None, Any], None]
 
 
 class RpcError(Exception):
@@ -58,29 +68,76 @@ class PluginServer:
         self._executor = ThreadPoolExecutor(max_workers=sync_threads, thread_name_prefix="tollgate-handler")
         self._on_instance_start = on_instance_start
         self.calls = 0
+        self._watchdog: asyncio.Future | None = None
         self._methods: dict[str, Callable[[Any], Any]] = {
             "plugin.StartInstance": self.start_instance,
             "plugin.CloseInstance": self.close_instance,
             "plugin.InstanceStatus": self.instance_status,
             "plugin.GetStatus": self.get_status,
             "plugin.GetPluginInfo": self.get_plugin_info,
-            "plugin.HandleEvent": self.handle_event,
         }
-        for step in ("Step", "StepError", "StepMultiMap", "StepCredential", "StepConsumer", "StepRoute",
-                     "StepService", "StepMemoryStats"):
-            self._methods[f"plugin.{step}"] = self.step
 
     # --- RPC methods --------------------------------------------------------------------
 
-    async def dispatch(self, method: str, args: list[Any]) -> Any:
+    def receive(self, method: str, args: list[Any], reply: Reply) -> None:
+        """Handle one request from Kong; ``reply(error, result)`` is called exactly once, now or later.
+
+        Steps and HandleEvent (every request's traffic) are answered straight from the event's
+        callback when the handler produces its next step: no task per message.
+        """
         self.calls += 1
-        handler = self._methods.get(method)
-        if handler is None:
-            raise RpcError(f"method {method} is not supported")
-        result = handler(*args)
-        if asyncio.iscoroutine(result):
-            result = await result
-        return result
+        try:
+            if method in _STEP_METHODS:
+                request = args[0]
+                event = self.events.get(request.get("EventId"))
+                if event is None:
+                    raise RpcError(f"event id {request.get('EventId')} not found")
+                try:
+                    event.answer(request.get("Data"))
+                except RuntimeError as exc:
+                    raise RpcError(str(exc)) from None
+            elif method == "plugin.HandleEvent":
+                event = self._start_event(args[0])
+            else:
+                handler = self._methods.get(method)
+                if handler is None:
+                    raise RpcError(f"method {method} is not supported")
+                result = handler(*args)
+                if not asyncio.iscoroutine(result):
+                    reply(None, result)
+                    return
+                task = asyncio.ensure_future(result)
+                task.add_done_callback(partial(_reply_with_task, reply))
+                return
+        except Exception as exc:
+            reply(exc, None)
+            return
+        events = self.events
+
+        def deliver(data: Any) -> None:
+            if event.ended:
+                # Kong sends nothing more for an event that returned or exited.
+                events.pop(event.id, None)
+            reply(None, {"Data": data, "EventId": event.id})
+
+        event.next_step(deliver)
+        if self._watchdog is None:
+            self._watchdog = asyncio.ensure_future(self._watch_stalls())
+
+    async def dispatch(self, method: str, args: list[Any]) -> Any:
+        """``receive`` as a coroutine: the result, or the error raised (tests and tools)."""
+        answer = asyncio.get_running_loop().create_future()
+
+        def reply(error: BaseException | None, result: Any) -> None:
+            if answer.done():
+                return
+            if error is not None:
+                answer.set_exception(error)
+            else:
+                answer.set_result(result)
+
+        self.receive(method, args, reply)
+        return await answer
 
     def start_instance(self, request: dict[str, Any]) -> dict[str, Any]:
         name = request.get("Name")
@@ -133,39 +190,23 @@ class PluginServer:
             raise RpcError(f"{name} is not a plugin of this server")
         return plugin.info()
 
-    async def handle_event(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _start_event(self, request: dict[str, Any]) -> Event:
         instance = self.instances.get(request.get("InstanceId"))
         phase = request.get("EventName")
-        if phase not in instance.plugin.phases:
+        plugin = instance.plugin
+        if phase not in plugin.phases:
             raise RpcError(f"{instance.name} has no {phase} phase")
         instance.last_event_at = time.time()
         event = Event(next(self._event_ids), instance.id, phase, partial(self._error_step, instance))
         self.events[event.id] = event
         method = getattr(instance.handler, phase)
-        if phase in instance.plugin.async_phases:
-            runner = asyncio.ensure_future(method(pdk.async_kong(event.call)))
+        loop = asyncio.get_running_loop()
+        if phase in plugin.async_phases:
+            runner = loop.create_task(method(pdk.KONG), context=pdk.bound(event.call))
         else:
-            loop = asyncio.get_running_loop()
             runner = loop.run_in_executor(self._executor, method, pdk.sync_kong(event.call, loop))
         event.start(runner)
-        return await self._reply(event)
-
-    async def step(self, request: dict[str, Any]) -> dict[str, Any]:
-        event = self.events.get(request.get("EventId"))
-        if event is None:
-            raise RpcError(f"event id {request.get('EventId')} not found")
-        try:
-            event.answer(request.get("Data"))
-        except RuntimeError as exc:
-            raise RpcError(str(exc)) from None
-        return await self._reply(event)
-
-    async def _reply(self, event: Event) -> dict[str, Any]:
-        data = await event.next_step(self._handler_timeout)
-        if event.ended:
-            # Kong sends nothing more for an event that returned or exited.
-            self.events.pop(event.id, None)
-        return {"Data": data, "EventId": event.id}
+        return event
 
     def _error_step(self, instance: Instance, event: Event, exc: BaseException) -> Any:
         log.event(logger, "plugin handler failed", 40, plugin=instance.name, phase=event.phase,
@@ -177,6 +218,19 @@ class PluginServer:
                 "Args": [500, error_body(instance.plugin.error_format, 500, message),
                          {"Content-Type": "application/json"}]}
 
+    async def _watch_stalls(self) -> None:
+        """End the waits of handlers that produce no step within the handler timeout (checked a few times per
+        timeout: one timer for the whole server instead of one per step)."""
+        timeout = self._handler_timeout
+        period = min(1.0, timeout / 4)
+        while True:
+            await asyncio.sleep(period)
+            cutoff = time.monotonic() - timeout
+            for event in [e for e in self.events.values() if e.waiting and e.touched <= cutoff]:
+                event.stalled(timeout)
+                if event.ended:
+                    self.events.pop(event.id, None)
+
     def sweep(self) -> int:
         """Drop events Kong stopped answering (e.g. a PDK call that fails in Kong's log timer)."""
         cutoff = time.monotonic() - self._event_timeout
@@ -187,10 +241,22 @@ class PluginServer:
         return len(stale)
 
     def shutdown(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         for event in list(self.events.values()):
             event.abandon()
         self.events.clear()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _reply_with_task(reply: Reply, task: asyncio.Future) -> None:
+    if task.cancelled():
+        reply(RpcError("cancelled"), None)
+    elif task.exception() is not None:
+        reply(task.exception(), None)
+    else:
+        reply(None, task.result())
 
 
 class RpcConnection(asyncio.Protocol):
@@ -199,40 +265,43 @@ class RpcConnection(asyncio.Protocol):
     def __init__(self, server: PluginServer, plugin_names: frozenset[str] | None):
         self._server = server
         self._allowed = plugin_names
-        self._unpacker = msgpack.Unpacker(raw=False, max_buffer_size=0, strict_map_key=False)
+        # read_size: the buffer's starting size (it grows for a large message). msgpack's default of 1 MiB, which
+        # the write position walks through before it wraps, ends up resident for every connection Kong keeps.
+        self._unpacker = msgpack.Unpacker(raw=False, max_buffer_size=0, read_size=UNPACK_BUFFER, strict_map_key=False)
+        self._pack = msgpack.Packer(use_bin_type=True).pack
         self._transport: asyncio.Transport | None = None
-        self._tasks: set[asyncio.Task] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self._unpacker.feed(data)
-        for message in self._unpacker:
-            if not isinstance(message, list) or len(message) != 4 or message[0] != REQUEST:
+        unpacker = self._unpacker
+        unpacker.feed(data)
+        receive = self._server.receive
+        for message in unpacker:
+            if type(message) is not list or len(message) != 4 or message[0] != REQUEST:
                 log.event(logger, "dropping malformed RPC message", 30, kind=type(message).__name__)
                 continue
-            task = asyncio.ensure_future(self._answer(message[1], message[2], message[3]))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _answer(self, msgid: int, method: str, args: Any) -> None:
-        error: str | None = None
-        result: Any = None
-        try:
+            _, msgid, method, args = message
             if not isinstance(args, list):
                 args = [args]
             if self._allowed is not None and method == "plugin.StartInstance" and args \
                     and isinstance(args[0], dict) and args[0].get("Name") not in self._allowed:
-                raise RpcError(f"{args[0].get('Name')} is not served on this socket")
-            result = await self._server.dispatch(method, args)
-        except (RpcError, NoInstance) as exc:
-            error = str(exc)
-        except Exception as exc:  # a server bug must still answer, never leave Kong waiting
-            log.event(logger, "RPC method failed", 40, method=method, error=f"{type(exc).__name__}: {exc}")
-            error = f"{method} failed: {type(exc).__name__}"
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(msgpack.packb([RESPONSE, msgid, error, result], use_bin_type=True))
+                self._respond(msgid, method, RpcError(f"{args[0].get('Name')} is not served on this socket"), None)
+                continue
+            receive(method, args, partial(self._respond, msgid, method))
+
+    def _respond(self, msgid: int, method: str, error: BaseException | None, result: Any) -> None:
+        text: str | None = None
+        if error is not None:
+            if isinstance(error, (RpcError, NoInstance)):
+                text = str(error)
+            else:  # a server bug must still answer, never leave Kong waiting
+                log.event(logger, "RPC method failed", 40, method=method, error=f"{type(error).__name__}: {error}")
+                text = f"{method} failed: {type(error).__name__}"
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(self._pack([RESPONSE, msgid, text, result]))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None

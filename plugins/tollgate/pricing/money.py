@@ -44,6 +44,8 @@ def to_fraction(value: object) -> Fraction:
 
 def ceil_div(numerator: int | Fraction, denominator: int) -> int:
     """The smallest integer >= numerator / denominator (exact for ints and Fractions)."""
+    if type(numerator) is int and type(denominator) is int:
+        return -((-numerator) // denominator)
     quotient = Fraction(numerator) / denominator
     return -((-quotient.numerator) // quotient.denominator)
 

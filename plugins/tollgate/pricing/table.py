@@ -94,6 +94,11 @@ def worst_case_numerator(price: Price, prompt_tokens: int, max_tokens: int) -> i
 def micros(numerator: int, rate: Fraction | int = 1) -> int:
     """A cost numerator as micro-units, converted at ``rate`` (units of the target currency per price unit),
     rounded up."""
+    if type(numerator) is int:  # integer arithmetic, exact: ceil(numerator * p / (q * TOKENS_PER_PRICE))
+        if type(rate) is int:
+            return -((-numerator * rate) // TOKENS_PER_PRICE)
+        rate = Fraction(rate)
+        return -((-numerator * rate.numerator) // (rate.denominator * TOKENS_PER_PRICE))
     return ceil_div(numerator * Fraction(rate), TOKENS_PER_PRICE)
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from . import native
 from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest, Usage
 from .framing import SSEDecoder
 from .openai import apply_auth, error_from
@@ -581,6 +582,27 @@ class AnthropicDriver:
 
     def stream_decoder(self, route_type: str, target: Target) -> AnthropicStreamDecoder:
         return AnthropicStreamDecoder(route_type, target)
+
+    # -- preserve: the client's own Messages API request (see base.Driver) -----------------------------------------
+
+    def native_request(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes,
+                       target: Target) -> UpstreamRequest:
+        options = target.options or {}
+        headers = dict(headers)
+        if not any(name.lower() == "anthropic-version" for name in headers):
+            # The client's own anthropic-version wins (its body is written for it); the config's is the default.
+            headers["anthropic-version"] = str(options.get("anthropic_version") or DEFAULT_VERSION)
+        url = native.native_url(DEFAULT_BASE, path, query, options, target.auth)
+        url, body = native.apply_auth(url, headers, body, target.auth or {})
+        return UpstreamRequest(method, url, headers, body)
+
+    def native_usage(self, body: bytes, headers: Any = None) -> Usage | None:
+        """A Message's ``usage`` (count_tokens answers and other bodies carry none)."""
+        data = native.json_of(body)
+        return usage_of(data.get("usage")) if isinstance(data, dict) else None
+
+    def native_stream_usage(self, target: Target) -> native.StreamUsage:
+        return native.StreamUsage(AnthropicStreamDecoder(CHAT, target))
 
 
 def _error_kind(body: bytes) -> tuple[str | None, str | None]:

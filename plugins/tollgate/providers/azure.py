@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import orjson
 
+from . import native
 from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest
 from .openai import _OPTION_FIELDS, PATHS, OpenAIDriver, OpenAIStreamDecoder, apply_auth, error_from
 
@@ -107,11 +108,7 @@ class AzureDriver(OpenAIDriver):
             raise ProviderError(400, f"azure does not serve route type {route_type}", "invalid_request_error",
                                 "unsupported_route")
         auth = target.auth or {}
-        static = (auth.get("header_name") and auth.get("header_value")) or (
-            auth.get("param_name") and auth.get("param_value"))
-        if not static and (auth.get("azure_use_managed_identity") or auth.get("azure_client_secret")):
-            raise _misconfigured("azure Entra ID token fetching (managed identity / client secret) is not supported; "
-                                 "set auth.header_name 'api-key' with a key, or 'Authorization' with 'Bearer <token>'")
+        self._check_auth(auth)
         payload = dict(body)
         if target.model:
             payload["model"] = target.model
@@ -126,6 +123,14 @@ class AzureDriver(OpenAIDriver):
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
         url = apply_auth(self.azure_url(route_type, target, body), headers, payload, auth)
         return UpstreamRequest("POST", url, headers, orjson.dumps(payload))
+
+    @staticmethod
+    def _check_auth(auth: dict[str, Any]) -> None:
+        static = (auth.get("header_name") and auth.get("header_value")) or (
+            auth.get("param_name") and auth.get("param_value"))
+        if not static and (auth.get("azure_use_managed_identity") or auth.get("azure_client_secret")):
+            raise _misconfigured("azure Entra ID token fetching (managed identity / client secret) is not supported; "
+                                 "set auth.header_name 'api-key' with a key, or 'Authorization' with 'Bearer <token>'")
 
     def parse_error(self, status: int, headers: Any, body: bytes) -> ProviderError:
         parsed = error_from(status, headers, body)
@@ -144,6 +149,24 @@ class AzureDriver(OpenAIDriver):
 
     def stream_decoder(self, route_type: str, target: Target) -> AzureStreamDecoder:
         return AzureStreamDecoder()
+
+    # -- preserve: the client's own Azure OpenAI request (``/openai/deployments/{d}/...``) on the configured instance
+
+    def native_url(self, path: str, query: str, target: Target) -> str:
+        options = target.options or {}
+        origin = None
+        if not options.get("upstream_url"):
+            instance = options.get("azure_instance")
+            if not instance:
+                raise _misconfigured("azure needs model.options.azure_instance (or model.options.upstream_url)")
+            origin = f"https://{instance}.openai.azure.com"
+        url = native.native_url(origin, path, query, options, target.auth)
+        return native.as_sent(with_api_version(url, api_version_of(target)))
+
+    def native_request(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes,
+                       target: Target) -> UpstreamRequest:
+        self._check_auth(target.auth or {})
+        return super().native_request(method, path, query, headers, body, target)
 
 
 driver = AzureDriver()

@@ -71,7 +71,36 @@ class StreamDecoder(Protocol):
     def close(self) -> list[dict[str, Any]]: ...
 
 
+class UsageReader(Protocol):
+    """Reads usage from a provider's native stream as its bytes pass (never changes or holds them back)."""
+
+    usage: Usage | None
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]: ...
+
+    def close(self) -> list[dict[str, Any]]: ...
+
+
 class Driver(Protocol):
+    """What every driver provides. Optional, for ``route_type: preserve`` (the provider's native format passes
+    through untouched and usage is still metered), a driver also has these three (helpers in ``native.py``):
+
+    ``native_request(method, path, query, headers, body, target) -> UpstreamRequest``
+        The client's native request for ``target``: ``path`` and ``query`` raw, as Kong forwarded them (relative to
+        the route when it strips its path), unless ``options.upstream_url``/``upstream_path`` decide
+        (``native.native_url``); ``headers`` already reduced to what may be forwarded (``native.forwarded_headers``);
+        ``body`` unchanged; the configured ``auth`` applied (SigV4 for Bedrock). Raises ProviderError as
+        ``build_request`` does.
+    ``native_usage(body, headers=None) -> Usage | None``
+        Pure: the usage a complete native answer reports (its JSON body; Bedrock also reads its token-count headers),
+        None when it reports none.
+    ``native_stream_usage(target) -> UsageReader``
+        Usage from native stream frames (SSE, AWS event-stream) as they pass: the driver's own stream decoder fed the
+        bytes only to observe them (``native.StreamUsage``).
+
+    A driver without them refuses ``preserve`` routes (400 ``unsupported_route``).
+    """
+
     name: str
 
     def build_request(self, route_type: str, body: dict[str, Any], target: Target, stream: bool) -> UpstreamRequest: ...

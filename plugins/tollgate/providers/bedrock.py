@@ -26,6 +26,9 @@ Auth, first that applies
     4. SigV4 with ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``;
     5. none: allowed only with an ``upstream_url`` (e.g. a signing proxy), refused otherwise.
     ``options.bedrock.aws_assume_role_arn`` needs a call to STS, which a pure driver cannot make: refused.
+    ``preserve`` routes sign the client's own Converse/ConverseStream/InvokeModel request the same way (the path the
+    client sent, or ``upstream_url``); usage comes from InvokeModel's ``X-Amzn-Bedrock-*-Token-Count`` headers, the
+    Converse body, or ConverseStream's ``metadata`` event.
     Signing reads the driver's clock (``BedrockDriver(clock=...)``), so a fixed clock makes requests reproducible.
 
 Translation (OpenAI -> Converse)
@@ -68,6 +71,8 @@ from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from . import native
+from .anthropic import usage_of as anthropic_usage
 from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest, Usage
 from .eventstream import EventMessage, EventStreamDecoder, EventStreamError
 from .openai import apply_auth, retry_after_of
@@ -649,7 +654,11 @@ class BedrockDriver:
             url = apply_auth(url, headers, payload, auth)
             return UpstreamRequest("POST", url, headers, orjson.dumps(payload))
         data = orjson.dumps(payload)
-        credentials = _credentials(auth, self.environ)
+        return UpstreamRequest("POST", url, self._signed("POST", url, headers, data, target), data)
+
+    def _signed(self, method: str, url: str, headers: dict[str, str], data: bytes, target: Target) -> dict[str, str]:
+        """``headers`` with the credentials of ``target.auth`` or the environment (auth choices 2-5 above)."""
+        credentials = _credentials(target.auth or {}, self.environ)
         if isinstance(credentials, str):
             headers["Authorization"] = f"Bearer {credentials}"
         elif credentials is not None:
@@ -657,13 +666,13 @@ class BedrockDriver:
             if not region:
                 raise _misconfigured("Bedrock SigV4 signing needs a region: set model.options.bedrock.aws_region "
                                      "(or AWS_REGION)")
-            request = AWSRequest(method="POST", url=url, headers=headers, data=data)
+            request = AWSRequest(method=method, url=url, headers=headers, data=data)
             _ClockedSigV4(credentials, region, self.clock()).add_auth(request)
             headers = dict(request.headers.items())
-        elif not options.get("upstream_url"):
+        elif not (target.options or {}).get("upstream_url"):
             raise _misconfigured("Bedrock needs credentials: auth.aws_access_key_id/aws_secret_access_key, a "
                                  "bearer header, or AWS_* environment variables")
-        return UpstreamRequest("POST", url, headers, data)
+        return headers
 
     def parse_response(self, route_type: str, body: bytes, target: Target) -> tuple[dict[str, Any], Usage | None]:
         data = _loads(body)
@@ -733,6 +742,53 @@ class BedrockDriver:
 
     def stream_decoder(self, route_type: str, target: Target) -> BedrockStreamDecoder:
         return BedrockStreamDecoder(route_type, target.model or "")
+
+    # -- preserve: the client's own Converse / ConverseStream / InvokeModel request, signed (see base.Driver) --------
+
+    def native_request(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes,
+                       target: Target) -> UpstreamRequest:
+        options = target.options or {}
+        if (options.get("bedrock") or {}).get("aws_assume_role_arn"):
+            raise _misconfigured("Bedrock aws_assume_role_arn is not supported by Tollgate; give the role's "
+                                 "credentials through auth or the environment")
+        origin = None
+        if not options.get("upstream_url"):
+            region = self.region(target)
+            if not region:
+                raise _misconfigured("Bedrock needs a region: set model.options.bedrock.aws_region (or AWS_REGION)")
+            origin = DEFAULT_HOST.format(region=region)
+        # native_url gives the URL as the HTTP client will send it: what is signed below is what goes on the wire.
+        url = native.native_url(origin, path, query, options, target.auth)
+        headers = dict(headers)
+        auth = target.auth or {}
+        if (auth.get("header_name") and auth.get("header_value")) or (auth.get("param_name")
+                                                                       and auth.get("param_value")):
+            url, body = native.apply_auth(url, headers, body, auth)
+            return UpstreamRequest(method, url, headers, body)
+        return UpstreamRequest(method, url, self._signed(method, url, headers, body, target), body)
+
+    def native_usage(self, body: bytes, headers: Any = None) -> Usage | None:
+        """InvokeModel's token-count headers, else the body: Converse's ``usage``, Titan's ``inputTextTokenCount``."""
+        prompt, completion = (_header(headers, "x-amzn-bedrock-input-token-count"),
+                              _header(headers, "x-amzn-bedrock-output-token-count"))
+        if prompt is not None and str(prompt).isdigit():
+            done = int(completion) if completion is not None and str(completion).isdigit() else 0
+            return Usage(prompt_tokens=int(prompt), completion_tokens=done, total_tokens=int(prompt) + done)
+        data = native.json_of(body)
+        if not isinstance(data, dict):
+            return None
+        reported = data.get("usage")
+        if isinstance(reported, dict) and any(k in reported for k in ("inputTokens", "outputTokens", "totalTokens")):
+            return usage_from(reported)
+        if isinstance(reported, dict) and "input_tokens" in reported:   # an Anthropic model's InvokeModel body
+            return anthropic_usage(reported)
+        if data.get("inputTextTokenCount") is not None:                 # Titan embeddings
+            tokens = int(data["inputTextTokenCount"])
+            return Usage(prompt_tokens=tokens, total_tokens=tokens)
+        return None
+
+    def native_stream_usage(self, target: Target) -> native.StreamUsage:
+        return native.StreamUsage(BedrockStreamDecoder(CHAT, target.model or ""))
 
 
 class _LowerHeaders:

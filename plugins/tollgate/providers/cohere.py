@@ -38,6 +38,7 @@ from typing import Any
 
 import orjson
 
+from . import native
 from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest, Usage
 from .framing import SSEDecoder
 from .openai import apply_auth, retry_after_of
@@ -507,6 +508,25 @@ class CohereDriver:
 
     def stream_decoder(self, route_type: str, target: Target) -> CohereStreamDecoder:
         return CohereStreamDecoder(route_type, target)
+
+    # -- preserve: the client's own Cohere v2 request (see base.Driver) --------------------------------------------
+
+    def native_request(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes,
+                       target: Target) -> UpstreamRequest:
+        headers = dict(headers)
+        url = native.native_url(self.default_base, path, query, target.options or {}, target.auth)
+        url, body = native.apply_auth(url, headers, body, target.auth or {})
+        return UpstreamRequest(method, url, headers, body)
+
+    def native_usage(self, body: bytes, headers: Any = None) -> Usage | None:
+        """Chat's ``usage``, or Embed's ``meta`` (its billed input tokens)."""
+        data = native.json_of(body)
+        if not isinstance(data, dict):
+            return None
+        return usage_of(data.get("usage")) or usage_of(data.get("meta"))
+
+    def native_stream_usage(self, target: Target) -> native.StreamUsage:
+        return native.StreamUsage(CohereStreamDecoder(CHAT, target))
 
 
 driver = CohereDriver()

@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlencode, urlsplit
 
 import orjson
 
+from . import native
 from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest, Usage
 from .framing import SSEDecoder
 from .openai import apply_auth, retry_after_of
@@ -674,12 +675,16 @@ class GeminiDriver:
         url = _set_alt(self.url(target, model, operation), stream)
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
         auth = target.auth or {}
+        self._check_auth(auth)
+        url = apply_auth(url, headers, payload, auth)
+        return UpstreamRequest("POST", url, headers, orjson.dumps(payload))
+
+    @staticmethod
+    def _check_auth(auth: dict[str, Any]) -> None:
         if auth.get("gcp_use_service_account") and not (auth.get("header_name") or auth.get("param_name")):
             raise ProviderError(500, "gemini: auth.gcp_use_service_account needs an access token; configure "
                                      "auth.header_name/header_value (Authorization: Bearer ...)",
                                 "server_error", "misconfigured")
-        url = apply_auth(url, headers, payload, auth)
-        return UpstreamRequest("POST", url, headers, orjson.dumps(payload))
 
     def _generate_payload(self, body: dict[str, Any], target: Target) -> dict[str, Any]:
         contents, system = messages_to_contents(body.get("messages"))
@@ -799,6 +804,43 @@ class GeminiDriver:
         if route_type not in (CHAT, COMPLETIONS):
             raise _bad_request(f"gemini cannot stream route type '{route_type}'", "unsupported_route_type")
         return GeminiStreamDecoder(route_type, target.model)
+
+    # -- preserve: the client's own generateContent (etc.) request, on the Generative Language API or Vertex --------
+
+    def native_origin(self, target: Target) -> str:
+        gemini = (target.options or {}).get("gemini") or {}
+        project, location, endpoint = gemini.get("project_id"), gemini.get("location_id"), gemini.get("api_endpoint")
+        if project:
+            if not location:
+                raise ProviderError(500, "gemini on Vertex AI needs model.options.gemini.location_id",
+                                    "server_error", "misconfigured")
+            return _https(endpoint or ("aiplatform.googleapis.com" if location == "global"
+                                       else f"{location}-aiplatform.googleapis.com"))
+        return _https(endpoint) if endpoint else GENERATIVE_LANGUAGE_HOST
+
+    def native_request(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes,
+                       target: Target) -> UpstreamRequest:
+        auth = target.auth or {}
+        self._check_auth(auth)
+        options = target.options or {}
+        origin = None if options.get("upstream_url") else self.native_origin(target)
+        headers = dict(headers)
+        url, body = native.apply_auth(native.native_url(origin, path, query, options, auth), headers, body, auth)
+        return UpstreamRequest(method, url, headers, body)
+
+    def native_usage(self, body: bytes, headers: Any = None) -> Usage | None:
+        """``usageMetadata`` of a GenerateContentResponse (of the last element that has one when the answer is
+        the JSON array of a ``streamGenerateContent`` called without ``alt=sse``)."""
+        data = native.json_of(body)
+        items = data if isinstance(data, list) else [data]
+        for item in reversed(items):
+            usage = usage_from(item.get("usageMetadata")) if isinstance(item, dict) else None
+            if usage is not None:
+                return usage
+        return None
+
+    def native_stream_usage(self, target: Target) -> native.StreamUsage:
+        return native.StreamUsage(GeminiStreamDecoder(CHAT, target.model))
 
 
 driver = GeminiDriver()

@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from . import native
 from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest, Usage
 from .openai import OpenAIDriver, OpenAIStreamDecoder, apply_auth, retry_after_of, usage_from
 
@@ -326,6 +327,14 @@ class MistralDriver(OpenAIDriver):
 
     def stream_decoder(self, route_type: str, target: Target) -> MistralStreamDecoder:
         return MistralStreamDecoder(route_type)
+
+    # -- preserve: the client's own Mistral request on api.mistral.ai (see base.Driver) --------------------------
+
+    native_origin = "https://api.mistral.ai"
+
+    def native_usage(self, body: bytes, headers: Any = None) -> Usage | None:
+        data = native.json_of(body)
+        return mistral_usage(data.get("usage")) if isinstance(data, dict) else None
 
 
 def _error_message(body: bytes) -> tuple[str, str | None] | None:

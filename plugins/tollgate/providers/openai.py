@@ -7,10 +7,12 @@ from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
 
 import orjson
 
+from . import native
 from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest, Usage
 from .framing import SSEDecoder
 
 DEFAULT_BASE = "https://api.openai.com/v1"
+ORIGIN = "https://api.openai.com"
 PATHS = {CHAT: "/chat/completions", COMPLETIONS: "/completions", EMBEDDINGS: "/embeddings"}
 
 # Config options that become request fields when the client did not set them.
@@ -29,6 +31,27 @@ def usage_from(data: dict[str, Any] | None) -> Usage | None:
                  total_tokens=int(data.get("total_tokens") or prompt + completion),
                  cached_tokens=int(prompt_details.get("cached_tokens") or 0),
                  reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0))
+
+
+def native_usage_of(data: Any) -> Usage | None:
+    """Usage in a native OpenAI answer or stream event: ``usage`` of chat, completions and embeddings
+    (``prompt_tokens``...), or of the Responses API (``input_tokens``/``output_tokens``, also inside a
+    ``response.completed`` event's ``response``)."""
+    if not isinstance(data, dict):
+        return None
+    usage = data.get("usage")
+    if not isinstance(usage, dict) and isinstance(data.get("response"), dict):
+        usage = data["response"].get("usage")
+    if not isinstance(usage, dict):
+        return None
+    if "prompt_tokens" not in usage and "input_tokens" in usage:
+        prompt = int(usage.get("input_tokens") or 0)
+        completion = int(usage.get("output_tokens") or 0)
+        return Usage(prompt_tokens=prompt, completion_tokens=completion,
+                     total_tokens=int(usage.get("total_tokens") or prompt + completion),
+                     cached_tokens=int((usage.get("input_tokens_details") or {}).get("cached_tokens") or 0),
+                     reasoning_tokens=int((usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0))
+    return usage_from(usage)
 
 
 def apply_auth(url: str, headers: dict[str, str], body: dict[str, Any], auth: dict[str, Any]) -> str:
@@ -138,6 +161,25 @@ class OpenAIDriver:
 
     def stream_decoder(self, route_type: str, target: Target) -> OpenAIStreamDecoder:
         return OpenAIStreamDecoder()
+
+    # -- preserve: the client's own OpenAI-format request, passed through (see base.Driver) ----------------------
+
+    native_origin: str | None = ORIGIN
+
+    def native_url(self, path: str, query: str, target: Target) -> str:
+        return native.native_url(self.native_origin, path, query, target.options or {}, target.auth)
+
+    def native_request(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes,
+                       target: Target) -> UpstreamRequest:
+        headers = dict(headers)
+        url, body = native.apply_auth(self.native_url(path, query, target), headers, body, target.auth or {})
+        return UpstreamRequest(method, url, headers, body)
+
+    def native_usage(self, body: bytes, headers: Any = None) -> Usage | None:
+        return native_usage_of(native.json_of(body))
+
+    def native_stream_usage(self, target: Target) -> native.StreamUsage:
+        return native.StreamUsage(self.stream_decoder(CHAT, target), native_usage_of)
 
 
 driver = OpenAIDriver()

@@ -1,7 +1,8 @@
 """Any server that speaks OpenAI's API (vLLM, Ollama, Groq, DeepSeek, Together...).
 
 The wire format is OpenAI's; the difference is that there is no default host, so
-``model.options.upstream_url`` names the full endpoint (or a base URL ending in /v1).
+``model.options.upstream_url`` names the full endpoint (or a base URL ending in /v1). ``preserve`` routes pass the
+client's OpenAI-format requests through to it (see ``native.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from .openai import PATHS, OpenAIDriver
 
 class OpenAICompatibleDriver(OpenAIDriver):
     name = "openai-compatible"
+    native_origin = None   # preserve: upstream_url names the server (a base such as http://vllm:8000/v1 keeps the
+                           # client's /v1/... path)
 
     def url(self, route_type: str, target: Target) -> str:
         upstream = target.options.get("upstream_url")

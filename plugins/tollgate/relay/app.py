@@ -3,6 +3,7 @@ run each plugin's relay-side policy around the provider call."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ from aiohttp import web
 from .. import analytics, log
 from ..attachments import HEADER, Attachment, InvalidAttachment
 from ..context import RequestContext
+from ..plugins.base import Policy
 from ..runtime import Runtime
 from .errors import openai_error
 
@@ -25,7 +27,7 @@ class Relay:
         self.runtime = runtime
         self.priorities = priorities
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.path == HEALTH_PATH and HEADER not in request.headers:
             return web.json_response({"status": "ok"})
         tokens = [t for value in request.headers.getall(HEADER, []) for t in value.split(",") if t.strip()]
@@ -54,7 +56,7 @@ class Relay:
             ctx.meta["attached"] = extras  # per plugin: what its access handler learnt for the relay
         return await self._run(ctx, request)
 
-    async def _run(self, ctx: RequestContext, request: web.Request) -> web.StreamResponse:
+    async def _run(self, ctx: RequestContext, request: web.BaseRequest) -> web.StreamResponse:
         contexts = self.runtime.contexts
         contexts.open(ctx)
         ordered = sorted(ctx.policies.values(), key=lambda p: -self.priorities.get(p.plugin, 0))
@@ -69,11 +71,7 @@ class Relay:
             return response
         finally:
             ctx.status = response.status if response is not None else 499
-            for policy in ordered:
-                try:
-                    await policy.after(ctx)
-                except Exception as exc:  # one stage's failure must not lose the others' accounting
-                    log.event(logger, "after-stage failed", 40, plugin=policy.plugin, error=repr(exc))
+            await _after_stages(ctx, ordered)
             analytics.record(ctx, proxy.config.get("logging"))
             contexts.close(ctx)
 
@@ -86,6 +84,25 @@ class Relay:
         return instances.expected_on_route(route_id, since) - {a.plugin for a in attachments}
 
 
+async def _after_stages(ctx: RequestContext, ordered: list[Policy]) -> None:
+    """Every policy's ``after``, side by side: they are independent (each settles its own reservations), so their
+    store calls travel together (one round trip to Redis for all of them) instead of one after the other."""
+    stages = [p for p in ordered if type(p).after is not Policy.after]
+    if len(stages) == 1:
+        results: list[Any] = []
+        try:
+            await stages[0].after(ctx)
+        except Exception as exc:
+            results = [exc]
+    else:
+        results = await asyncio.gather(*(p.after(ctx) for p in stages), return_exceptions=True)
+    for policy, result in zip(stages, results):
+        if isinstance(result, Exception):  # one stage's failure must not lose the others' accounting
+            log.event(logger, "after-stage failed", 40, plugin=policy.plugin, error=repr(result))
+        elif isinstance(result, BaseException):
+            raise result
+
+
 def _route_of(attachments: list[Attachment]) -> str | None:
     return next((a.handler.route_id for a in attachments if a.handler.route_id), None)
 
@@ -94,8 +111,23 @@ def _refuse(message: str) -> web.Response:
     return openai_error(403, message, "permission_error", "policy_not_attached")
 
 
+MAX_BODY = 64 * 1024 * 1024
+
+
+def build_server(relay: Relay, **options: Any) -> web.Server:
+    """The relay as aiohttp's low-level server: every path goes to ``relay.handle`` (it routes by attachment,
+    not by path), so an Application's router, match info and middleware chain would be work for nothing."""
+    loop = asyncio.get_running_loop()
+
+    def request(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+        return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY)
+
+    return web.Server(relay.handle, request_factory=request, **options)
+
+
 def build_app(relay: Relay) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    """The relay as an Application (tests mount it so); `build_server` is what the process serves."""
+    app = web.Application(client_max_size=MAX_BODY)
     app.router.add_route("*", "/{tail:.*}", relay.handle)
     return app
 

@@ -33,6 +33,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
 from tollgate.store import scripts
+from tollgate.store.resp import RespClient
 from tollgate.store import windows as _windows
 from tollgate.store.base import (
     Counts,
@@ -83,6 +84,7 @@ class RedisStore(Store):
         sync_batch: int = 1000,
         closers: Iterable[Callable[[], Awaitable[Any]]] = (),
         description: str = "redis",
+        scripts_client: RespClient | None = None,
     ) -> None:
         if "{" in prefix or "}" in prefix:
             raise ValueError("the key prefix must not contain braces (they would become the hash tag)")
@@ -98,6 +100,9 @@ class RedisStore(Store):
         self._closers = list(closers)
         self._description = description
         self._mirrors: dict[str, _Mirror] = {}
+        # Scripts (every window and counter operation) go over a pipelined connection when the server is a plain
+        # one (see tollgate.store.resp); everything else, and Sentinel and Cluster, through redis-py.
+        self._scripts_client = scripts_client
         register = client.register_script
         self._windows = register(scripts.WINDOWS)
         self._settle_script = register(scripts.SETTLE)
@@ -156,6 +161,7 @@ class RedisStore(Store):
         }
         closers: list[Callable[[], Awaitable[Any]]] = []
         client: Redis | RedisCluster
+        scripts_client: RespClient | None = None
         if scheme in ("redis+cluster", "rediss+cluster") or (cluster and scheme in ("redis", "rediss")):
             user, password, hosts, _, _ = _split_url(url, default_port=6379)
             if scheme.startswith("rediss"):
@@ -187,6 +193,8 @@ class RedisStore(Store):
                 url, max_connections=max_connections, timeout=timeout, **common
             )
             client = Redis(connection_pool=pool)
+            if not client_options:
+                scripts_client = RespClient.for_url(url, connect_timeout, socket_timeout)
             location = urlsplit(url)
             where = f"{location.hostname}:{location.port or 6379}" if location.hostname else location.path
             description = f"redis {where}"
@@ -202,6 +210,7 @@ class RedisStore(Store):
             sync_batch=sync_batch,
             closers=closers,
             description=description,
+            scripts_client=scripts_client,
         )
 
     def __repr__(self) -> str:
@@ -220,6 +229,25 @@ class RedisStore(Store):
             raise _translate(exc, self._description) from exc
         except rex.RedisClusterException as exc:  # not a RedisError: "cannot connect to the cluster"...
             raise StoreUnavailable(f"{self._description}: {exc}") from exc
+        except TimeoutError as exc:
+            raise StoreUnavailable(f"{self._description}: no answer within {self._timeout} s") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"{self._description}: {exc}") from exc
+        except Exception as exc:  # the client's own bugs must not reach plugins as anything else
+            raise StoreUnavailable(f"{self._description}: client error {exc!r}") from exc
+
+    async def _script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """Run a registered script: over the pipelined connection when there is one, else through redis-py."""
+        fast = self._scripts_client
+        if fast is None:
+            return await self._run(lambda: script(keys=keys, args=args))
+        try:
+            if fast.bounded_within(self._timeout):  # its own deadlines end every wait in time: no timer needed
+                return await fast.evalsha(script.sha, script.script, keys, args)
+            async with asyncio.timeout(self._timeout):
+                return await fast.evalsha(script.sha, script.script, keys, args)
+        except rex.RedisError as exc:
+            raise _translate(exc, self._description) from exc
         except TimeoutError as exc:
             raise StoreUnavailable(f"{self._description}: no answer within {self._timeout} s") from exc
         except OSError as exc:
@@ -251,7 +279,7 @@ class RedisStore(Store):
         for window, bucket in zip(windows, buckets):
             keys += (self._prefix + bucket.current, self._prefix + bucket.previous)
             args += (str(window.limit), repr(bucket.weight), str(max(1, math.ceil(bucket.ttl * 1000))))
-        reply = await self._run(lambda: self._windows(keys=keys, args=args))
+        reply = await self._script(self._windows, keys, args)
         refused = int(reply[0])
         counts = [(int(reply[i]), int(reply[i + 1])) for i in range(1, len(reply), 2)]
         return (refused - 1 if refused else None), counts
@@ -259,7 +287,7 @@ class RedisStore(Store):
     async def _settle(self, buckets: Sequence[tuple[str, float]], delta: int) -> None:
         keys = [self._prefix + bucket for bucket, _ in buckets]
         args = [str(delta)] + [str(max(1, math.ceil(ttl * 1000))) for _, ttl in buckets]
-        await self._run(lambda: self._settle_script(keys=keys, args=args))
+        await self._script(self._settle_script, keys, args)
 
     def _ticks(self) -> float:
         return time.monotonic()
@@ -281,7 +309,7 @@ class RedisStore(Store):
         step = incr_amount(amount)
         kind = "float" if isinstance(step, float) else "int"
         args = [repr(step) if kind == "float" else str(step), kind, expiry]
-        reply = await self._run(lambda: self._incr(keys=[self._key("k", key)], args=args))
+        reply = await self._script(self._incr, [self._key("k", key)], args)
         return float(reply) if kind == "float" else int(reply)
 
     async def hget(self, key: str, field: str) -> bytes | None:
@@ -296,7 +324,7 @@ class RedisStore(Store):
         for name, value in mapping.items():
             args += (str(name), as_bytes(value, "hash value"))
         if len(args) > 1:
-            await self._run(lambda: self._hset(keys=[self._key("h", key)], args=args))
+            await self._script(self._hset, [self._key("h", key)], args)
 
     # -- vectors ----------------------------------------------------------------------------------
 
@@ -330,7 +358,7 @@ class RedisStore(Store):
             secrets.token_hex(8),
             str(self._sweep_limit),
         ]
-        await self._run(lambda: self._vector_put(keys=keys, args=args))
+        await self._script(self._vector_put, keys, args)
         if mirror is not None:  # see our own write at once; the next pull confirms it
             mirror.index.put(entry_id, unit, expires_at)
 
@@ -346,7 +374,7 @@ class RedisStore(Store):
             return []
         base = self._space(namespace)
         payload_keys = [base + "p:" + entry_id for entry_id, _, _ in found]
-        payloads = await self._run(lambda: self._mget(keys=payload_keys))
+        payloads = await self._script(self._mget, payload_keys, [])
         hits = []
         for (entry_id, score, _), payload in zip(found, payloads):
             if payload is None:  # expired or deleted since the last pull
@@ -358,7 +386,7 @@ class RedisStore(Store):
     async def vector_delete(self, namespace: str, entry_id: str) -> None:
         base = self._space(namespace)
         keys = self._space_keys(namespace)[:4] + [base + "p:" + entry_id]
-        await self._run(lambda: self._vector_delete(keys=keys, args=[entry_id]))
+        await self._script(self._vector_delete, keys, [entry_id])
         mirror = self._mirrors.get(namespace)
         if mirror is not None:
             mirror.index.remove(entry_id)
@@ -380,7 +408,7 @@ class RedisStore(Store):
         keys = self._space_keys(namespace)
         while True:
             args = [mirror.epoch, str(mirror.seq), str(self._sync_batch)]
-            reply = await self._run(lambda: self._vector_sync(keys=keys, args=args))
+            reply = await self._script(self._vector_sync, keys, args)
             epoch, seq, ids, vectors, expiries, last = reply
             epoch = epoch.decode()
             index = mirror.index
@@ -412,6 +440,8 @@ class RedisStore(Store):
             if mirror.pulling is not None:
                 mirror.pulling.cancel()
         self._mirrors.clear()
+        if self._scripts_client is not None:
+            self._scripts_client.close()
         for close in [self._client.aclose, *self._closers]:
             try:
                 await close()

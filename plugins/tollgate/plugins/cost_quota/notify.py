@@ -49,7 +49,15 @@ class SoftLimits:
 
     def reached(self, limit: int, spent: float) -> bool:
         """Whether ``spent`` (micro-units) is at or past the soft share of ``limit``."""
-        return self.enabled and spent >= limit * self.share
+        share = self.share
+        if share <= 0:
+            return False
+        if type(spent) is float and spent.is_integer():
+            spent = int(spent)
+        if type(spent) is int and type(limit) is int:  # exact in integers: spent >= limit * p / q
+            share = Fraction(share)
+            return spent * share.denominator >= limit * share.numerator
+        return spent >= limit * share
 
     def notify(self, store: Any, budget: Budget, who: str, window: Window, span: Span, spent: float, now: float,
                route_id: str | None = None) -> None:

@@ -38,8 +38,24 @@ class Span:
     end: float | None
 
 
+# The last span computed per period and timezone: every request of a period falls in the same one.
+_spans: dict[tuple[str, ZoneInfo], Span] = {}
+
+
 def calendar_span(period: str, tz: ZoneInfo, now: float) -> Span:
     """The day, ISO week (from Monday) or month containing ``now``, in ``tz``."""
+    known = _spans.get((period, tz))
+    if known is not None and known.start <= now < known.end:  # type: ignore[operator]
+        return known
+    span, natural = _calendar_span(period, tz, now)
+    if natural:  # a span stretched around a skipped midnight holds only for the instant it was made for
+        if len(_spans) >= 256:
+            _spans.clear()
+        _spans[(period, tz)] = span
+    return span
+
+
+def _calendar_span(period: str, tz: ZoneInfo, now: float) -> tuple[Span, bool]:
     local = dt.datetime.fromtimestamp(now, tz)
     day = local.date()
     if period == "day":
@@ -54,9 +70,8 @@ def calendar_span(period: str, tz: ZoneInfo, now: float) -> Span:
         raise InvalidPeriod(f"{period!r} is not a calendar period")
     start, end = _midnight(first, tz), _midnight(following, tz)
     if not start <= now < end:  # a midnight that DST skips or repeats: stay consistent with the neighbours
-        start = min(start, now)
-        end = max(end, now + 1)
-    return Span(start, end)
+        return Span(min(start, now), max(end, now + 1)), False
+    return Span(start, end), True
 
 
 def _midnight(day: dt.date, tz: ZoneInfo) -> float:

@@ -127,6 +127,7 @@ class CostQuotaPolicy(Policy):
         self.router_needs = tuple(s for s in ("route", "service")
                                   if any(b.scope == s for b in self.budgets) and not self.pinned[s])
         self._router_info: dict[str, tuple[float, dict[str, str | None]]] = {}
+        self._prices: dict[tuple[Any, ...], Price | None] = {}
         self._retries: set[asyncio.Task[None]] = set()
 
     # -- Kong side (see handler.py): ids of the matched route and service ---------------------------------------
@@ -165,6 +166,21 @@ class CostQuotaPolicy(Policy):
 
     def _price_of(self, provider: str | None, model: str | None, options: dict[str, Any]) -> Price | None:
         """One target's price, the unknown-model policy applied (None: unpriced; deny is the caller's to apply)."""
+        # The same few targets on every request: resolved once per provider, model and option prices.
+        key = (provider, model, options.get("input_cost"), options.get("output_cost"))
+        try:
+            return self._prices[key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable option value: resolve it every time
+            return self._resolve_price(provider, model, options)
+        price = self._resolve_price(provider, model, options)
+        if len(self._prices) >= 1024:
+            self._prices.clear()
+        self._prices[key] = price
+        return price
+
+    def _resolve_price(self, provider: str | None, model: str | None, options: dict[str, Any]) -> Price | None:
         price = resolve_price(provider, model, overrides=self.overrides, proxy_options=options)
         if price is None and self.unknown_model == "default_price":
             return self.default_price
@@ -361,8 +377,11 @@ class CostQuotaPolicy(Policy):
         if not states:
             return
         # The tightest budget: the least money left (compared in USD across currencies), then the soonest reset.
-        charge, state = min(states, key=lambda cs: (Fraction(cs[1].remaining) / cs[0].budget.rate,
-                                                    cs[0].span.end if cs[0].span.end is not None else math.inf))
+        if len(states) == 1:
+            charge, state = states[0]
+        else:
+            charge, state = min(states, key=lambda cs: (Fraction(cs[1].remaining) / cs[0].budget.rate,
+                                                        cs[0].span.end if cs[0].span.end is not None else math.inf))
         headers[LIMIT_HEADER] = format_money(state.limit)
         headers[REMAINING_HEADER] = format_money(max(0, state.remaining))
         if charge.span.end is not None:

@@ -9,6 +9,7 @@ unless a rule or a template in the config says so.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,8 @@ class ModelRule:
         return cls(frozenset(allowed), open_, required)
 
 
+_NATIVE_STREAM_PATH = re.compile(r"(:streamGenerateContent|/converse-stream|/invoke-with-response-stream)$")
+
 _REQUIRED_FIELD = {CHAT: ("messages", list), COMPLETIONS: ("prompt", (str, list)),
                    EMBEDDINGS: ("input", (str, list))}
 
@@ -81,11 +84,14 @@ def check(ctx: RequestContext, config: dict[str, Any], route_type: str, models: 
         served = ", ".join(f"'{m}'" for m in sorted(models.allowed)) or "its configured models"
         raise Rejected(400, f"model '{requested}' is not available on this route; it serves {served}",
                        "model_not_allowed", "model")
-    if requested is None and models.required:
+    if requested is None and models.required and route_type != PRESERVE:
+        # (a native request may name its model in the path: Gemini, Bedrock)
         raise Rejected(400, "the request must name a model", "model_required", "model")
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise Rejected(400, "'stream' must be true or false", "invalid_request", "stream")
+    if route_type == PRESERVE and _NATIVE_STREAM_PATH.search(ctx.path):
+        stream = True       # Gemini's :streamGenerateContent, Bedrock's /converse-stream
     policy = config.get("response_streaming") or "allow"
     if stream and policy == "deny":
         raise Rejected(400, "streaming is not allowed on this route", "streaming_denied", "stream")

@@ -4,6 +4,9 @@ answer as OpenAI.
 One request goes: ``checks`` (4xx for what the client got wrong) -> ``targets`` (which targets its rules allow) ->
 ``health`` (shared state: open breakers are skipped, probes claimed) -> ``balancer`` (the order to try them in) ->
 ``attempt`` (one call; a stream counts as answered at its first chunk) -> ``streaming`` (the rest of a stream).
+``route_type: preserve`` takes ``preserve`` for the last two: the client's native request, the native answer passed
+back byte for byte with its usage read on the way. A client that goes away cancels the handler, and with it the
+provider call; what is known by then (usage streamed, else the prompt sent) stays for the after stages.
 
 Failover: a failure that matches ``balancer.failover_criteria`` (by default errors, timeouts, invalid answers, 429
 and 5xx; never another 4xx, which is the request's fault and would fail anywhere) moves to the next target at once.
@@ -30,10 +33,10 @@ from prometheus_client import Counter
 from ... import estimate, log, metrics, runtime
 from ...context import RequestContext
 from ...providers import UnknownProvider, driver_for
-from ...providers.base import ProviderError, Target
+from ...providers.base import PRESERVE, ProviderError, Target
 from ...relay.errors import openai_error
 from ..base import Policy
-from . import costs, streaming
+from . import costs, preserve, streaming
 from .attempt import Answer, Failure, OpenStream, call
 from .balancer import STALE_AFTER, Balancer, Inputs, Snapshot
 from .checks import ModelRule, Rejected, check
@@ -141,6 +144,8 @@ class ProxyPolicy(Policy):
         captures = ((ctx.meta.get("attached") or {}).get(self.plugin) or {}).get("uri_captures") or {}
         sources = Sources(ctx.headers, ctx.query, captures)
         client = ClientAuth(ctx.headers, sources, checked["body"])
+        if self.route_type == PRESERVE:
+            checked["native"] = preserve.ClientRequest.of(ctx, request)
         return await self._attempts(ctx, request, checked, order, snapshot, trials, sources, client,
                                     single=len(candidates) == 1)
 
@@ -249,9 +254,14 @@ class ProxyPolicy(Policy):
                 progressed = True
                 self.balancer.in_flight[spec.id] += 1
                 try:
-                    outcome = await call(driver, self.route_type, target, upstream_request,
-                                         stream=checked["stream"], connect_timeout=self.connect_timeout,
-                                         read_timeout=self.read_timeout, deadline=deadline)
+                    if self.route_type == PRESERVE:
+                        outcome = await preserve.call(driver, upstream_request, stream=checked["stream"],
+                                                      connect_timeout=self.connect_timeout,
+                                                      read_timeout=self.read_timeout, deadline=deadline)
+                    else:
+                        outcome = await call(driver, self.route_type, target, upstream_request,
+                                             stream=checked["stream"], connect_timeout=self.connect_timeout,
+                                             read_timeout=self.read_timeout, deadline=deadline)
                     if isinstance(outcome, Failure):
                         failures.append((spec, outcome))
                         self._failed(ctx, spec, outcome, snapshot, trial=spec.id in trials, attempt=made)
@@ -264,7 +274,12 @@ class ProxyPolicy(Policy):
                     self._describe(ctx, spec, target, made)
                     if isinstance(outcome, Answer):
                         return self._answer(ctx, spec, target, outcome, snapshot, made)
+                    if isinstance(outcome, preserve.Opened):
+                        return await self._passthrough(ctx, request, spec, target, driver, outcome, snapshot, made)
                     return await self._stream(ctx, request, spec, target, outcome, checked, snapshot, made)
+                except asyncio.CancelledError:
+                    self._cancelled(ctx, spec, target, made)
+                    raise
                 finally:
                     self.balancer.in_flight[spec.id] -= 1
             if not progressed:
@@ -280,6 +295,11 @@ class ProxyPolicy(Policy):
         """The target's driver request for this request, or None (with the reason) when it cannot serve it."""
         try:
             target = resolve(spec, sources, checked["requested_model"], client)
+            if self.route_type == PRESERVE:
+                # The native request names its model itself (in the body, or in the path for Gemini and Bedrock).
+                driver = driver_for(spec.provider)
+                target, native_request = preserve.request_for(driver, checked["native"], target)
+                return target, driver, native_request
             if target.model is None and not spec.deployment_pinned:
                 unusable.append((400, "model_required", "the request must name a model"))
                 return None
@@ -348,6 +368,27 @@ class ProxyPolicy(Policy):
         self._settled(ctx, spec, target, snapshot, ttft_ms=opened.ttft_ms, e2e_ms=ctx.meta["latency_ms"])
         return response
 
+    async def _passthrough(self, ctx: RequestContext, request: web.Request, spec: TargetSpec, target: Target,
+                           driver: Any, opened: preserve.Opened, snapshot: Snapshot,
+                           attempts: int) -> web.StreamResponse:
+        """route_type preserve: the provider's native answer, byte for byte, as it arrives (usage read on the way)."""
+        attempts_total.labels(target=spec.label, outcome="ok").inc()
+        response, _ = await preserve.relay(ctx, request, opened, driver, target, self._headers(ctx, attempts))
+        self._settled(ctx, spec, target, snapshot, ttft_ms=opened.ttft_ms, e2e_ms=ctx.meta["latency_ms"])
+        return response
+
+    def _cancelled(self, ctx: RequestContext, spec: TargetSpec, target: Target, attempt: int) -> None:
+        """The client went away (the relay's handler was cancelled) while this attempt was under way: the provider
+        call is dropped with it. What is known stays for the after stages (limits, budgets settle on it): the usage
+        a stream relay counted, else the prompt sent (an estimate: the provider has seen it)."""
+        ctx.meta["client_disconnected"] = True
+        if ctx.meta.get("provider") is None:
+            self._describe(ctx, spec, target, attempt)
+        if ctx.usage is None and self.route_type != PRESERVE:
+            ctx.usage = estimate.usage_from_text(ctx, self.route_type, target.model, "")
+        log.event(logger, "client disconnected; provider call cancelled", logging.INFO, route_id=ctx.route_id,
+                  request_id=ctx.id, target=spec.label, attempt=attempt)
+
     def _settled(self, ctx: RequestContext, spec: TargetSpec, target: Target, snapshot: Snapshot, *,
                  ttft_ms: float, e2e_ms: float) -> None:
         """Usage and cost for analytics; latency, usage and breaker state for the balancer (in the background)."""
@@ -393,10 +434,13 @@ class ProxyPolicy(Policy):
             _spawn(self.state.penalty(spec.id, snapshot, failure.elapsed_ms))
 
     def _provider_error(self, failure: Failure, attempts: int, spec: TargetSpec) -> web.Response:
-        """The provider's own error, as OpenAI's (a 4xx about the request, or a lone target's failure)."""
+        """The provider's own error, as OpenAI's (a 4xx about the request, or a lone target's failure); on a
+        preserve route, the provider's own answer as it came."""
         headers = {ATTEMPTS_HEADER: str(attempts)} if attempts > 1 else {}
         if self.config.get("model_name_header", True) is not False:
             headers[TARGET_HEADER] = spec.label
+        if isinstance(failure, preserve.NativeFailure) and failure.answer is not None:
+            return preserve.native_error(failure, headers, self._redact)
         if failure.retry_after is not None:
             headers["Retry-After"] = f"{failure.retry_after:g}"
         return openai_error(failure.status, self._redact(failure.message), failure.type, failure.code,

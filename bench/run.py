@@ -1,0 +1,564 @@
+"""``make bench``: Tollgate against LiteLLM and against itself, on the same mock LLM and the same load (issue 7).
+
+    python bench/run.py [--requests 10000] [--latency-requests 1000] [--stream-requests 200]
+                        [--targets proxy,local,redis,litellm] [--no-litellm]
+
+Targets:
+
+* ``proxy``   the ``tollgate serve`` process with tollgate-proxy alone on the route;
+* ``local``   the full chain tollgate-token-limit + tollgate-cost-quota + tollgate-proxy, ``strategy: local``;
+* ``redis``   the same chain, ``strategy: redis`` (a redis-server started here on a free loopback port);
+* ``litellm`` LiteLLM's proxy, pinned (LITELLM_VERSION), installed by this script into its own venv under
+  ``bench/out/`` (kept and reused), run offline with one worker and no database.
+
+The Tollgate targets are driven through the Kong double (tests/harness: Kong's side of the plugin-server protocol,
+in this process), LiteLLM directly. Only the gateway's own processes are measured: the Tollgate process (its /proc
+CPU), LiteLLM's process tree. The load generator, the double, the mock LLM and Redis are not counted.
+
+Load (fixed counts, fixed body, fixed seed): a ~4.4 KB chat request; ``--warmup`` requests first (imports, pools,
+caches), then ``--requests`` at concurrency 32 (CPU per request, requests/s, round trips, RSS before and after),
+``--latency-requests`` at concurrency 1 (p50/p99), and ``--stream-requests`` streamed at concurrency 1 (TTFT added).
+
+The mock LLM runs in its own process and answers every chat with fixed usage (1000 prompt / 200 completion tokens);
+streams have 20 content chunks. The mock records the instant it wrote each chunk (``chunk_times``, perf_counter,
+i.e. CLOCK_MONOTONIC, comparable across processes on one host); the client notes when the first content chunk
+reached it; the difference is the TTFT the gateway added.
+
+The last line is ``RESULT cpu_ratio_vs_litellm=... round_trips_full_chain=... rss_growth_pct=... ttft_added_ms_p50=...``
+for the full chain with the redis strategy (CPU per request divided by LiteLLM's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+for path in (ROOT, BENCH):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+import aiohttp  # noqa: E402
+import orjson  # noqa: E402
+
+from common import CLOCK_TICKS, PAGE_KB, chat_body, free_port  # noqa: E402
+from tests.gateway.routes import deck  # noqa: E402
+from tests.harness import KongDouble  # noqa: E402
+from tests.harness.procs import TollgateServer  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
+
+LITELLM_VERSION = "1.108.7"
+OUT = os.path.join(BENCH, "out")
+VENV = os.path.join(OUT, f"litellm-{LITELLM_VERSION}")
+SEED = 7
+CONCURRENCY = 32
+PROMPT_TOKENS, COMPLETION_TOKENS = 1000, 200
+STREAM_CHUNKS = 20
+CHUNK_INTERVAL = 0.002        # seconds before each streamed chunk (the first included): one chunk per write
+REPLY = " ".join(f"word{i}" for i in range(STREAM_CHUNKS))   # 20 words: 20 content chunks
+MODEL = "gpt-4o-mini"
+API_KEY = "sk-bench-0123456789abcdef"
+
+
+# ------------------------------------------------------------------------------------------------ /proc readings
+
+def _stat(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def tree(root: int) -> list[int]:
+    """``root`` and every process below it."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                children.setdefault(int(_stat(int(name))[1]), []).append(int(name))
+            except (OSError, IndexError):
+                continue
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, ()))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of the processes, and of their children already reaped (fields 14-17)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = _stat(pid)
+            total += sum(int(fields[i]) for i in (11, 12, 13, 14))
+    return total / CLOCK_TICKS
+
+
+def rss_kb(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/statm") as f:
+            total += int(f.read().split()[1]) * PAGE_KB
+    return total
+
+
+# ------------------------------------------------------------------------------------------------ load
+
+@dataclass
+class Run:
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    first_chunk_at: list[float] = field(default_factory=list)   # perf_counter when the first content chunk arrived
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000 if ordered else float("nan")
+
+
+WORDS = ("the quick brown fox jumps over lazy dog gateway token budget limit stream chunk model answer "
+         "request prompt cache route service consumer upstream provider latency window charge settle reserve "
+         "policy header body plugin relay kong python summary context system user assistant message").split()
+
+
+class Bodies:
+    """The chat requests of a run: ~4.4 KB each, the user message different for every request (seeded), so no
+    cache keyed on content (token counts, parsed bodies) can stand in for the work a new prompt costs."""
+
+    def __init__(self, seed: int, stream: bool = False, same: bool = False) -> None:
+        self._random = random.Random(seed)
+        self._extra: dict[str, Any] = {"stream": True, "stream_options": {"include_usage": True}} if stream else {}
+        self._same = chat_body(4400, model=MODEL, **self._extra) if same else None
+
+    def next(self) -> bytes:
+        if self._same is not None:
+            return self._same
+        text = " ".join(self._random.choices(WORDS, k=800))[:4280]
+        return orjson.dumps({"model": MODEL, "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": text}], **self._extra})
+
+
+async def drive(http: aiohttp.ClientSession, url: str, bodies: Bodies, requests: int, concurrency: int,
+                stream: bool = False) -> Run:
+    """POST ``requests`` bodies from ``concurrency`` workers; read every answer whole."""
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
+    run = Run()
+    left = requests
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            body = bodies.next()
+            started = time.perf_counter()
+            first = None
+            async with http.post(url, data=body, headers=headers) as answer:
+                if stream:
+                    async for data in answer.content.iter_any():
+                        if first is None and b"word0" in data:
+                            first = time.perf_counter()
+                else:
+                    await answer.read()
+                ok = answer.status == 200
+            run.latencies.append(time.perf_counter() - started)
+            run.requests += 1
+            if not ok:
+                run.errors += 1
+            if stream:
+                run.first_chunk_at.append(first if first is not None else float("nan"))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+# ------------------------------------------------------------------------------------------------ the pieces
+
+@contextlib.asynccontextmanager
+async def mock_llm() -> AsyncIterator[str]:
+    """The mock LLM in its own process: fixed usage, 20-chunk streams, the last streams' chunk instants kept."""
+    port = free_port()
+    argv = [sys.executable, "-m", "tollgate.mock", "--host", "127.0.0.1", "--port", str(port),
+            "--reply", REPLY, "--chunks", str(STREAM_CHUNKS), "--interval", str(CHUNK_INTERVAL),
+            "--prompt-tokens", str(PROMPT_TOKENS), "--completion-tokens", str(COMPLETION_TOKENS),
+            "--record-limit", "1000"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_http(url + "/__mock/health", 30, proc)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{proc.args[:3]} exited with {proc.returncode}")
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as answer:
+                    if answer.status < 500:
+                        return
+            await asyncio.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout:g} s")
+
+
+async def mock_chunk_times(http: aiohttp.ClientSession, mock_url: str, count: int) -> list[float]:
+    """When the mock wrote the first content chunk of each of its last ``count`` streams."""
+    async with http.get(mock_url + f"/__mock/requests?limit={count}") as answer:
+        records = orjson.loads(await answer.read())
+    firsts = [r["chunk_times"][0] if r["chunk_times"] else float("nan") for r in records if r["stream"]]
+    return firsts[-count:]
+
+
+async def clear_mock(http: aiohttp.ClientSession, mock_url: str) -> None:
+    async with http.delete(mock_url + "/__mock/requests") as answer:
+        await answer.read()
+
+
+def proxy_plugin(mock_url: str) -> dict[str, Any]:
+    return {"name": "tollgate-proxy", "config": {
+        "route_type": "llm/v1/chat",
+        "model": {"provider": "openai", "name": MODEL, "options": {"upstream_url": mock_url + "/v1/chat/completions"}},
+        "auth": {"header_name": "Authorization", "header_value": f"Bearer {API_KEY}"}}}
+
+
+def chain(mock_url: str, strategy: str) -> list[dict[str, Any]]:
+    return [
+        {"name": "tollgate-token-limit", "config": {
+            "limits": [{"limit": 10 ** 12, "window_size": "minute", "tokens_count_strategy": "total_tokens"},
+                       {"limit": 10 ** 13, "window_size": "hour", "tokens_count_strategy": "total_tokens"}],
+            "identifier": "consumer", "strategy": strategy}},
+        {"name": "tollgate-cost-quota", "config": {
+            "budgets": [{"name": "monthly", "amount": 10 ** 9, "period": "month", "scope": "consumer"}],
+            "strategy": strategy}},
+        proxy_plugin(mock_url),
+    ]
+
+
+@dataclass
+class Target:
+    name: str
+    label: str
+    url: str
+    pids: Any                       # () -> list of pids to measure
+    double: KongDouble | None = None
+
+
+@contextlib.asynccontextmanager
+async def tollgate(name: str, label: str, plugins: list[dict[str, Any]], redis_url: str | None = None,
+                   code: str | None = None) -> AsyncIterator[Target]:
+    # log level info: the analytics line every request writes is part of the cost.
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [code, os.environ.get("PYTHONPATH")]))} if code else None
+    process = TollgateServer(redis_url=redis_url, log_level="info", env=env)
+    await process.astart(30)
+    try:
+        config = deck(process.relay_url, {"/v1": plugins})
+        double = KongDouble(process.entries("3.9", None), config, kong_version="3.9",
+                            client_body_buffer_size=10 * 1024 * 1024)
+        await double.start()
+        try:
+            pid = process.pid
+            yield Target(name, label, double.url + "/v1/chat/completions", lambda: [pid], double)
+        finally:
+            await double.stop()
+    finally:
+        process.cleanup()
+
+
+def litellm_bin() -> str:
+    """LiteLLM's proxy in its own venv, installed on first use and reused after."""
+    binary = os.path.join(VENV, "bin", "litellm")
+    marker = os.path.join(VENV, ".installed")
+    if os.path.exists(marker) and os.path.exists(binary):
+        return binary
+    print(f"installing litellm[proxy]=={LITELLM_VERSION} into {os.path.relpath(VENV, ROOT)} (once)...", flush=True)
+    shutil.rmtree(VENV, ignore_errors=True)
+    os.makedirs(OUT, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+    with open(os.path.join(OUT, "litellm-install.log"), "wb") as log:
+        subprocess.run([os.path.join(VENV, "bin", "pip"), "install", "--disable-pip-version-check", "-q",
+                        f"litellm[proxy]=={LITELLM_VERSION}"], check=True, stdout=log, stderr=log)
+    with open(marker, "w") as f:
+        f.write(LITELLM_VERSION + "\n")
+    return binary
+
+
+@contextlib.asynccontextmanager
+async def litellm(mock_url: str) -> AsyncIterator[Target]:
+    binary = litellm_bin()
+    work = tempfile.mkdtemp(prefix="bench-litellm-")
+    config = os.path.join(work, "config.yaml")
+    with open(config, "w") as f:
+        f.write(f"""model_list:
+  - model_name: {MODEL}
+    litellm_params:
+      model: openai/{MODEL}
+      api_base: {mock_url}/v1
+      api_key: {API_KEY}
+""")
+    port = free_port()
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+           "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true", "NO_PROXY": "*",
+           "HOME": work}
+    env.pop("DATABASE_URL", None)
+    log = open(os.path.join(work, "litellm.log"), "wb")
+    proc = subprocess.Popen([binary, "--config", config, "--host", "127.0.0.1", "--port", str(port),
+                             "--num_workers", "1"], stdout=log, stderr=log, env=env, cwd=work,
+                            start_new_session=True)
+    try:
+        await wait_http(f"http://127.0.0.1:{port}/health/liveliness", 180, proc)
+        yield Target("litellm", f"LiteLLM {LITELLM_VERSION} (1 worker)", f"http://127.0.0.1:{port}/v1/chat/completions",
+                     lambda: tree(proc.pid))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------ measuring
+
+@dataclass
+class Measured:
+    name: str
+    label: str
+    cpu_ms: float = float("nan")
+    rps: float = float("nan")
+    p50: float = float("nan")
+    p99: float = float("nan")
+    p99_c32: float = float("nan")
+    round_trips: float | None = None
+    ttft_p50: float = float("nan")
+    ttft_p99: float = float("nan")
+    rss_before_kb: int = 0
+    rss_after_kb: int = 0
+    errors: int = 0
+
+    @property
+    def rss_growth_pct(self) -> float:
+        return (self.rss_after_kb - self.rss_before_kb) / self.rss_before_kb * 100 if self.rss_before_kb else 0.0
+
+
+async def measure(target: Target, mock_url: str, args: argparse.Namespace) -> Measured:
+    body = Bodies(SEED, same=args.same_body)
+    stream_body = Bodies(SEED + 1, stream=True, same=args.same_body)
+    out = Measured(target.name, target.label)
+    double = target.double
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        warm = await drive(http, target.url, body, args.warmup, CONCURRENCY)
+        await drive(http, target.url, stream_body, min(100, args.warmup), 4, stream=True)
+        if warm.errors:
+            raise RuntimeError(f"{target.label}: {warm.errors} of {warm.requests} warm-up requests failed")
+        if double is not None:
+            await double.settle()
+            double.stats.reset()
+        pids = target.pids()
+        rss_before = rss_kb(pids)
+        profiler = start_profiler(target, pids[0], args.profile) if args.profile else None
+        cpu_before = cpu_seconds(pids)
+        loaded = await drive(http, target.url, body, args.requests, CONCURRENCY)
+        if profiler is not None:
+            stop_profiler(profiler)
+        if double is not None:
+            await double.settle()
+        cpu = cpu_seconds(target.pids()) - cpu_before
+        out.rss_before_kb, out.rss_after_kb = rss_before, rss_kb(target.pids())
+        out.cpu_ms = cpu * 1000 / loaded.requests
+        out.rps = loaded.rps
+        out.p99_c32 = loaded.percentile(99)
+        out.errors = loaded.errors
+        if double is not None:
+            served = len(double.stats.requests)
+            out.round_trips = double.stats.total_round_trips / max(1, served)
+
+        single = await drive(http, target.url, body, args.latency_requests, 1)
+        out.p50, out.p99 = single.percentile(50), single.percentile(99)
+        out.errors += single.errors
+
+        await clear_mock(http, mock_url)
+        streamed = await drive(http, target.url, stream_body, args.stream_requests, 1, stream=True)
+        out.errors += streamed.errors
+        sent = await mock_chunk_times(http, mock_url, args.stream_requests)
+        if len(sent) == len(streamed.first_chunk_at):
+            added = sorted((got - at) * 1000 for got, at in zip(streamed.first_chunk_at, sent)
+                           if got == got and at == at)
+            if added:
+                out.ttft_p50 = statistics.median(added)
+                out.ttft_p99 = added[min(len(added) - 1, int(0.99 * len(added)))]
+        else:
+            print(f"  {target.label}: {len(sent)} mock streams for {len(streamed.first_chunk_at)} requests: "
+                  "no TTFT", flush=True)
+    if out.errors:
+        print(f"  {target.label}: {out.errors} requests did not answer 200", flush=True)
+    print(f"  {target.label}: {out.cpu_ms:.3f} ms CPU/request, {out.rps:.0f} req/s, p50 {out.p50:.2f} ms, "
+          f"TTFT added p50 {out.ttft_p50:.2f} ms, RSS {out.rss_before_kb // 1024} -> {out.rss_after_kb // 1024} MB",
+          flush=True)
+    return out
+
+
+def start_profiler(target: Target, pid: int, directory: str) -> subprocess.Popen:
+    """py-spy on the gateway's main process for the concurrency-32 run (collapsed stacks; --profile only)."""
+    os.makedirs(directory, exist_ok=True)
+    out = os.path.join(directory, f"{target.name}.txt")
+    proc = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "500", "--nonblocking",
+                             "--format", "raw", "--output", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)   # let it attach
+    return proc
+
+
+def stop_profiler(proc: subprocess.Popen) -> None:
+    proc.send_signal(2)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+def fmt(value: float | None, spec: str) -> str:
+    if value is None or value != value:
+        return "-"
+    return format(value, spec)
+
+
+def report(results: dict[str, Measured], args: argparse.Namespace) -> str:
+    base = results.get("litellm")
+    lines = [
+        "",
+        f"Tollgate vs LiteLLM {LITELLM_VERSION}: {args.requests} requests at concurrency {CONCURRENCY} "
+        f"(~4.4 KB chat bodies, a different user message each), {args.latency_requests} at concurrency 1, {args.stream_requests} streams of "
+        f"{STREAM_CHUNKS} chunks; {os.cpu_count()} CPUs",
+        "",
+        f"{'target':<34} {'CPU ms/req':>10} {'x LiteLLM':>9} {'req/s c32':>9} {'req/s/core':>10} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'p99 c32':>8} {'RT/req':>6} {'TTFT+ p50':>9} {'TTFT+ p99':>9} "
+        f"{'RSS MB':>13} {'RSS +%':>6}",
+    ]
+    for m in results.values():
+        ratio = m.cpu_ms / base.cpu_ms if base is not None and base.cpu_ms else float("nan")
+        lines.append(
+            f"{m.label:<34} {fmt(m.cpu_ms, '.3f'):>10} {fmt(ratio, '.3f'):>9} {fmt(m.rps, '.0f'):>9} "
+            f"{fmt(1000 / m.cpu_ms if m.cpu_ms else None, '.0f'):>10} {fmt(m.p50, '.2f'):>7} {fmt(m.p99, '.2f'):>7} "
+            f"{fmt(m.p99_c32, '.1f'):>8} {fmt(m.round_trips, '.2f'):>6} {fmt(m.ttft_p50, '.2f'):>9} "
+            f"{fmt(m.ttft_p99, '.2f'):>9} "
+            f"{m.rss_before_kb / 1024:>6.1f}>{m.rss_after_kb / 1024:<6.1f} {fmt(m.rss_growth_pct, '.2f'):>6}")
+    lines += [
+        "",
+        "CPU ms/req: the gateway's own processes only (/proc user+system; Tollgate: the one `tollgate serve` process,",
+        "  LiteLLM: its process tree), over the concurrency-32 run. x LiteLLM: that CPU divided by LiteLLM's.",
+        "req/s c32: wall clock, for information: the load generator, the Kong double (Tollgate targets only), the",
+        "  mock and the gateway share this machine. req/s/core: 1000 / CPU ms, what one core of the gateway serves.",
+        "p50/p99 ms: concurrency 1. RT/req: PDK round trips per request counted by the Kong double at the socket.",
+        "TTFT+: when the first content chunk reached the client minus when the mock wrote it (concurrency 1).",
+        "RSS MB: before > after the concurrency-32 run (after a warm-up); RSS +%: growth over that run.",
+    ]
+    return "\n".join(lines)
+
+
+def result_line(results: dict[str, Measured]) -> str:
+    full = results.get("redis")
+    base = results.get("litellm")
+    ratio = full.cpu_ms / base.cpu_ms if full is not None and base is not None and base.cpu_ms else float("nan")
+    trips = full.round_trips if full is not None and full.round_trips is not None else float("nan")
+    growth = full.rss_growth_pct if full is not None else float("nan")
+    ttft = full.ttft_p50 if full is not None else float("nan")
+    return (f"RESULT cpu_ratio_vs_litellm={ratio:.3f} round_trips_full_chain={trips:g} "
+            f"rss_growth_pct={growth:.2f} ttft_added_ms_p50={ttft:.2f}")
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+async def main(args: argparse.Namespace) -> None:
+    random.seed(SEED)
+    wanted = args.targets.split(",")
+    if args.no_litellm and "litellm" in wanted:
+        wanted.remove("litellm")
+    if "litellm" in wanted:
+        await asyncio.to_thread(litellm_bin)      # install first (timed apart from the measurements)
+    results: dict[str, Measured] = {}
+    started = time.monotonic()
+    async with mock_llm() as mock_url:
+        redis = None
+        try:
+            if "redis" in wanted:
+                redis = RedisServer()
+                redis.start()
+            for name in wanted:
+                print(f"measuring {name}...", flush=True)
+                code = args.tollgate_code
+                if name == "proxy":
+                    scope = tollgate(name, "Tollgate proxy only", [proxy_plugin(mock_url)], code=code)
+                elif name == "local":
+                    scope = tollgate(name, "Tollgate full chain, local", chain(mock_url, "local"), code=code)
+                elif name == "redis":
+                    assert redis is not None
+                    scope = tollgate(name, "Tollgate full chain, redis", chain(mock_url, "redis"), redis.url,
+                                     code=code)
+                elif name == "litellm":
+                    scope = litellm(mock_url)
+                else:
+                    raise SystemExit(f"unknown target {name!r}")
+                async with scope as target:
+                    results[name] = await measure(target, mock_url, args)
+        finally:
+            if redis is not None:
+                redis.stop()
+    print(report(results, args))
+    print(f"\n(measured in {time.monotonic() - started:.0f} s)")
+    print(result_line(results))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=10_000, help="concurrency-32 requests per target")
+    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--latency-requests", type=int, default=1000, help="concurrency-1 requests per target")
+    parser.add_argument("--stream-requests", type=int, default=200, help="streamed requests per target (TTFT)")
+    parser.add_argument("--targets", default="proxy,local,redis,litellm")
+    parser.add_argument("--profile", metavar="DIR", help="record py-spy collapsed stacks of each gateway's "
+                        "concurrency-32 run into DIR (the CPU numbers then include py-spy's interruptions)")
+    parser.add_argument("--tollgate-code", metavar="DIR", help="run the Tollgate process from the package under "
+                        "DIR (e.g. an older checkout's plugins/) instead of the installed one: before/after tables")
+    parser.add_argument("--same-body", action="store_true", help="send one body over and over (content caches "
+                        "then hit on every request) instead of a different user message per request")
+    parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (no RESULT ratio)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        uvloop = None
+    arguments = parse_args()
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop if uvloop else None) as runner:
+        runner.run(main(arguments))

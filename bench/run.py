@@ -349,7 +349,9 @@ async def litellm(mock_url: str) -> AsyncIterator[Target]:
 class Measured:
     name: str
     label: str
-    cpu_ms: float = float("nan")
+    cpu_ms: float = float("nan")          # median over the rounds
+    cpu_ms_all: float = float("nan")      # all rounds together
+    cpu_spread: tuple[float, float] = (float("nan"), float("nan"))
     rps: float = float("nan")
     p50: float = float("nan")
     p99: float = float("nan")
@@ -366,47 +368,70 @@ class Measured:
         return (self.rss_after_kb - self.rss_before_kb) / self.rss_before_kb * 100 if self.rss_before_kb else 0.0
 
 
-async def measure(target: Target, mock_url: str, args: argparse.Namespace) -> Measured:
-    body = Bodies(SEED, same=args.same_body)
-    stream_body = Bodies(SEED + 1, stream=True, same=args.same_body)
-    out = Measured(target.name, target.label)
-    double = target.double
-    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
-    async with aiohttp.ClientSession(connector=connector) as http:
-        warm = await drive(http, target.url, body, args.warmup, CONCURRENCY)
-        await drive(http, target.url, stream_body, min(100, args.warmup), 4, stream=True)
+class Bench:
+    """One target under measurement: its client session, its bodies and what was measured so far."""
+
+    def __init__(self, target: Target, args: argparse.Namespace) -> None:
+        self.target = target
+        self.out = Measured(target.name, target.label)
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY))
+        self.bodies = Bodies(SEED, same=args.same_body)
+        self.stream_bodies = Bodies(SEED + 1, stream=True, same=args.same_body)
+        self.cpu = 0.0
+        self.per_round: list[float] = []   # CPU ms per request of each round
+        self.requests = 0
+        self.seconds = 0.0
+        self.latencies: list[float] = []
+
+    async def warm_up(self, requests: int) -> None:
+        warm = await drive(self.http, self.target.url, self.bodies, requests, CONCURRENCY)
+        await drive(self.http, self.target.url, self.stream_bodies, min(100, requests), 4, stream=True)
         if warm.errors:
-            raise RuntimeError(f"{target.label}: {warm.errors} of {warm.requests} warm-up requests failed")
-        if double is not None:
-            await double.settle()
-            double.stats.reset()
-        pids = target.pids()
-        rss_before = rss_kb(pids)
-        profiler = start_profiler(target, pids[0], args.profile) if args.profile else None
-        cpu_before = cpu_seconds(pids)
-        loaded = await drive(http, target.url, body, args.requests, CONCURRENCY)
+            raise RuntimeError(f"{self.target.label}: {warm.errors} of {warm.requests} warm-up requests failed")
+        if self.target.double is not None:
+            await self.target.double.settle()
+            self.target.double.stats.reset()
+        self.out.rss_before_kb = rss_kb(self.target.pids())
+
+    async def round(self, requests: int, profile: str | None) -> None:
+        """``requests`` at concurrency 32; the gateway's CPU over exactly this round."""
+        pids = self.target.pids()
+        profiler = start_profiler(self.target, pids[0], profile) if profile else None
+        before = cpu_seconds(pids)
+        loaded = await drive(self.http, self.target.url, self.bodies, requests, CONCURRENCY)
+        if self.target.double is not None:
+            await self.target.double.settle()
+        spent = cpu_seconds(self.target.pids()) - before
+        self.cpu += spent
+        self.per_round.append(spent * 1000 / max(1, loaded.requests))
         if profiler is not None:
             stop_profiler(profiler)
-        if double is not None:
-            await double.settle()
-        cpu = cpu_seconds(target.pids()) - cpu_before
-        out.rss_before_kb, out.rss_after_kb = rss_before, rss_kb(target.pids())
-        out.cpu_ms = cpu * 1000 / loaded.requests
-        out.rps = loaded.rps
-        out.p99_c32 = loaded.percentile(99)
-        out.errors = loaded.errors
-        if double is not None:
-            served = len(double.stats.requests)
-            out.round_trips = double.stats.total_round_trips / max(1, served)
+        self.requests += loaded.requests
+        self.seconds += loaded.seconds
+        self.latencies += loaded.latencies
+        self.out.errors += loaded.errors
 
-        single = await drive(http, target.url, body, args.latency_requests, 1)
+    async def finish(self, mock_url: str, args: argparse.Namespace) -> Measured:
+        out, target = self.out, self.target
+        out.rss_after_kb = rss_kb(target.pids())
+        # The median round: one round disturbed by other work on the machine does not move it.
+        out.cpu_ms = statistics.median(self.per_round) if self.per_round else float("nan")
+        out.cpu_ms_all = self.cpu * 1000 / max(1, self.requests)
+        out.cpu_spread = (min(self.per_round), max(self.per_round)) if self.per_round else (float("nan"),) * 2
+        out.rps = self.requests / self.seconds if self.seconds else float("nan")
+        out.p99_c32 = Run(latencies=self.latencies).percentile(99)
+        if target.double is not None:
+            served = len(target.double.stats.requests)
+            out.round_trips = target.double.stats.total_round_trips / max(1, served)
+
+        single = await drive(self.http, target.url, self.bodies, args.latency_requests, 1)
         out.p50, out.p99 = single.percentile(50), single.percentile(99)
         out.errors += single.errors
 
-        await clear_mock(http, mock_url)
-        streamed = await drive(http, target.url, stream_body, args.stream_requests, 1, stream=True)
+        await clear_mock(self.http, mock_url)
+        streamed = await drive(self.http, target.url, self.stream_bodies, args.stream_requests, 1, stream=True)
         out.errors += streamed.errors
-        sent = await mock_chunk_times(http, mock_url, args.stream_requests)
+        sent = await mock_chunk_times(self.http, mock_url, args.stream_requests)
         if len(sent) == len(streamed.first_chunk_at):
             added = sorted((got - at) * 1000 for got, at in zip(streamed.first_chunk_at, sent)
                            if got == got and at == at)
@@ -416,18 +441,20 @@ async def measure(target: Target, mock_url: str, args: argparse.Namespace) -> Me
         else:
             print(f"  {target.label}: {len(sent)} mock streams for {len(streamed.first_chunk_at)} requests: "
                   "no TTFT", flush=True)
-    if out.errors:
-        print(f"  {target.label}: {out.errors} requests did not answer 200", flush=True)
-    print(f"  {target.label}: {out.cpu_ms:.3f} ms CPU/request, {out.rps:.0f} req/s, p50 {out.p50:.2f} ms, "
-          f"TTFT added p50 {out.ttft_p50:.2f} ms, RSS {out.rss_before_kb // 1024} -> {out.rss_after_kb // 1024} MB",
-          flush=True)
-    return out
+        await self.http.close()
+        if out.errors:
+            print(f"  {target.label}: {out.errors} requests did not answer 200", flush=True)
+        print(f"  {target.label}: {out.cpu_ms:.3f} ms CPU/request (rounds {out.cpu_spread[0]:.3f}-"
+              f"{out.cpu_spread[1]:.3f}), {out.rps:.0f} req/s, p50 {out.p50:.2f} ms, "
+              f"TTFT added p50 {out.ttft_p50:.2f} ms, RSS {out.rss_before_kb // 1024} -> "
+              f"{out.rss_after_kb // 1024} MB", flush=True)
+        return out
 
 
 def start_profiler(target: Target, pid: int, directory: str) -> subprocess.Popen:
-    """py-spy on the gateway's main process for the concurrency-32 run (collapsed stacks; --profile only)."""
+    """py-spy on the gateway's main process for one concurrency-32 round (collapsed stacks; --profile only)."""
     os.makedirs(directory, exist_ok=True)
-    out = os.path.join(directory, f"{target.name}.txt")
+    out = os.path.join(directory, f"{target.name}-{time.monotonic_ns()}.txt")
     proc = subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "500", "--nonblocking",
                              "--format", "raw", "--output", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(1.0)   # let it attach
@@ -456,17 +483,18 @@ def report(results: dict[str, Measured], args: argparse.Namespace) -> str:
     lines = [
         "",
         f"Tollgate vs LiteLLM {LITELLM_VERSION}: {args.requests} requests at concurrency {CONCURRENCY} "
-        f"(~4.4 KB chat bodies, a different user message each), {args.latency_requests} at concurrency 1, {args.stream_requests} streams of "
-        f"{STREAM_CHUNKS} chunks; {os.cpu_count()} CPUs",
+        f"in {args.rounds} rounds (~4.4 KB chat bodies, a different user message each), {args.latency_requests} at "
+        f"concurrency 1, {args.stream_requests} streams of {STREAM_CHUNKS} chunks; {os.cpu_count()} CPUs",
         "",
-        f"{'target':<34} {'CPU ms/req':>10} {'x LiteLLM':>9} {'req/s c32':>9} {'req/s/core':>10} "
+        f"{'target':<34} {'CPU ms/req':>10} {'rounds':>13} {'x LiteLLM':>9} {'req/s c32':>9} {'req/s/core':>10} "
         f"{'p50 ms':>7} {'p99 ms':>7} {'p99 c32':>8} {'RT/req':>6} {'TTFT+ p50':>9} {'TTFT+ p99':>9} "
         f"{'RSS MB':>13} {'RSS +%':>6}",
     ]
     for m in results.values():
         ratio = m.cpu_ms / base.cpu_ms if base is not None and base.cpu_ms else float("nan")
         lines.append(
-            f"{m.label:<34} {fmt(m.cpu_ms, '.3f'):>10} {fmt(ratio, '.3f'):>9} {fmt(m.rps, '.0f'):>9} "
+            f"{m.label:<34} {fmt(m.cpu_ms, '.3f'):>10} {fmt(m.cpu_spread[0], '.3f'):>6}-{fmt(m.cpu_spread[1], '.3f'):<6} "
+            f"{fmt(ratio, '.3f'):>9} {fmt(m.rps, '.0f'):>9} "
             f"{fmt(1000 / m.cpu_ms if m.cpu_ms else None, '.0f'):>10} {fmt(m.p50, '.2f'):>7} {fmt(m.p99, '.2f'):>7} "
             f"{fmt(m.p99_c32, '.1f'):>8} {fmt(m.round_trips, '.2f'):>6} {fmt(m.ttft_p50, '.2f'):>9} "
             f"{fmt(m.ttft_p99, '.2f'):>9} "
@@ -474,12 +502,13 @@ def report(results: dict[str, Measured], args: argparse.Namespace) -> str:
     lines += [
         "",
         "CPU ms/req: the gateway's own processes only (/proc user+system; Tollgate: the one `tollgate serve` process,",
-        "  LiteLLM: its process tree), over the concurrency-32 run. x LiteLLM: that CPU divided by LiteLLM's.",
+        "  LiteLLM: its process tree), per request of a concurrency-32 round: the median of the rounds (rounds: the",
+        "  lowest and highest). The targets take turns round by round. x LiteLLM: that CPU divided by LiteLLM's.",
         "req/s c32: wall clock, for information: the load generator, the Kong double (Tollgate targets only), the",
         "  mock and the gateway share this machine. req/s/core: 1000 / CPU ms, what one core of the gateway serves.",
         "p50/p99 ms: concurrency 1. RT/req: PDK round trips per request counted by the Kong double at the socket.",
         "TTFT+: when the first content chunk reached the client minus when the mock wrote it (concurrency 1).",
-        "RSS MB: before > after the concurrency-32 run (after a warm-up); RSS +%: growth over that run.",
+        "RSS MB: before > after the concurrency-32 rounds (after a warm-up); RSS +%: growth over them.",
     ]
     return "\n".join(lines)
 
@@ -506,32 +535,40 @@ async def main(args: argparse.Namespace) -> None:
         await asyncio.to_thread(litellm_bin)      # install first (timed apart from the measurements)
     results: dict[str, Measured] = {}
     started = time.monotonic()
-    async with mock_llm() as mock_url:
+    async with mock_llm() as mock_url, contextlib.AsyncExitStack() as stack:
         redis = None
-        try:
-            if "redis" in wanted:
-                redis = RedisServer()
-                redis.start()
-            for name in wanted:
-                print(f"measuring {name}...", flush=True)
-                code = args.tollgate_code
-                if name == "proxy":
-                    scope = tollgate(name, "Tollgate proxy only", [proxy_plugin(mock_url)], code=code)
-                elif name == "local":
-                    scope = tollgate(name, "Tollgate full chain, local", chain(mock_url, "local"), code=code)
-                elif name == "redis":
-                    assert redis is not None
-                    scope = tollgate(name, "Tollgate full chain, redis", chain(mock_url, "redis"), redis.url,
-                                     code=code)
-                elif name == "litellm":
-                    scope = litellm(mock_url)
-                else:
-                    raise SystemExit(f"unknown target {name!r}")
-                async with scope as target:
-                    results[name] = await measure(target, mock_url, args)
-        finally:
-            if redis is not None:
-                redis.stop()
+        if "redis" in wanted:
+            redis = RedisServer()
+            redis.start()
+            stack.callback(redis.stop)
+        code = args.tollgate_code
+        benches: list[Bench] = []
+        for name in wanted:
+            if name == "proxy":
+                scope = tollgate(name, "Tollgate proxy only", [proxy_plugin(mock_url)], code=code)
+            elif name == "local":
+                scope = tollgate(name, "Tollgate full chain, local", chain(mock_url, "local"), code=code)
+            elif name == "redis":
+                assert redis is not None
+                scope = tollgate(name, "Tollgate full chain, redis", chain(mock_url, "redis"), redis.url, code=code)
+            elif name == "litellm":
+                scope = litellm(mock_url)
+            else:
+                raise SystemExit(f"unknown target {name!r}")
+            benches.append(Bench(await stack.enter_async_context(scope), args))
+        print(f"started {', '.join(b.target.label for b in benches)}; warming up...", flush=True)
+        for bench in benches:
+            await bench.warm_up(args.warmup)
+        # The targets take turns, a slice of the requests each per round: a change in the machine's load (other
+        # work on it) falls on every target alike instead of on whichever ran at that moment.
+        rounds = max(1, args.rounds)
+        for i in range(rounds):
+            share = args.requests // rounds + (1 if i < args.requests % rounds else 0)
+            for bench in benches:
+                await bench.round(share, args.profile)
+            print(f"round {i + 1}/{rounds}: {share} requests per target", flush=True)
+        for bench in benches:
+            results[bench.target.name] = await bench.finish(mock_url, args)
     print(report(results, args))
     print(f"\n(measured in {time.monotonic() - started:.0f} s)")
     print(result_line(results))
@@ -541,6 +578,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000, help="concurrency-32 requests per target")
     parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=5, help="the targets take turns: each round sends "
+                        "requests/rounds to each target in turn")
     parser.add_argument("--latency-requests", type=int, default=1000, help="concurrency-1 requests per target")
     parser.add_argument("--stream-requests", type=int, default=200, help="streamed requests per target (TTFT)")
     parser.add_argument("--targets", default="proxy,local,redis,litellm")

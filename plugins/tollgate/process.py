@@ -93,7 +93,7 @@ class TollgateProcess:
 def _settle_memory() -> None:
     """Keep the collector off what startup built.
 
-    Everything alive now (modules, plugin configs, the price table, tokenizer tables) lives as long as the process;
+    Everything alive now (modules, the plugin classes, the price table) lives as long as the process;
     frozen, the cyclic collector stops rescanning it on every full collection, and a larger first generation lets
     the short-lived objects of each request die by reference counting before a collection ever looks at them.
     """

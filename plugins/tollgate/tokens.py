@@ -370,9 +370,25 @@ def warm() -> None:
 # --------------------------------------------------------------------------------------------------------------
 
 
+# Counts of short strings (roles, names, tool names: the same few on every request), per encoding.
+_short_counts: dict[tuple[str, str], int] = {}
+_SHORT = 32
+
+
 def _n(enc: "tiktoken.Encoding", text: str) -> int:
     # encode_ordinary: a literal "<|endoftext|>" in user text is text, not a special token (and never raises).
-    return len(enc.encode_ordinary(text)) if text else 0
+    if not text:
+        return 0
+    if len(text) > _SHORT:
+        return len(enc.encode_ordinary(text))
+    key = (enc.name, text)
+    count = _short_counts.get(key)
+    if count is None:
+        count = len(enc.encode_ordinary(text))
+        if len(_short_counts) >= 4096:
+            _short_counts.clear()
+        _short_counts[key] = count
+    return count
 
 
 def count_text(text: str, model: str | None = None) -> int:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .. import log, metrics, runtime
 from ..context import BodyError, RequestContext
 from ..relay.errors import openai_error
 from ..store import Reservation, StoreUnavailable, Window
+from .base import Policy
 
 logger = log.get("limits")
 
@@ -80,6 +81,90 @@ async def reserve_groups(store: Any, groups: Sequence[tuple[str, int, list[Windo
             return None, reservation
         taken.append((counts, reservation))
     return Grant(taken), None
+
+
+@dataclass
+class Plan:
+    """What one limiting plugin reserves for one request, and what it makes of the store's answer.
+
+    Making a plan changes nothing (no store call, header, metric or log line): the plans of the limiting plugins of
+    a request are made in priority order, reserved together in one store round trip (`admit`), and read in that
+    order, each exactly as if its plugin had reserved alone once the plugins before it had let the request through.
+    """
+
+    store: Any
+    groups: list[tuple[str, int, list[Window]]]  # (what the group counts, amount, windows), reserved in order
+    now: float
+    conclude: Callable[[Grant | None, Reservation | None, StoreUnavailable | None], Any]  # -> answer or None
+    prelude: Callable[[], None] | None = None  # what the plugin does before reserving, run when it is its turn
+
+
+@dataclass
+class Answer:
+    """A limiting plugin's answer to a request without reserving anything (``respond`` runs when it is its turn
+    and returns the response, or None to let the request go on)."""
+
+    respond: Callable[[], Any]
+
+
+class LimitPolicy(Policy):
+    """A relay-side policy that admits requests through store reservations: it makes a `Plan` (or an `Answer`, or
+    None when it has nothing to do) and the relay reserves the plans of consecutive limiting policies together."""
+
+    def plan(self, ctx: RequestContext) -> Plan | Answer | None:
+        raise NotImplementedError
+
+    async def before(self, ctx: RequestContext) -> Any:
+        return await admit(ctx, [self])
+
+
+async def admit(ctx: RequestContext, policies: Sequence[LimitPolicy]) -> Any:
+    """The ``before`` of consecutive limiting policies, in order: the first refusal (or other answer) wins."""
+    batch: list[Plan] = []
+    for policy in policies:
+        planned = policy.plan(ctx)
+        if planned is None:
+            continue
+        if isinstance(planned, Plan) and (not batch or batch[-1].store is planned.store):
+            batch.append(planned)
+            continue
+        answer = await _reserve(batch)  # the plugins before this one decide first
+        batch = []
+        if answer is not None:
+            return answer
+        if isinstance(planned, Plan):
+            batch.append(planned)
+            continue
+        answer = planned.respond()
+        if answer is not None:
+            return answer
+    return await _reserve(batch)
+
+
+async def _reserve(plans: list[Plan]) -> Any:
+    """Reserve ``plans`` (one store) in one call and let each conclude in turn."""
+    if not plans:
+        return None
+    requests = [([(windows, amount) for _, amount, windows in plan.groups], plan.now) for plan in plans]
+    try:
+        results = await plans[0].store.reserve_in_turn(requests)
+    except StoreUnavailable as exc:
+        for plan in plans:
+            if plan.prelude is not None:
+                plan.prelude()
+            answer = plan.conclude(None, None, exc)
+            if answer is not None:
+                return answer
+        return None
+    for plan, made in zip(plans, results):  # results end at the refused plan, if one was refused
+        if plan.prelude is not None:
+            plan.prelude()
+        if made and not made[-1].allowed:
+            return plan.conclude(None, made[-1], None)
+        answer = plan.conclude(Grant([(counts, r) for (counts, _, _), r in zip(plan.groups, made)]), None, None)
+        if answer is not None:
+            return answer
+    return None
 
 
 def store_failure(plugin: str, ctx: RequestContext, config: dict[str, Any], exc: StoreUnavailable) -> Any:

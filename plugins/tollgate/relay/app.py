@@ -13,6 +13,7 @@ from .. import analytics, log
 from ..attachments import HEADER, Attachment, InvalidAttachment
 from ..context import RequestContext
 from ..plugins.base import Policy
+from ..plugins.limits import LimitPolicy, admit
 from ..runtime import Runtime
 from .errors import openai_error
 
@@ -63,8 +64,19 @@ class Relay:
         proxy = ctx.policies[PROXY]
         response: web.StreamResponse | None = None
         try:
-            for policy in ordered:
-                response = await policy.before(ctx)
+            i = 0
+            while i < len(ordered):
+                policy = ordered[i]
+                if isinstance(policy, LimitPolicy):
+                    # Consecutive limiting policies reserve together (one store round trip), in order.
+                    j = i + 1
+                    while j < len(ordered) and isinstance(ordered[j], LimitPolicy):
+                        j += 1
+                    response = await admit(ctx, ordered[i:j])
+                    i = j
+                else:
+                    response = await policy.before(ctx)
+                    i += 1
                 if response is not None:
                     return response
             response = await proxy.serve(ctx, request)

@@ -94,6 +94,11 @@ class Store(abc.ABC):
             return Reservation(allowed=True, amount=amount, states=[])
         buckets = _locate(windows, now)
         denied, counts = await self._apply(windows, buckets, amount, "reserve")
+        return self._reservation(windows, buckets, amount, denied, counts, now)
+
+    def _reservation(self, windows: Sequence[Window], buckets: Sequence[_windows.Bucket], amount: int,
+                     denied: int | None, counts: Counts, now: float) -> Reservation:
+        """What `reserve` returns, from the counters its store operation left (and the window it refused)."""
         states = [_windows.state(w, b, c) for w, b, c in zip(windows, buckets, counts)]
         if denied is not None:
             waits = [_windows.wait_time(w, b, c, amount, now) for w, b, c in zip(windows, buckets, counts)]
@@ -108,6 +113,28 @@ class Store(abc.ABC):
         deadlines = {b.current: ticks + b.ttl for b in buckets}  # a bucket shared by two windows: once
         charged = tuple(ChargedBucket(bucket, deadline) for bucket, deadline in deadlines.items())
         return Reservation(allowed=True, amount=amount, states=states, charged=charged)
+
+    async def reserve_in_turn(self, requests: Sequence[tuple[Sequence[tuple[Sequence[Window], int]], float]]
+                              ) -> list[list[Reservation]]:
+        """Several requests' reservations, exactly as if made one after the other, in one go where the backend can.
+
+        Each request is ``(groups, now)``: its groups (``(windows, amount)``) are reserved in order as `reserve`
+        does; a refused group gives back what the request's earlier groups took (as ``settle(r, 0)``) and ends
+        the call, so the requests after it are not tried. Returns, per request tried, its groups' reservations,
+        the last one refused if the call ended on a refusal.
+        """
+        results: list[list[Reservation]] = []
+        for groups, now in requests:
+            made: list[Reservation] = []
+            results.append(made)
+            for windows, amount in groups:
+                reservation = await self.reserve(windows, amount, now)
+                made.append(reservation)
+                if not reservation.allowed:
+                    for earlier in made[:-1]:
+                        await self.settle(earlier, 0)
+                    return results
+        return results
 
     async def settle(self, reservation: Reservation, actual: int) -> None:
         """Correct an admitted reservation to what was really used (``actual - amount``, +/-).

@@ -54,6 +54,88 @@ out[1] = refused
 return out
 """
 
+# Store.reserve_in_turn in one script: the WINDOWS reservation of several groups, request after request.
+# KEYS: current and previous bucket of every window of every group of every request, in that order
+# ARGV[1]: number of requests; per request: its number of groups; per group: amount (integer), number of windows;
+#   per window: limit, weight of the previous bucket, TTL of the current (ms)
+# Returns, per group tried: refused window (1-based, 0 = none), then current and previous of each window. A refused
+# group gives back what its request's earlier groups charged (as SETTLE to 0 would) and ends the script.
+RESERVE_IN_TURN = """
+local a = 2
+local k = 1
+local out = {}
+for r = 1, tonumber(ARGV[1]) do
+  local taken = {}
+  local groups = tonumber(ARGV[a])
+  a = a + 1
+  for g = 1, groups do
+    local amount_arg = ARGV[a]
+    local amount = tonumber(amount_arg)
+    local n = tonumber(ARGV[a + 1])
+    a = a + 2
+    local keys, ttls, counts = {}, {}, {}
+    local refused = 0
+    for i = 1, n do
+      local current = tonumber(redis.call('GET', KEYS[k]) or '0')
+      local weight = tonumber(ARGV[a + 1])
+      local previous = 0
+      if weight > 0 then
+        previous = tonumber(redis.call('GET', KEYS[k + 1]) or '0')
+      end
+      if refused == 0 then
+        local used = previous * weight + current
+        local limit = tonumber(ARGV[a])
+        if used >= limit or used + amount > limit then
+          refused = i
+        end
+      end
+      keys[i] = KEYS[k]
+      ttls[i] = ARGV[a + 2]
+      counts[2 * i - 1] = current
+      counts[2 * i] = previous
+      k = k + 2
+      a = a + 3
+    end
+    if refused == 0 and amount ~= 0 then
+      local charged = {}  -- windows sharing a bucket charge it once
+      for i = 1, n do
+        local key = keys[i]
+        local current = charged[key]
+        if current == nil then
+          current = redis.call('INCRBY', key, amount_arg)
+          if current < 0 then
+            redis.call('SET', key, '0', 'KEEPTTL')
+            current = 0
+          end
+          redis.call('PEXPIRE', key, ttls[i])
+          charged[key] = current
+          taken[#taken + 1] = {key, amount_arg}
+        end
+        counts[2 * i - 1] = current
+      end
+    end
+    out[#out + 1] = refused
+    for i = 1, 2 * n do
+      out[#out + 1] = counts[i]
+    end
+    if refused ~= 0 then
+      for _, t in ipairs(taken) do
+        local current = redis.call('GET', t[1])
+        if current then
+          if tonumber(current) - tonumber(t[2]) < 0 then
+            redis.call('SET', t[1], '0', 'KEEPTTL')
+          else
+            redis.call('DECRBY', t[1], t[2])
+          end
+        end
+      end
+      return out
+    end
+  end
+end
+return out
+"""
+
 # KEYS: buckets a reservation charged; ARGV[1]: delta (integer); ARGV[1+i]: ms KEYS[i] still lives
 # A bucket never drops below zero; a missing one is created only to add to it.
 SETTLE = """

@@ -17,6 +17,7 @@ import math
 import time
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from typing import Any
 
 import orjson
@@ -38,10 +39,12 @@ from ...pricing import (
 )
 from ...providers.base import CHAT, EMBEDDINGS
 from ...relay.errors import openai_error
-from ...store import StoreUnavailable, Window, WindowState
-from ..base import Policy
+from ...store import Reservation, StoreUnavailable, Window, WindowState
 from ..limits import (
+    Answer,
     Grant,
+    LimitPolicy,
+    Plan,
     UnknownIdentity,
     candidate_targets,
     chosen_target,
@@ -50,7 +53,6 @@ from ..limits import (
     now,
     proxy_of,
     requested_max_tokens,
-    reserve_groups,
     store_failure,
 )
 from .budgets import Budget, safe_namespace
@@ -91,7 +93,7 @@ class Admission:
     charges: list[Charge]
 
 
-class CostQuotaPolicy(Policy):
+class CostQuotaPolicy(LimitPolicy):
     def __init__(self, config: dict[str, Any], plugin: str):
         super().__init__(config, plugin)
         timezone = config.get("timezone") or "UTC"
@@ -186,12 +188,13 @@ class CostQuotaPolicy(Policy):
             return self.default_price
         return price
 
-    async def before(self, ctx: RequestContext) -> Any:
+    def plan(self, ctx: RequestContext) -> Plan | Answer | None:
         router = self._router_of(ctx)
         try:
             whos = [self._who(budget, ctx, router) for budget in self.budgets]
         except UnknownIdentity as exc:
-            return openai_error(400, str(exc), "invalid_request_error", "missing_identifier")
+            message = str(exc)
+            return Answer(lambda: openai_error(400, message, "invalid_request_error", "missing_identifier"))
         # Every target the proxy may answer from (balancing, fallback): the request must fit the dearest.
         candidates = candidate_targets(ctx)
         priced: list[tuple[Price, dict[str, Any]]] = []
@@ -202,22 +205,16 @@ class CostQuotaPolicy(Policy):
                 priced.append((price, options))
                 continue
             if self.unknown_model == "deny":
-                count_refusal(self.plugin, "unpriced_model", ctx)
-                return openai_error(400, f"{self.plugin}: no price is known for model '{model}' of provider "
-                                         f"'{provider}', and this route refuses unpriced models (add it to the "
-                                         "plugin's prices or set model.options.input_cost/output_cost)",
-                                    "invalid_request_error", "model_not_priced", param="model")
+                return Answer(partial(self._deny_unpriced, ctx, provider, model))
             unpriced.append(f"{provider}/{model}")
-        if unpriced:
-            ctx.response_headers[UNPRICED_HEADER] = ", ".join(unpriced)
-            log.event(logger, "unpriced model allowed", logging.WARNING, plugin=self.plugin, models=unpriced,
-                      route_id=ctx.route_id)
+        prelude = partial(self._allow_unpriced, ctx, unpriced) if unpriced else None
         proxy = proxy_of(ctx)
         route_type = proxy.route_type if proxy else CHAT
         try:
             prompt = estimate.prompt_tokens(ctx, route_type, candidates[0][1]) if priced else 0
         except BodyError:
-            return None  # the proxy answers a malformed body with its own 400
+            # the proxy answers a malformed body with its own 400
+            return Answer(prelude) if prelude is not None else None
         requested_cap = requested_max_tokens(ctx)
 
         def output_cap(options: dict[str, Any]) -> int:
@@ -236,11 +233,25 @@ class CostQuotaPolicy(Policy):
             charges.append(Charge(budget, who, window, span, amount))
             groups.setdefault(budget.currency, (amount, []))[1].append(window)
         store = runtime.current().store_for(self.config)
-        try:
-            grant, refused = await reserve_groups(
-                store, [(currency, amount, windows) for currency, (amount, windows) in groups.items()], moment)
-        except StoreUnavailable as exc:
-            refusal = store_failure(self.plugin, ctx, self.config, exc)
+        return Plan(store, [(currency, amount, windows) for currency, (amount, windows) in groups.items()], moment,
+                    partial(self._conclude, ctx, store, charges, dearest, moment), prelude)
+
+    def _deny_unpriced(self, ctx: RequestContext, provider: str | None, model: str | None) -> web.Response:
+        count_refusal(self.plugin, "unpriced_model", ctx)
+        return openai_error(400, f"{self.plugin}: no price is known for model '{model}' of provider "
+                                 f"'{provider}', and this route refuses unpriced models (add it to the "
+                                 "plugin's prices or set model.options.input_cost/output_cost)",
+                            "invalid_request_error", "model_not_priced", param="model")
+
+    def _allow_unpriced(self, ctx: RequestContext, unpriced: list[str]) -> None:
+        ctx.response_headers[UNPRICED_HEADER] = ", ".join(unpriced)
+        log.event(logger, "unpriced model allowed", logging.WARNING, plugin=self.plugin, models=unpriced,
+                  route_id=ctx.route_id)
+
+    def _conclude(self, ctx: RequestContext, store: Any, charges: list[Charge], dearest: Price | None, moment: float,
+                  grant: Grant | None, refused: Reservation | None, failure: StoreUnavailable | None) -> Any:
+        if failure is not None:
+            refusal = store_failure(self.plugin, ctx, self.config, failure)
             if refusal is None:  # fail open: served unmetered, but its cost is still reported
                 ctx.meta[self.plugin] = Admission(None, dearest, [])
             return refusal

@@ -9,15 +9,15 @@ request is charged in the same request, streams included.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 from ... import estimate, runtime
 from ...context import BodyError, RequestContext
 from ...relay.errors import openai_error
-from ...store import StoreUnavailable, Window, WindowState
-from ..base import Policy
-from ..limits import (Grant, UnknownIdentity, candidate_targets, count_refusal, identifier_value, now, proxy_of,
-                      requested_max_tokens, reserve_groups, store_failure)
+from ...store import Reservation, StoreUnavailable, Window, WindowState
+from ..limits import (Answer, Grant, LimitPolicy, Plan, UnknownIdentity, candidate_targets, count_refusal,
+                      identifier_value, now, proxy_of, requested_max_tokens, store_failure)
 from .schema import WINDOW_NAMES
 
 
@@ -39,7 +39,7 @@ def window_seconds(size: str) -> int:
     return seconds
 
 
-class TokenLimitPolicy(Policy):
+class TokenLimitPolicy(LimitPolicy):
     def __init__(self, config: dict[str, Any], plugin: str):
         super().__init__(config, plugin)
         self.limits = [{**limit, "seconds": window_seconds(limit["window_size"])} for limit in config["limits"]]
@@ -47,7 +47,7 @@ class TokenLimitPolicy(Policy):
             raise ValueError("identifier header needs header_name")
         self.plugin_id = config.get("__plugin_id") or "default"
 
-    async def before(self, ctx: RequestContext) -> Any:
+    def plan(self, ctx: RequestContext) -> Plan | Answer | None:
         proxy = proxy_of(ctx)
         candidates = candidate_targets(ctx)
         model = candidates[0][1] if candidates else None
@@ -58,7 +58,8 @@ class TokenLimitPolicy(Policy):
         try:
             who = identifier_value(self.config.get("identifier", "consumer"), ctx, self.config.get("header_name"))
         except UnknownIdentity as exc:
-            return openai_error(400, str(exc), "invalid_request_error", "missing_identifier")
+            message = str(exc)
+            return Answer(lambda: openai_error(400, message, "invalid_request_error", "missing_identifier"))
         try:
             prompt = estimate.prompt_tokens(ctx, proxy.route_type if proxy else "llm/v1/chat", model)
         except BodyError:
@@ -73,14 +74,17 @@ class TokenLimitPolicy(Policy):
             groups.setdefault(limit["tokens_count_strategy"], []).append(
                 Window(key, limit["limit"], limit["seconds"], sliding))
             named[key] = limit["window_size"]
-        store = runtime.current().store_for(self.config)
-        try:
-            grant, refused = await reserve_groups(
-                store, [(counts, amounts[counts], windows) for counts, windows in groups.items()], now())
-        except StoreUnavailable as exc:
-            return store_failure(self.plugin, ctx, self.config, exc)
+        return Plan(runtime.current().store_for(self.config),
+                    [(counts, amounts[counts], windows) for counts, windows in groups.items()], now(),
+                    partial(self._conclude, ctx, named))
+
+    def _conclude(self, ctx: RequestContext, named: dict[str, str], grant: Grant | None,
+                  refused: Reservation | None, failure: StoreUnavailable | None) -> Any:
+        if failure is not None:
+            return store_failure(self.plugin, ctx, self.config, failure)
         if refused is not None:
             return self._refuse(ctx, refused.denied, refused.retry_after, refused.states, named)
+        assert grant is not None
         ctx.meta[self.plugin] = grant
         self._add_headers(ctx.response_headers,
                           [s for _, r in grant.reservations for s in r.states], named)

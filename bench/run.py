@@ -1,7 +1,8 @@
 """``make bench``: Tollgate against LiteLLM and against itself, on the same mock LLM and the same load (issue 7).
 
-    python bench/run.py [--requests 10000] [--latency-requests 1000] [--stream-requests 200]
-                        [--targets proxy,local,redis,litellm] [--no-litellm]
+    python bench/run.py [--requests 10000] [--rounds 5] [--latency-requests 1000] [--stream-requests 200]
+                        [--targets proxy,local,redis,litellm] [--no-litellm] [--same-body]
+                        [--profile DIR] [--tollgate-code DIR]
 
 Targets:
 
@@ -15,17 +16,24 @@ The Tollgate targets are driven through the Kong double (tests/harness: Kong's s
 in this process), LiteLLM directly. Only the gateway's own processes are measured: the Tollgate process (its /proc
 CPU), LiteLLM's process tree. The load generator, the double, the mock LLM and Redis are not counted.
 
-Load (fixed counts, fixed body, fixed seed): a ~4.4 KB chat request; ``--warmup`` requests first (imports, pools,
-caches), then ``--requests`` at concurrency 32 (CPU per request, requests/s, round trips, RSS before and after),
-``--latency-requests`` at concurrency 1 (p50/p99), and ``--stream-requests`` streamed at concurrency 1 (TTFT added).
+Load (fixed counts, fixed seeds): ~4.4 KB chat requests whose user message differs from request to request (seeded
+words: no cache keyed on content can stand in for the work a new prompt costs; ``--same-body`` sends one body over
+and over). Every target is started, warmed up (``--warmup`` requests), then the targets take turns: ``--requests``
+at concurrency 32 in ``--rounds`` rounds, each round a slice for every target in turn, so a change in the machine's
+load falls on all of them alike; CPU per request is the median round's (the table shows the range). Then
+``--latency-requests`` at concurrency 1 (p50/p99) and ``--stream-requests`` streamed at concurrency 1 (TTFT added).
+RSS is read after the warm-up and after the rounds; PDK round trips are counted by the double over the rounds.
 
 The mock LLM runs in its own process and answers every chat with fixed usage (1000 prompt / 200 completion tokens);
-streams have 20 content chunks. The mock records the instant it wrote each chunk (``chunk_times``, perf_counter,
-i.e. CLOCK_MONOTONIC, comparable across processes on one host); the client notes when the first content chunk
-reached it; the difference is the TTFT the gateway added.
+streams have 20 content chunks, 2 ms apart. The mock records the instant it wrote each chunk (``chunk_times``,
+perf_counter, i.e. CLOCK_MONOTONIC, comparable across processes on one host); the client notes when the first
+content chunk reached it; the difference is the TTFT the gateway added.
 
 The last line is ``RESULT cpu_ratio_vs_litellm=... round_trips_full_chain=... rss_growth_pct=... ttft_added_ms_p50=...``
-for the full chain with the redis strategy (CPU per request divided by LiteLLM's).
+for the full chain with the redis strategy (its CPU per request divided by LiteLLM's).
+
+``--profile DIR`` records py-spy collapsed stacks of every round (the CPU numbers then include py-spy's
+interruptions); ``--tollgate-code DIR`` runs the Tollgate processes from another copy of the package (before/after).
 """
 
 from __future__ import annotations

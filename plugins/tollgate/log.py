@@ -9,6 +9,7 @@ import asyncio
 import logging
 import re
 import sys
+import threading
 
 from typing import Any
 
@@ -107,6 +108,7 @@ class _TurnBufferedHandler(logging.StreamHandler):
     def __init__(self, stream: Any) -> None:
         super().__init__(stream)
         self._pending: list[str] = []
+        self._loop: tuple[int, asyncio.AbstractEventLoop] | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -114,14 +116,26 @@ class _TurnBufferedHandler(logging.StreamHandler):
         except Exception:
             self.handleError(record)
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._write(line)
+        loop = self._running_loop()
+        if loop is None:  # another thread, or no loop: at once, after what the loop's turn has logged so far
+            pending, self._pending = self._pending, []
+            self._write("".join(pending) + line if pending else line)
             return
         if not self._pending:
             loop.call_soon(self.flush)
         self._pending.append(line)
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop running in this thread, if any (remembered: asking asyncio costs a system call per line)."""
+        known = self._loop
+        if known is not None and known[0] == threading.get_ident() and known[1].is_running():
+            return known[1]
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        self._loop = (threading.get_ident(), loop)
+        return loop
 
     def _write(self, text: str) -> None:
         try:

@@ -47,12 +47,12 @@ class Event:
     )
 
     def __init__(self, event_id: int, instance_id: int, phase: str,
-                 on_error: Callable[["Event", BaseException], Any]):
+                 on_error: Callable[["Event", BaseException], Any], loop: asyncio.AbstractEventLoop | None = None):
         self.id = event_id
         self.instance_id = instance_id
         self.phase = phase
         self.touched = time.monotonic()
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop or asyncio.get_running_loop()
         self._step: Any = _NOTHING                          # produced, not yet taken by Kong
         self._waiter: Callable[[Any], None] | None = None   # Kong's request waiting for the next step
         self._out = False                                   # a step went to Kong; its answer is pending

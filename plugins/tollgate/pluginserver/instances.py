@@ -71,10 +71,12 @@ class InstanceTable:
     def __init__(self) -> None:
         self._next_id = itertools.count(first_id())
         self._by_id: dict[int, Instance] = {}
+        self._by_route: dict[str | None, dict[int, Instance]] = {}  # every request asks about its route's
 
     def add(self, plugin: PluginModule, config: dict[str, Any], handler: Any) -> Instance:
         instance = Instance(next(self._next_id), plugin, config, handler)
         self._by_id[instance.id] = instance
+        self._by_route.setdefault(instance.route_id, {})[instance.id] = instance
         return instance
 
     def get(self, instance_id: Any) -> Instance:
@@ -87,6 +89,11 @@ class InstanceTable:
         instance = self._by_id.pop(instance_id, None)
         if instance is None:
             raise NoInstance(instance_id)
+        on_route = self._by_route.get(instance.route_id)
+        if on_route is not None:
+            on_route.pop(instance.id, None)
+            if not on_route:
+                del self._by_route[instance.route_id]
         return instance
 
     def __iter__(self):
@@ -101,4 +108,4 @@ class InstanceTable:
         Kong keeps an instance per worker and config version; any recent one of a plugin
         on this route means Kong runs that plugin there.
         """
-        return {i.name for i in self._by_id.values() if i.route_id == route_id and i.last_event_at >= since}
+        return {i.name for i in self._by_route.get(route_id, {}).values() if i.last_event_at >= since}

@@ -197,10 +197,10 @@ class PluginServer:
         if phase not in plugin.phases:
             raise RpcError(f"{instance.name} has no {phase} phase")
         instance.last_event_at = time.time()
-        event = Event(next(self._event_ids), instance.id, phase, partial(self._error_step, instance))
+        loop = asyncio.get_running_loop()
+        event = Event(next(self._event_ids), instance.id, phase, partial(self._error_step, instance), loop)
         self.events[event.id] = event
         method = getattr(instance.handler, phase)
-        loop = asyncio.get_running_loop()
         if phase in plugin.async_phases:
             runner = loop.create_task(method(pdk.KONG), context=pdk.bound(event.call))
         else:

@@ -40,7 +40,8 @@ import orjson
 from . import native
 from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest, Usage
 from .framing import SSEDecoder
-from .openai import apply_auth, error_from
+from .http import apply_auth
+from .openai import error_from
 
 DEFAULT_URL = "https://api.anthropic.com/v1/messages"
 DEFAULT_BASE = "https://api.anthropic.com"

@@ -25,11 +25,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-import orjson
-
 from . import native
-from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest
-from .openai import _OPTION_FIELDS, PATHS, OpenAIDriver, OpenAIStreamDecoder, apply_auth, error_from
+from .base import ProviderError, Target, UpstreamRequest
+from .openai import PATHS, OpenAIDriver, OpenAIStreamDecoder, error_from
 
 DEFAULT_API_VERSION = "2023-05-15"  # Kong's default for model.options.azure_api_version
 STREAM_USAGE_SINCE = "2024-09-01"  # first api-version that takes stream_options (2024-09-01-preview, GA 2024-10-21)
@@ -100,29 +98,19 @@ class AzureDriver(OpenAIDriver):
         return (f"https://{instance}.openai.azure.com/openai/deployments/{quote(str(deployment), safe='')}{path}"
                 f"?{urlencode({'api-version': version})}")
 
-    def url(self, route_type: str, target: Target) -> str:
-        return self.azure_url(route_type, target, {})
+    def url(self, route_type: str, target: Target, body: dict[str, Any] | None = None) -> str:
+        return self.azure_url(route_type, target, body or {})
+
+    def payload(self, route_type: str, body: dict[str, Any], target: Target, stream: bool
+                ) -> tuple[dict[str, Any], bool]:
+        payload, stream = super().payload(route_type, body, target, stream)
+        if stream and api_version_of(target) < STREAM_USAGE_SINCE:
+            payload.pop("stream_options", None)  # API versions before it refuse the field
+        return payload, stream
 
     def build_request(self, route_type: str, body: dict[str, Any], target: Target, stream: bool) -> UpstreamRequest:
-        if route_type not in (CHAT, COMPLETIONS, EMBEDDINGS):
-            raise ProviderError(400, f"azure does not serve route type {route_type}", "invalid_request_error",
-                                "unsupported_route")
-        auth = target.auth or {}
-        self._check_auth(auth)
-        payload = dict(body)
-        if target.model:
-            payload["model"] = target.model
-        if route_type in (CHAT, COMPLETIONS):
-            for option in _OPTION_FIELDS:
-                if target.options.get(option) is not None and option not in payload:
-                    payload[option] = target.options[option]
-            if stream:
-                payload["stream"] = True
-                if api_version_of(target) >= STREAM_USAGE_SINCE:
-                    payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
-        url = apply_auth(self.azure_url(route_type, target, body), headers, payload, auth)
-        return UpstreamRequest("POST", url, headers, orjson.dumps(payload))
+        self._check_auth(target.auth or {})
+        return super().build_request(route_type, body, target, stream)
 
     @staticmethod
     def _check_auth(auth: dict[str, Any]) -> None:

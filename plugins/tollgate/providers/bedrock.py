@@ -75,7 +75,8 @@ from . import native
 from .anthropic import usage_of as anthropic_usage
 from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest, Usage
 from .eventstream import EventMessage, EventStreamDecoder, EventStreamError
-from .openai import apply_auth, retry_after_of
+from .http import apply_auth
+from .openai import retry_after_of
 
 SERVICE = "bedrock"
 DEFAULT_HOST = "https://bedrock-runtime.{region}.amazonaws.com"

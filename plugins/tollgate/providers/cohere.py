@@ -41,7 +41,8 @@ import orjson
 from . import native
 from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest, Usage
 from .framing import SSEDecoder
-from .openai import apply_auth, retry_after_of
+from .http import JSONDriver
+from .openai import retry_after_of
 
 DEFAULT_BASE = "https://api.cohere.com"
 PATHS = {CHAT: "/v2/chat", COMPLETIONS: "/v2/chat", EMBEDDINGS: "/v2/embed"}
@@ -443,27 +444,16 @@ class CohereStreamDecoder:
         return chunks
 
 
-class CohereDriver:
+class CohereDriver(JSONDriver):
     name = "cohere"
     default_base = DEFAULT_BASE
+    paths = PATHS
 
-    def url(self, route_type: str, target: Target) -> str:
-        options = target.options or {}
-        if options.get("upstream_url"):
-            return options["upstream_url"]
-        return self.default_base + (options.get("upstream_path") or PATHS[route_type])
-
-    def build_request(self, route_type: str, body: dict[str, Any], target: Target, stream: bool) -> UpstreamRequest:
-        if route_type not in PATHS:
-            raise ProviderError(400, f"cohere does not serve route type {route_type}", "invalid_request_error",
-                                "unsupported_route")
+    def payload(self, route_type: str, body: dict[str, Any], target: Target, stream: bool
+                ) -> tuple[dict[str, Any], bool]:
         if route_type == EMBEDDINGS:
-            payload, stream = embed_payload(body, target), False
-        else:
-            payload = chat_payload(route_type, body, target, stream)
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
-        url = apply_auth(self.url(route_type, target), headers, payload, target.auth or {})
-        return UpstreamRequest("POST", url, headers, orjson.dumps(payload))
+            return embed_payload(body, target), False
+        return chat_payload(route_type, body, target, stream), stream
 
     def parse_response(self, route_type: str, body: bytes, target: Target) -> tuple[dict[str, Any], Usage | None]:
         data = _load(body)

@@ -38,7 +38,8 @@ import orjson
 from . import native
 from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest, Usage
 from .framing import SSEDecoder
-from .openai import apply_auth, retry_after_of
+from .http import apply_auth
+from .openai import retry_after_of
 
 GENERATIVE_LANGUAGE_HOST = "https://generativelanguage.googleapis.com"
 GENERATIVE_LANGUAGE_VERSION = "/v1beta"

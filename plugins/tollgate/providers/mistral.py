@@ -38,8 +38,8 @@ from typing import Any
 import orjson
 
 from . import native
-from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest, Usage
-from .openai import OpenAIDriver, OpenAIStreamDecoder, apply_auth, retry_after_of, usage_from
+from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, Usage
+from .openai import OpenAIDriver, OpenAIStreamDecoder, retry_after_of, usage_from
 
 DEFAULT_BASE = "https://api.mistral.ai/v1"
 PATHS = {CHAT: "/chat/completions", COMPLETIONS: "/chat/completions", EMBEDDINGS: "/embeddings"}
@@ -268,24 +268,13 @@ class MistralStreamDecoder(OpenAIStreamDecoder):
 class MistralDriver(OpenAIDriver):
     name = "mistral"
     default_base = DEFAULT_BASE
+    paths = PATHS
 
-    def url(self, route_type: str, target: Target) -> str:
-        options = target.options
-        if options.get("upstream_url"):
-            return options["upstream_url"]
-        return self.default_base + (options.get("upstream_path") or PATHS[route_type])
-
-    def build_request(self, route_type: str, body: dict[str, Any], target: Target, stream: bool) -> UpstreamRequest:
-        if route_type not in PATHS:
-            raise ProviderError(400, f"mistral does not serve route type {route_type}", "invalid_request_error",
-                                "unsupported_route")
+    def payload(self, route_type: str, body: dict[str, Any], target: Target, stream: bool
+                ) -> tuple[dict[str, Any], bool]:
         if route_type == EMBEDDINGS:
-            payload, stream = embeddings_payload(body, target), False
-        else:
-            payload = chat_payload(route_type, body, target, stream)
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
-        url = apply_auth(self.url(route_type, target), headers, payload, target.auth or {})
-        return UpstreamRequest("POST", url, headers, orjson.dumps(payload))
+            return embeddings_payload(body, target), False
+        return chat_payload(route_type, body, target, stream), stream
 
     def parse_response(self, route_type: str, body: bytes, target: Target) -> tuple[dict[str, Any], Usage | None]:
         data, _ = super().parse_response(route_type, body, target)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
 
 import orjson
 
 from . import native
 from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest, Usage
 from .framing import SSEDecoder
+from .http import JSONDriver
 
 DEFAULT_BASE = "https://api.openai.com/v1"
 ORIGIN = "https://api.openai.com"
@@ -52,20 +52,6 @@ def native_usage_of(data: Any) -> Usage | None:
                      cached_tokens=int((usage.get("input_tokens_details") or {}).get("cached_tokens") or 0),
                      reasoning_tokens=int((usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0))
     return usage_from(usage)
-
-
-def apply_auth(url: str, headers: dict[str, str], body: dict[str, Any], auth: dict[str, Any]) -> str:
-    """Kong's generic auth fields: a header, or a parameter in the query or the body."""
-    if auth.get("header_name") and auth.get("header_value"):
-        headers[auth["header_name"]] = auth["header_value"]
-    if auth.get("param_name") and auth.get("param_value"):
-        if auth.get("param_location") == "body":
-            body[auth["param_name"]] = auth["param_value"]
-        else:
-            parts = urlsplit(url)
-            query = parse_qsl(parts.query) + [(auth["param_name"], auth["param_value"])]
-            url = urlunsplit(parts._replace(query=urlencode(query)))
-    return url
 
 
 def error_from(status: int, headers: Any, body: bytes) -> ProviderError:
@@ -122,17 +108,13 @@ class OpenAIStreamDecoder:
         return chunks
 
 
-class OpenAIDriver:
+class OpenAIDriver(JSONDriver):
     name = "openai"
     default_base = DEFAULT_BASE
+    paths = PATHS
 
-    def url(self, route_type: str, target: Target) -> str:
-        options = target.options
-        if options.get("upstream_url"):
-            return options["upstream_url"]
-        return self.default_base + (options.get("upstream_path") or PATHS.get(route_type, ""))
-
-    def build_request(self, route_type: str, body: dict[str, Any], target: Target, stream: bool) -> UpstreamRequest:
+    def payload(self, route_type: str, body: dict[str, Any], target: Target, stream: bool
+                ) -> tuple[dict[str, Any], bool]:
         payload = dict(body)
         if target.model:
             payload["model"] = target.model
@@ -143,9 +125,7 @@ class OpenAIDriver:
             if stream:
                 payload["stream"] = True
                 payload["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
-        url = apply_auth(self.url(route_type, target), headers, payload, target.auth)
-        return UpstreamRequest("POST", url, headers, orjson.dumps(payload))
+        return payload, stream
 
     def parse_response(self, route_type: str, body: bytes, target: Target) -> tuple[dict[str, Any], Usage | None]:
         try:

@@ -7,6 +7,8 @@ client's OpenAI-format requests through to it (see ``native.py``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from .base import ProviderError, Target
 from .openai import PATHS, OpenAIDriver
 
@@ -16,7 +18,7 @@ class OpenAICompatibleDriver(OpenAIDriver):
     native_origin = None   # preserve: upstream_url names the server (a base such as http://vllm:8000/v1 keeps the
                            # client's /v1/... path)
 
-    def url(self, route_type: str, target: Target) -> str:
+    def url(self, route_type: str, target: Target, body: dict[str, Any] | None = None) -> str:
         upstream = target.options.get("upstream_url")
         if not upstream:
             raise ProviderError(500, "openai-compatible needs model.options.upstream_url", "server_error",

@@ -61,6 +61,33 @@ class OpenStream:
 
 Outcome = Answer | OpenStream | Failure
 
+NO_TIME_LEFT = Failure("timeout", 504, "no time was left for this attempt", "timeout", "upstream_timeout")
+
+# What a provider or the network can do to a call; anything else is a bug and propagates.
+CALL_ERRORS = (ProviderError, asyncio.TimeoutError, aiohttp.ClientError, OSError)
+
+
+def client_timeout(stream: bool, connect_timeout: float, read_timeout: float, remaining: float) -> aiohttp.ClientTimeout:
+    """A stream may run as long as chunks keep coming; a plain answer must be whole within the time left."""
+    connect = min(connect_timeout, remaining)
+    if stream:
+        return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read_timeout)
+    return aiohttp.ClientTimeout(total=remaining, sock_connect=connect, sock_read=min(read_timeout, remaining))
+
+
+def failure_of(exc: BaseException, started: float) -> Failure:
+    """Classify one of ``CALL_ERRORS`` as the failover criteria name it."""
+    if isinstance(exc, ProviderError):
+        return Failure.from_provider(exc)
+    if isinstance(exc, asyncio.TimeoutError):  # aiohttp's ServerTimeoutError is one too
+        waited = time.monotonic() - started
+        return Failure("timeout", 504, _timeout_message(waited), "timeout", "upstream_timeout",
+                       elapsed_ms=waited * 1000)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return Failure("error", 502, "the provider's answer broke off", "api_error", "upstream_broken")
+    return Failure("error", 502, f"the provider could not be reached ({type(exc).__name__})", "api_error",
+                   "upstream_unreachable")
+
 
 async def call(driver: Any, route_type: str, target: Any, request: UpstreamRequest, *, stream: bool,
                connect_timeout: float, read_timeout: float, deadline: float) -> Outcome:
@@ -68,12 +95,8 @@ async def call(driver: Any, route_type: str, target: Any, request: UpstreamReque
     started = time.monotonic()
     remaining = deadline - started
     if remaining <= 0:
-        return Failure("timeout", 504, "no time was left for this attempt", "timeout", "upstream_timeout")
-    connect = min(connect_timeout, remaining)
-    if stream:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read_timeout)
-    else:
-        timeout = aiohttp.ClientTimeout(total=remaining, sock_connect=connect, sock_read=min(read_timeout, remaining))
+        return NO_TIME_LEFT
+    timeout = client_timeout(stream, connect_timeout, read_timeout, remaining)
     response: aiohttp.ClientResponse | None = None
     read = False                      # the whole body was read: the connection goes back to the pool
     try:
@@ -97,17 +120,8 @@ async def call(driver: Any, route_type: str, target: Any, request: UpstreamReque
             opened = await _first_chunks(driver, route_type, target, response, started)
             response = None if isinstance(opened, OpenStream) else response
             return opened
-    except ProviderError as exc:
-        return Failure.from_provider(exc)
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-        waited = time.monotonic() - started
-        return Failure("timeout", 504, _timeout_message(waited), "timeout", "upstream_timeout",
-                       elapsed_ms=waited * 1000)
-    except aiohttp.ClientPayloadError:
-        return Failure("error", 502, "the provider's answer broke off", "api_error", "upstream_broken")
-    except (aiohttp.ClientError, OSError) as exc:
-        return Failure("error", 502, f"the provider could not be reached ({type(exc).__name__})", "api_error",
-                       "upstream_unreachable")
+    except CALL_ERRORS as exc:
+        return failure_of(exc, started)
     finally:
         if response is not None:
             if read:

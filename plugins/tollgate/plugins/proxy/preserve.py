@@ -39,7 +39,7 @@ from ...context import RequestContext
 from ...providers import native
 from ...providers.base import CHAT, PRESERVE, ProviderError, Target, UpstreamRequest
 from ...relay import upstream
-from .attempt import Failure, _timeout_message
+from .attempt import CALL_ERRORS, NO_TIME_LEFT, Failure, client_timeout, failure_of
 
 logger = log.get("proxy")
 
@@ -128,12 +128,8 @@ async def call(driver: Any, request: UpstreamRequest, *, stream: bool, connect_t
     started = time.monotonic()
     remaining = deadline - started
     if remaining <= 0:
-        return Failure("timeout", 504, "no time was left for this attempt", "timeout", "upstream_timeout")
-    connect = min(connect_timeout, remaining)
-    if stream:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read_timeout)
-    else:
-        timeout = aiohttp.ClientTimeout(total=remaining, sock_connect=connect, sock_read=min(read_timeout, remaining))
+        return NO_TIME_LEFT
+    timeout = client_timeout(stream, connect_timeout, read_timeout, remaining)
     response: aiohttp.ClientResponse | None = None
     kept = False
     try:
@@ -148,17 +144,8 @@ async def call(driver: Any, request: UpstreamRequest, *, stream: bool, connect_t
             first = await response.content.readany()
             kept = True
             return Opened(response, first, not first, (time.monotonic() - started) * 1000, started)
-    except ProviderError as exc:
-        return Failure.from_provider(exc)
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-        waited = time.monotonic() - started
-        return Failure("timeout", 504, _timeout_message(waited), "timeout", "upstream_timeout",
-                       elapsed_ms=waited * 1000)
-    except aiohttp.ClientPayloadError:
-        return Failure("error", 502, "the provider's answer broke off", "api_error", "upstream_broken")
-    except (aiohttp.ClientError, OSError) as exc:
-        return Failure("error", 502, f"the provider could not be reached ({type(exc).__name__})", "api_error",
-                       "upstream_unreachable")
+    except CALL_ERRORS as exc:
+        return failure_of(exc, started)
     finally:
         if response is not None and not kept:
             response.close()

@@ -634,10 +634,10 @@ def test_text_stream_one_byte_at_a_time():
     assert all(c["object"] == "chat.completion.chunk" and c["model"] == MODEL for c in chunks)
     assert len({c["id"] for c in chunks}) == 1
     assert [c["choices"] for c in chunks] == [
-        [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
-        [{"index": 0, "delta": {"content": "Hello"}, "finish_reason": None}],
-        [{"index": 0, "delta": {"content": ", world"}, "finish_reason": None}],
-        [{"index": 0, "delta": {}, "finish_reason": "length"}],
+        [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}],
+        [{"index": 0, "delta": {"content": "Hello"}, "logprobs": None, "finish_reason": None}],
+        [{"index": 0, "delta": {"content": ", world"}, "logprobs": None, "finish_reason": None}],
+        [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "length"}],
         [],
     ]
     assert chunks[-1]["usage"] == {"prompt_tokens": 1212, "completion_tokens": 2, "total_tokens": 1214,

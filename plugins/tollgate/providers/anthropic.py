@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from . import native
-from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest, Usage
+from .base import CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UpstreamRequest, Usage
 from .framing import SSEDecoder
 from .http import apply_auth
 from .openai import error_from
@@ -367,10 +367,8 @@ class AnthropicStreamDecoder:
 
     def __init__(self, route_type: str, target: Target) -> None:
         self._sse = SSEDecoder()
-        self._completions = route_type == COMPLETIONS
-        self._id = "msg"
-        self._model = target.model or ""
-        self._created = int(time.time())
+        self._out = ChunkWriter(route_type, target.model or "", int(time.time()), "msg")
+        self._completions = self._out.completions
         self._start_usage: dict[str, Any] = {}
         self._tools: dict[int, dict[str, Any]] = {}  # Anthropic block index -> {index, sent, input}
         self._finished = False
@@ -392,20 +390,11 @@ class AnthropicStreamDecoder:
 
     # --------------------------------------------------------------------------------------------------- chunks
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        if self._completions:
-            choice: dict[str, Any] = {"index": 0, "text": delta.get("content") or "", "logprobs": None,
-                                      "finish_reason": finish}
-            obj = "text_completion"
-        else:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-            obj = "chat.completion.chunk"
-        return {"id": self._id, "object": obj, "created": self._created, "model": self._model, "choices": [choice]}
+        return self._out.choice(delta, finish)
 
     def _usage_chunk(self) -> dict[str, Any]:
         self._usage_sent = True
-        obj = "text_completion" if self._completions else "chat.completion.chunk"
-        return {"id": self._id, "object": obj, "created": self._created, "model": self._model, "choices": [],
-                "usage": self.usage.as_openai()}  # type: ignore[union-attr]
+        return self._out.usage(self.usage)  # type: ignore[arg-type]
 
     def _raise_pending(self) -> None:
         if self._error is not None:
@@ -441,8 +430,8 @@ class AnthropicStreamDecoder:
     # --------------------------------------------------------------------------------------------------- events
     def _on_message_start(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         message = data.get("message") or {}
-        self._id = message.get("id") or self._id
-        self._model = message.get("model") or self._model
+        self._out.id = message.get("id") or self._out.id
+        self._out.model = message.get("model") or self._out.model
         self._start_usage = dict(message.get("usage") or {})
         if self._completions:
             return []

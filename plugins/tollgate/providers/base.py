@@ -110,3 +110,31 @@ class Driver(Protocol):
     def parse_error(self, status: int, headers: Any, body: bytes) -> ProviderError: ...
 
     def stream_decoder(self, route_type: str, target: Target) -> StreamDecoder: ...
+
+
+class ChunkWriter:
+    """Writes OpenAI stream chunks for one answer: ``chat.completion.chunk`` for chat, ``text_completion`` for the
+    completions route, all with the same id, model and creation time."""
+
+    __slots__ = ("id", "model", "created", "completions")
+
+    def __init__(self, route_type: str, model: str, created: int, id_: str = "") -> None:
+        self.id = id_
+        self.model = model
+        self.created = created
+        self.completions = route_type == COMPLETIONS
+
+    def chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"id": self.id, "object": "text_completion" if self.completions else "chat.completion.chunk",
+                "created": self.created, "model": self.model, "choices": choices}
+
+    def choice(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        """A one-choice chunk: the delta for chat, its ``content`` as ``text`` for completions."""
+        if self.completions:
+            return self.chunk([{"index": 0, "text": delta.get("content") or "", "logprobs": None,
+                                "finish_reason": finish}])
+        return self.chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
+
+    def usage(self, usage: Usage) -> dict[str, Any]:
+        """The closing chunk of an ``include_usage`` stream: no choices, the usage."""
+        return {**self.chunk([]), "usage": usage.as_openai()}

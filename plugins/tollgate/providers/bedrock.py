@@ -73,7 +73,7 @@ from botocore.credentials import Credentials
 
 from . import native
 from .anthropic import usage_of as anthropic_usage
-from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest, Usage
+from .base import CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UpstreamRequest, Usage
 from .eventstream import EventMessage, EventStreamDecoder, EventStreamError
 from .http import apply_auth
 from .openai import retry_after_of
@@ -492,9 +492,8 @@ class BedrockStreamDecoder:
     def __init__(self, route_type: str, model: str):
         self._frames = EventStreamDecoder()
         self._completions = route_type == COMPLETIONS
-        self._id = ("cmpl-" if self._completions else "chatcmpl-") + uuid.uuid4().hex
-        self._created = int(time.time())
-        self._model = model
+        self._out = ChunkWriter(route_type, model, int(time.time()),
+                                ("cmpl-" if self._completions else "chatcmpl-") + uuid.uuid4().hex)
         self._role_sent = False
         self._tools: dict[Any, int] = {}  # contentBlockIndex -> index among the OpenAI tool_calls
         self._error: ProviderError | None = None  # raised once the chunks decoded before it are out
@@ -533,14 +532,11 @@ class BedrockStreamDecoder:
     def _chunk(self, delta: dict[str, Any] | None = None, finish: str | None = None,
                text: str = "") -> dict[str, Any]:
         if self._completions:
-            choice: dict[str, Any] = {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
-            return {"id": self._id, "object": "text_completion", "created": self._created, "model": self._model,
-                    "choices": [choice]}
+            return self._out.choice({"content": text}, finish)
         if not self._role_sent and delta is not None:
             delta = {"role": "assistant", **delta}
             self._role_sent = True
-        return {"id": self._id, "object": "chat.completion.chunk", "created": self._created, "model": self._model,
-                "choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}]}
+        return self._out.choice(delta or {}, finish)
 
     def _chunks(self, message: EventMessage) -> list[dict[str, Any]]:
         if message.message_type in ("exception", "error"):
@@ -585,9 +581,7 @@ class BedrockStreamDecoder:
             self.usage = usage_from(data.get("usage"))
             if self.usage is None:
                 return []
-            return [{"id": self._id, "object": "text_completion" if self._completions else "chat.completion.chunk",
-                     "created": self._created, "model": self._model, "choices": [],
-                     "usage": self.usage.as_openai()}]
+            return [self._out.usage(self.usage)]
         return []  # contentBlockStop and events added after this driver was written
 
 

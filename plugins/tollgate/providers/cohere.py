@@ -39,7 +39,7 @@ from typing import Any
 import orjson
 
 from . import native
-from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest, Usage
+from .base import CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UpstreamRequest, Usage
 from .framing import SSEDecoder
 from .http import JSONDriver
 from .openai import retry_after_of
@@ -344,10 +344,8 @@ class CohereStreamDecoder:
 
     def __init__(self, route_type: str, target: Target) -> None:
         self._sse = SSEDecoder()
-        self._completions = route_type == COMPLETIONS
-        self._id = ""
-        self._model = target.model or ""
-        self._created = int(time.time())
+        self._out = ChunkWriter(route_type, target.model or "", int(time.time()))
+        self._completions = self._out.completions
         self._tools: dict[Any, int] = {}  # Cohere tool call index -> OpenAI tool call index
         self._finished = False
         self.usage: Usage | None = None
@@ -359,13 +357,7 @@ class CohereStreamDecoder:
         return self._translate(self._sse.close())
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        if self._completions:
-            choice: dict[str, Any] = {"index": 0, "text": delta.get("content") or "", "logprobs": None,
-                                      "finish_reason": finish}
-        else:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        return {"id": self._id, "object": "text_completion" if self._completions else "chat.completion.chunk",
-                "created": self._created, "model": self._model, "choices": [choice]}
+        return self._out.choice(delta, finish)
 
     def _translate(self, events: list) -> list[dict[str, Any]]:
         chunks: list[dict[str, Any]] = []
@@ -392,7 +384,7 @@ class CohereStreamDecoder:
         return message if isinstance(message, dict) else {}
 
     def _on_message_start(self, data: dict[str, Any]) -> list[dict[str, Any]]:
-        self._id = str(data.get("id") or self._id)
+        self._out.id = str(data.get("id") or self._out.id)
         return [] if self._completions else [self._chunk({"role": "assistant", "content": ""})]
 
     def _on_content_start(self, data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -439,8 +431,7 @@ class CohereStreamDecoder:
         self._finished = True
         chunks = [self._chunk({}, finish)]
         if self.usage is not None:
-            chunks.append({"id": self._id, "object": chunks[0]["object"], "created": self._created,
-                           "model": self._model, "choices": [], "usage": self.usage.as_openai()})
+            chunks.append(self._out.usage(self.usage))
         return chunks
 
 

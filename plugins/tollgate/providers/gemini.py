@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlencode, urlsplit
 import orjson
 
 from . import native
-from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest, Usage
+from .base import CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UpstreamRequest, Usage
 from .framing import SSEDecoder
 from .http import apply_auth
 from .openai import retry_after_of
@@ -522,10 +522,8 @@ class GeminiStreamDecoder:
     def __init__(self, route_type: str, model: str | None) -> None:
         self._sse = SSEDecoder()
         self._completions = route_type == COMPLETIONS
-        self._model = model or "gemini"
-        self._id: str | None = None
+        self._out = ChunkWriter(route_type, model or "gemini", int(time.time()))
         self._response_id: str | None = None
-        self._created = int(time.time())
         self._candidates: dict[int, _Candidate] = {}
         self._blocked = False
         self._error: ProviderError | None = None  # met after chunks that must reach the client first
@@ -559,10 +557,9 @@ class GeminiStreamDecoder:
         return chunks
 
     def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
-        if self._id is None:
-            self._id = ("cmpl-" if self._completions else "chatcmpl-") + (self._response_id or uuid.uuid4().hex)
-        return {"id": self._id, "object": "text_completion" if self._completions else "chat.completion.chunk",
-                "created": self._created, "model": self._model, "choices": choices}
+        if not self._out.id:  # named after Gemini's responseId, which the first frames may lack
+            self._out.id = ("cmpl-" if self._completions else "chatcmpl-") + (self._response_id or uuid.uuid4().hex)
+        return self._out.chunk(choices)
 
     def _frames(self, events: list) -> list[dict[str, Any]]:
         if self._error is not None:
@@ -591,7 +588,7 @@ class GeminiStreamDecoder:
         if self._response_id is None and isinstance(frame.get("responseId"), str):
             self._response_id = frame["responseId"]
         if isinstance(frame.get("modelVersion"), str) and frame["modelVersion"]:
-            self._model = frame["modelVersion"]
+            self._out.model = frame["modelVersion"]
         usage = usage_from(frame.get("usageMetadata"))
         if usage is not None:
             self.usage = usage

@@ -8,6 +8,7 @@ read from /proc for the Tollgate process is Tollgate's alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -29,16 +30,44 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of ``pid`` so far (fields 14 and 15 of /proc/<pid>/stat)."""
+def _stat(pid: int) -> list[str]:
     with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return f.read().rsplit(")", 1)[1].split()
 
 
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/statm") as f:
-        return int(f.read().split()[1]) * PAGE_KB
+def tree(root: int) -> list[int]:
+    """``root`` and every process below it."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                children.setdefault(int(_stat(int(name))[1]), []).append(int(name))
+            except (OSError, IndexError):
+                continue
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, ()))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of the processes, and of their children already reaped (fields 14-17)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = _stat(pid)
+            total += sum(int(fields[i]) for i in (11, 12, 13, 14))
+    return total / CLOCK_TICKS
+
+
+def rss_kb(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/statm") as f:
+            total += int(f.read().split()[1]) * PAGE_KB
+    return total
 
 
 def free_port() -> int:
@@ -49,25 +78,33 @@ def free_port() -> int:
 
 @asynccontextmanager
 async def mock_llm_process(**flags: Any) -> AsyncIterator[str]:
+    """The mock LLM in its own process (its CPU is not the gateway's); ``flags`` are its command-line options."""
     port = free_port()
-    argv = [sys.executable, "-m", "tollgate.mock", "--host", "127.0.0.1", "--port", str(port), "--record-limit", "0"]
-    for name, value in flags.items():
+    argv = [sys.executable, "-m", "tollgate.mock", "--host", "127.0.0.1", "--port", str(port)]
+    for name, value in {"record_limit": 0, **flags}.items():
         argv += [f"--{name.replace('_', '-')}", str(value)]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(200):
-                try:
-                    async with http.get(url + "/__mock/health") as answer:
-                        if answer.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.05)
+        await wait_http(url + "/__mock/health", 30, proc)
         yield url
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{proc.args[:3]} exited with {proc.returncode}")
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as answer:
+                    if answer.status < 500:
+                        return
+            await asyncio.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout:g} s")
 
 
 @asynccontextmanager

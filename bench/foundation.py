@@ -22,10 +22,10 @@ async def main(requests: int) -> None:
             url = double.url + "/v1/chat/completions"
             body = chat_body()
             await load(url, body, 500, 1)  # warm-up: imports, pools, caches
-            before = rss_kb(process.pid)
+            before = rss_kb([process.pid])
             trips_before = double.stats.total_round_trips
             result = await load(url, body, requests, 1)
-            after = rss_kb(process.pid)
+            after = rss_kb([process.pid])
             trips = (double.stats.total_round_trips - trips_before) / result.requests
     growth = (after - before) / before * 100
     print(f"requests           {result.requests} sequential ({result.errors} errors)")

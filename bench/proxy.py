@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
-import subprocess
 import sys
 import time
 from typing import Any
@@ -29,34 +27,17 @@ from typing import Any
 import aiohttp
 import orjson
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+BENCH = os.path.dirname(os.path.abspath(__file__))
+for path in (os.path.dirname(BENCH), BENCH):
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
+from common import cpu_seconds, mock_llm_process  # noqa: E402
 from tests.harness import KongDouble  # noqa: E402
 from tests.harness.procs import TollgateServer  # noqa: E402
 
-TICKS = os.sysconf("SC_CLK_TCK")
 MESSAGES = [{"role": "system", "content": "You are a terse assistant. " * 8},
             {"role": "user", "content": "Summarise the benchmark in one sentence, please. " * 6}]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` so far (fields 14 and 15 of /proc/<pid>/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def start_mock() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "tollgate.mock", "--port", "0", "--record-limit", "0"],
-                            stderr=subprocess.PIPE, text=True)
-    line = proc.stderr.readline() if proc.stderr else ""
-    found = re.search(r"(http://\S+)", line)
-    if not found:
-        proc.kill()
-        raise SystemExit(f"the mock LLM did not start: {line!r}")
-    return proc, found.group(1)
 
 
 def proxy_config(mock_url: str) -> dict[str, Any]:
@@ -116,17 +97,21 @@ async def measure(kong: KongDouble, pid: int, route: str, stream: bool, requests
     await drive(url, min(200, requests), concurrency, stream)          # warm-up: instances, pools, caches
     await kong.settle()
     kong.stats.reset()
-    before = cpu_seconds(pid)
+    before = cpu_seconds([pid])
     elapsed = await drive(url, requests, concurrency, stream)
     await kong.settle()
-    cpu = cpu_seconds(pid) - before
+    cpu = cpu_seconds([pid]) - before
     served = len(kong.stats.requests)
     return {"cpu_ms": cpu * 1000 / requests, "round_trips": kong.stats.total_round_trips / max(1, served),
             "rps": requests / elapsed}
 
 
 async def main(args: argparse.Namespace) -> None:
-    mock, mock_url = start_mock()
+    async with mock_llm_process() as mock_url:
+        await measure_all(args, mock_url)
+
+
+async def measure_all(args: argparse.Namespace, mock_url: str) -> None:
     proc = TollgateServer(log_level="warning")
     try:
         await proc.astart()
@@ -145,8 +130,6 @@ async def main(args: argparse.Namespace) -> None:
                           f"{result['rps']:>8.0f}")
     finally:
         proc.cleanup()
-        mock.terminate()
-        mock.wait(10)
 
 
 if __name__ == "__main__":

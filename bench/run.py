@@ -61,7 +61,7 @@ for path in (ROOT, BENCH):
 import aiohttp  # noqa: E402
 import orjson  # noqa: E402
 
-from common import CLOCK_TICKS, PAGE_KB, chat_body, free_port  # noqa: E402
+from common import chat_body, cpu_seconds, free_port, mock_llm_process, rss_kb, tree, wait_http  # noqa: E402
 from tests.gateway.routes import deck  # noqa: E402
 from tests.harness import KongDouble  # noqa: E402
 from tests.harness.procs import TollgateServer  # noqa: E402
@@ -81,46 +81,6 @@ API_KEY = "sk-bench-0123456789abcdef"
 
 
 # ------------------------------------------------------------------------------------------------ /proc readings
-
-def _stat(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()
-
-
-def tree(root: int) -> list[int]:
-    """``root`` and every process below it."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                children.setdefault(int(_stat(int(name))[1]), []).append(int(name))
-            except (OSError, IndexError):
-                continue
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, ()))
-    return found
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of the processes, and of their children already reaped (fields 14-17)."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            fields = _stat(pid)
-            total += sum(int(fields[i]) for i in (11, 12, 13, 14))
-    return total / CLOCK_TICKS
-
-
-def rss_kb(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/statm") as f:
-            total += int(f.read().split()[1]) * PAGE_KB
-    return total
-
 
 # ------------------------------------------------------------------------------------------------ load
 
@@ -201,36 +161,10 @@ async def drive(http: aiohttp.ClientSession, url: str, bodies: Bodies, requests:
 
 # ------------------------------------------------------------------------------------------------ the pieces
 
-@contextlib.asynccontextmanager
-async def mock_llm() -> AsyncIterator[str]:
-    """The mock LLM in its own process: fixed usage, 20-chunk streams, the last streams' chunk instants kept."""
-    port = free_port()
-    argv = [sys.executable, "-m", "tollgate.mock", "--host", "127.0.0.1", "--port", str(port),
-            "--reply", REPLY, "--chunks", str(STREAM_CHUNKS), "--interval", str(CHUNK_INTERVAL),
-            "--prompt-tokens", str(PROMPT_TOKENS), "--completion-tokens", str(COMPLETION_TOKENS),
-            "--record-limit", "1000"]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        await wait_http(url + "/__mock/health", 30, proc)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-async def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"{proc.args[:3]} exited with {proc.returncode}")
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as answer:
-                    if answer.status < 500:
-                        return
-            await asyncio.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {timeout:g} s")
+def mock_llm() -> Any:
+    """The mock LLM: fixed usage, 20-chunk streams, the last streams' chunk instants kept."""
+    return mock_llm_process(reply=REPLY, chunks=STREAM_CHUNKS, interval=CHUNK_INTERVAL, prompt_tokens=PROMPT_TOKENS,
+                            completion_tokens=COMPLETION_TOKENS, record_limit=1000)
 
 
 async def mock_chunk_times(http: aiohttp.ClientSession, mock_url: str, count: int) -> list[float]:

@@ -49,8 +49,6 @@ class RequestContext:
                 raise BodyError(f"request body is not valid JSON: {exc}") from None
         return self._json
 
-    def replace_json(self, value: Any) -> None:
-        self._json = value
 
 
 class ContextStore:

@@ -121,7 +121,7 @@ async def session() -> Any:
 async def spend_rows(redis_url: str, at: float) -> list[dict[str, Any]]:
     from tollgate.plugins.cost_quota.spend import report
 
-    store = RedisStore.from_url(redis_url)
+    store = RedisStore.from_url(redis_url, connect_timeout=2, socket_timeout=2, timeout=5)  # an observer may wait
     try:
         return await report(store, at)
     finally:
@@ -471,7 +471,7 @@ async def test_tollgate_spend_prints_what_the_redis_store_holds(nodes, mock_llm,
         ("per-consumer", "alice"): spent["alice"], ("per-consumer", "bob"): spent["bob"],
         ("org", None): spent["alice"] + spent["bob"]}
     # The same figures, read from Redis here without Tollgate's reporting code: January 2026, UTC.
-    store = RedisStore.from_url(redis_url)
+    store = RedisStore.from_url(redis_url, connect_timeout=2, socket_timeout=2, timeout=5)  # an observer may wait
     try:
         from tollgate.store import Window
 

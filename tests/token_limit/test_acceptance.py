@@ -56,7 +56,7 @@ async def gateway(tollgate_process, kong, redis_url, file_clock):
 
 
 async def used(redis_url: str, consumer_id: str, limit: int, seconds: int, now: float, sliding: bool = True) -> float:
-    store = RedisStore.from_url(redis_url)
+    store = RedisStore.from_url(redis_url, connect_timeout=2, socket_timeout=2, timeout=5)  # an observer may wait
     try:
         key = f"{{tl:{PLUGIN_ID}:consumer:{consumer_id}}}:{seconds}:total_tokens"
         (state,) = await store.peek([Window(key, limit, seconds, sliding)], now)

@@ -65,24 +65,6 @@ class Grant:
             await store.settle(reservation, actual.get(counts, 0))
 
 
-async def reserve_groups(store: Any, groups: Sequence[tuple[str, int, list[Window]]], now: float
-                         ) -> tuple[Grant | None, Reservation | None]:
-    """Reserve each ``(counts, amount, windows)`` group; if one is refused, give back the others.
-
-    One store call per group keeps each group atomic; handing back what earlier groups took
-    means a refused request never keeps capacity, so nothing is ever over-admitted.
-    """
-    taken: list[tuple[str, Reservation]] = []
-    for counts, amount, windows in groups:
-        reservation = await store.reserve(windows, amount, now)
-        if not reservation.allowed:
-            for _, earlier in taken:
-                await store.settle(earlier, 0)
-            return None, reservation
-        taken.append((counts, reservation))
-    return Grant(taken), None
-
-
 @dataclass
 class Plan:
     """What one limiting plugin reserves for one request, and what it makes of the store's answer.

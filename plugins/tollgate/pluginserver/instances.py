@@ -38,10 +38,6 @@ class Instance:
         return self.plugin.name
 
     @property
-    def kong_plugin_id(self) -> str | None:
-        return self.config.get("__plugin_id")
-
-    @property
     def route_id(self) -> str | None:
         return _id(self.config.get("route_id"))
 

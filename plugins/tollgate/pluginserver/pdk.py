@@ -76,10 +76,6 @@ def _prepare_args(method: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
     return args
 
 
-def async_kong(call: Callable[[str, tuple[Any, ...]], Awaitable[Any]]) -> Namespace:
-    return Namespace("kong", call)
-
-
 def sync_kong(call: Callable[[str, tuple[Any, ...]], Awaitable[Any]], loop: asyncio.AbstractEventLoop) -> Namespace:
     """A ``kong`` for handlers running in a worker thread: each call blocks that thread only."""
 

@@ -38,6 +38,7 @@ class RequestContext:
     status: int = 0                   # status the client got
     response_headers: dict[str, str] = field(default_factory=dict)  # stages add headers for the client here
     meta: dict[str, Any] = field(default_factory=dict)
+    filters: Any = None               # relay.pipeline.Filters: what the answer passes on its way to the client
     _json: Any = None
 
     def json(self) -> Any:
@@ -49,6 +50,13 @@ class RequestContext:
                 raise BodyError(f"request body is not valid JSON: {exc}") from None
         return self._json
 
+    def set_json(self, body: Any) -> None:
+        """Replace the request body (a template, a decorator, PII redaction): later stages and the provider see
+        ``body``; the client's original bytes stay in ``original_body``."""
+        if "original_body" not in self.meta:
+            self.meta["original_body"] = self.body
+        self._json = body
+        self.body = orjson.dumps(body)
 
 
 class ContextStore:

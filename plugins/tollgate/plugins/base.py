@@ -28,11 +28,16 @@ class Policy:
         self.plugin = plugin
 
     async def before(self, ctx: Any) -> Any:
-        """Run before the provider call; return a response to answer the request instead."""
+        """A request stage, in priority order: may rewrite the request (``ctx.set_json``), or answer it instead with
+        a ready response (a refusal) or a ``relay.pipeline.Reply`` (an answer the filters before it still see)."""
+        return None
+
+    def answer_filter(self, ctx: Any) -> Any:
+        """This request's ``relay.pipeline.AnswerFilter``, or None when the policy has nothing to do on the answer."""
         return None
 
     async def after(self, ctx: Any) -> None:
-        """Run once the answer is complete (or the client went away), with usage known."""
+        """Run once the answer is complete (or the client went away, or a stage answered), with usage known."""
 
 
 class AttachingPlugin:

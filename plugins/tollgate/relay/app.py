@@ -1,5 +1,5 @@
-"""The relay's request path: admit only requests Kong's Tollgate plugins vouched for, then
-run each plugin's relay-side policy around the provider call."""
+"""The relay's request path: admit only requests Kong's Tollgate plugins vouched for, then run the route's
+policies (`pipeline`) around the call that answers it."""
 
 from __future__ import annotations
 
@@ -9,17 +9,15 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import analytics, log
+from .. import log
 from ..attachments import HEADER, Attachment, InvalidAttachment
 from ..context import RequestContext
-from ..plugins.base import Policy
-from ..plugins.limits import LimitPolicy, admit
 from ..runtime import Runtime
+from . import pipeline
 from .errors import openai_error
 
 logger = log.get("relay")
 
-PROXY = "tollgate-proxy"
 HEALTH_PATH = "/__tollgate/health"
 
 
@@ -45,9 +43,10 @@ class Relay:
             return _refuse(f"Tollgate plugin(s) {', '.join(sorted(missing))} did not run on this request; "
                            "refusing rather than bypassing them")
         policies = {a.plugin: a.handler.policy for a in attachments}
-        if PROXY not in policies:
-            return openai_error(500, "this route has Tollgate plugins but no tollgate-proxy to answer it",
-                                "server_error", "misconfigured")
+        terminal = next((p for p in policies.values() if hasattr(p, "serve")), None)
+        if terminal is None:
+            return openai_error(500, "this route has Tollgate plugins but none that answers it (tollgate-proxy or "
+                                "tollgate-mcp)", "server_error", "misconfigured")
         ctx = RequestContext(method=request.method, path=request.path, query=request.query_string,
                              headers=request.headers, body=await request.read(),
                              identity=next((a.identity for a in attachments if a.identity), {}),
@@ -55,36 +54,12 @@ class Relay:
         extras = {a.plugin: a.extra for a in attachments if a.extra}
         if extras:
             ctx.meta["attached"] = extras  # per plugin: what its access handler learnt for the relay
-        return await self._run(ctx, request)
-
-    async def _run(self, ctx: RequestContext, request: web.BaseRequest) -> web.StreamResponse:
+        ordered = sorted(policies.values(), key=lambda p: -self.priorities.get(p.plugin, 0))
         contexts = self.runtime.contexts
         contexts.open(ctx)
-        ordered = sorted(ctx.policies.values(), key=lambda p: -self.priorities.get(p.plugin, 0))
-        proxy = ctx.policies[PROXY]
-        response: web.StreamResponse | None = None
         try:
-            i = 0
-            while i < len(ordered):
-                policy = ordered[i]
-                if isinstance(policy, LimitPolicy):
-                    # Consecutive limiting policies reserve together (one store round trip), in order.
-                    j = i + 1
-                    while j < len(ordered) and isinstance(ordered[j], LimitPolicy):
-                        j += 1
-                    response = await admit(ctx, ordered[i:j])
-                    i = j
-                else:
-                    response = await policy.before(ctx)
-                    i += 1
-                if response is not None:
-                    return response
-            response = await proxy.serve(ctx, request)
-            return response
+            return await pipeline.run(ctx, request, ordered, terminal)
         finally:
-            ctx.status = response.status if response is not None else 499
-            await _after_stages(ctx, ordered)
-            analytics.record(ctx, proxy.config.get("logging"))
             contexts.close(ctx)
 
     def _missing_plugins(self, attachments: list[Attachment]) -> set[str]:
@@ -94,25 +69,6 @@ class Relay:
             return set()
         since = time.time() - self.runtime.settings.instance_active_window
         return instances.expected_on_route(route_id, since) - {a.plugin for a in attachments}
-
-
-async def _after_stages(ctx: RequestContext, ordered: list[Policy]) -> None:
-    """Every policy's ``after``, side by side: they are independent (each settles its own reservations), so their
-    store calls travel together (one round trip to Redis for all of them) instead of one after the other."""
-    stages = [p for p in ordered if type(p).after is not Policy.after]
-    if len(stages) == 1:
-        results: list[Any] = []
-        try:
-            await stages[0].after(ctx)
-        except Exception as exc:
-            results = [exc]
-    else:
-        results = await asyncio.gather(*(p.after(ctx) for p in stages), return_exceptions=True)
-    for policy, result in zip(stages, results):
-        if isinstance(result, Exception):  # one stage's failure must not lose the others' accounting
-            log.event(logger, "after-stage failed", 40, plugin=policy.plugin, error=repr(result))
-        elif isinstance(result, BaseException):
-            raise result
 
 
 def _route_of(attachments: list[Attachment]) -> str | None:

@@ -26,7 +26,6 @@ import re
 import time
 from typing import Any
 
-import orjson
 from aiohttp import web
 from prometheus_client import Counter
 
@@ -34,6 +33,7 @@ from ... import estimate, log, metrics, runtime
 from ...context import RequestContext
 from ...providers import UnknownProvider, driver_for
 from ...providers.base import PRESERVE, ProviderError, Target
+from ...relay import answers
 from ...relay.errors import openai_error
 from ..base import Policy
 from . import costs, preserve, streaming
@@ -273,7 +273,7 @@ class ProxyPolicy(Policy):
                         continue
                     self._describe(ctx, spec, target, made)
                     if isinstance(outcome, Answer):
-                        return self._answer(ctx, spec, target, outcome, snapshot, made)
+                        return await self._answer(ctx, spec, target, outcome, snapshot, made)
                     if isinstance(outcome, preserve.Opened):
                         return await self._passthrough(ctx, request, spec, target, driver, outcome, snapshot, made)
                     return await self._stream(ctx, request, spec, target, outcome, checked, snapshot, made)
@@ -346,8 +346,8 @@ class ProxyPolicy(Policy):
             headers[TARGET_HEADER] = ctx.meta["target"]
         return headers
 
-    def _answer(self, ctx: RequestContext, spec: TargetSpec, target: Target, answer: Answer, snapshot: Snapshot,
-                attempts: int) -> web.Response:
+    async def _answer(self, ctx: RequestContext, spec: TargetSpec, target: Target, answer: Answer,
+                      snapshot: Snapshot, attempts: int) -> web.Response:
         usage = answer.usage
         if usage is None:
             usage = estimate.usage_from_text(ctx, self.route_type, target.model, estimate.generated_text(answer.data))
@@ -355,8 +355,7 @@ class ProxyPolicy(Policy):
         ctx.meta["latency_ms"] = answer.elapsed_ms
         self._settled(ctx, spec, target, snapshot, ttft_ms=answer.elapsed_ms, e2e_ms=answer.elapsed_ms)
         attempts_total.labels(target=spec.label, outcome="ok").inc()
-        return web.Response(status=200, body=orjson.dumps(answer.data), content_type="application/json",
-                            headers=self._headers(ctx, attempts))
+        return await answers.json(ctx, answer.data, self._headers(ctx, attempts))
 
     async def _stream(self, ctx: RequestContext, request: web.Request, spec: TargetSpec, target: Target,
                       opened: OpenStream, checked: dict[str, Any], snapshot: Snapshot,

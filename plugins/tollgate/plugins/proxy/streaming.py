@@ -12,36 +12,35 @@ import time
 from typing import Any, Callable
 
 import aiohttp
-import orjson
 from aiohttp import web
 
 from ... import estimate, log
 from ...context import RequestContext
 from ...providers.base import ProviderError
-from ...providers.framing import sse_frame
+from ...relay import answers
+from ...relay.pipeline import AnswerRefused
 from .attempt import OpenStream
 
 logger = log.get("proxy")
-
-DONE = b"data: [DONE]\n\n"
-SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
 async def relay(ctx: RequestContext, request: web.Request, opened: OpenStream, route_type: str, model: str | None,
                 headers: dict[str, str], client_wants_usage: bool, redact: Callable[[str], str] = str
                 ) -> tuple[web.StreamResponse, bool]:
-    """Send ``opened`` to the client; returns the response and whether the provider's stream completed."""
-    response = web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
+    """Send ``opened`` to the client through the request's answer filters; returns the response and whether the
+    stream completed."""
     generated: list[str] = []
     completed = False
     decoder = opened.decoder
+    filters = ctx.filters
+    response = answers.sse_response(headers)
     try:
         await response.prepare(request)
-        await _write(response, opened.first, client_wants_usage, generated)
+        await answers.write(response, filters, _for_client(opened.first, client_wants_usage, generated))
         if not opened.ended:
             async for data in opened.response.content.iter_any():
-                await _write(response, decoder.feed(data), client_wants_usage, generated)
-            await _write(response, decoder.close(), client_wants_usage, generated)
+                await answers.write(response, filters, _for_client(decoder.feed(data), client_wants_usage, generated))
+            await answers.write(response, filters, _for_client(decoder.close(), client_wants_usage, generated))
         if client_wants_usage and decoder.usage is None:
             # The provider reported no usage (e.g. Azure before api-version 2024-09-01): the client asked for a
             # usage chunk, so it gets our count, marked as an estimate.
@@ -50,14 +49,17 @@ async def relay(ctx: RequestContext, request: web.Request, opened: OpenStream, r
             chunk = {"id": last.get("id"), "object": "chat.completion.chunk", "created": last.get("created"),
                      "model": last.get("model") or model, "choices": [],
                      "usage": {**estimated.as_openai(), "estimated": True}}
-            await response.write(sse_frame(orjson.dumps(chunk)))
-        await response.write(DONE)
+            await answers.write(response, filters, [chunk])
+        await answers.finish(response, filters)
         completed = True
+    except AnswerRefused as exc:
+        ctx.meta["refused_by_filter"] = exc.code
+        await answers.error_event(response, exc.message, exc.type, exc.code)
     except ProviderError as exc:
-        await _error_event(response, redact(exc.message), exc.type, exc.code)
+        await answers.error_event(response, redact(exc.message), exc.type, exc.code)
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, asyncio.TimeoutError) as exc:
         log.event(logger, "provider stream broke", logging.WARNING, error=type(exc).__name__)
-        await _error_event(response, "the provider stream ended early", "api_error", "upstream_broken")
+        await answers.error_event(response, "the provider stream ended early", "api_error", "upstream_broken")
     except ConnectionResetError:
         ctx.meta["client_disconnected"] = True
     finally:
@@ -72,23 +74,14 @@ async def relay(ctx: RequestContext, request: web.Request, opened: OpenStream, r
     return response, completed
 
 
-async def _write(response: web.StreamResponse, chunks: list[dict[str, Any]], client_wants_usage: bool,
-                 generated: list[str]) -> None:
-    """Write the chunks of one upstream read in one go: nothing waits, and the client gets one packet, not many."""
-    frames = []
+def _for_client(chunks: list[dict[str, Any]], client_wants_usage: bool, generated: list[str]) -> list[dict[str, Any]]:
+    """The provider's chunks as this client asked for them; what they generated is noted for the usage estimate."""
+    out = []
     for chunk in chunks:
         generated.append(estimate.generated_text(chunk))
         if not client_wants_usage and "usage" in chunk:
             if chunk["usage"] and not chunk.get("choices"):
                 continue  # we asked the provider for usage; this client did not
             chunk = {k: v for k, v in chunk.items() if k != "usage"}
-        frames.append(sse_frame(orjson.dumps(chunk)))
-    if frames:
-        await response.write(frames[0] if len(frames) == 1 else b"".join(frames))
-
-
-async def _error_event(response: web.StreamResponse, message: str, type_: str, code: str | None) -> None:
-    try:
-        await response.write(sse_frame(orjson.dumps({"error": {"message": message, "type": type_, "code": code}})))
-    except ConnectionResetError:
-        pass
+        out.append(chunk)
+    return out

@@ -78,20 +78,33 @@ def record(ctx: RequestContext, logging_config: dict[str, Any] | None = None) ->
     return entry
 
 
-def _entry(ctx: RequestContext, logging_config: dict[str, Any]) -> dict[str, Any]:
-    usage = ctx.usage
+def proxy_entry(ctx: RequestContext) -> dict[str, Any]:
+    """``ai.proxy`` in Kong's layout (kong/llm/plugin/shared-filters/serialize-analytics.lua): ``meta`` and
+    ``usage`` with Kong's keys, plus what Tollgate knows beyond them (target, time to first token, token details,
+    whether the usage is an estimate)."""
+    meta, usage = ctx.meta, ctx.usage
+    latency = round(meta["latency_ms"]) if meta.get("latency_ms") is not None else None
     proxy: dict[str, Any] = {
-        "meta": {"provider_name": ctx.meta.get("provider"), "request_model": ctx.meta.get("request_model"),
-                 "response_model": ctx.meta.get("model"), "plugin_id": ctx.meta.get("plugin_id"),
-                 "llm_latency": round(ctx.meta["latency_ms"]) if ctx.meta.get("latency_ms") is not None else None,
-                 "time_to_first_token": round(ctx.meta["ttft_ms"]) if ctx.meta.get("ttft_ms") is not None else None,
-                 "target": ctx.meta.get("target")},
+        "meta": {"provider_name": meta.get("provider"), "request_model": meta.get("request_model"),
+                 "response_model": meta.get("model"), "plugin_id": meta.get("plugin_id"), "llm_latency": latency,
+                 "time_to_first_token": round(meta["ttft_ms"]) if meta.get("ttft_ms") is not None else None,
+                 "target": meta.get("target")},
     }
     if usage is not None:
         proxy["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
                           "total_tokens": usage.total_tokens, "cached_tokens": usage.cached_tokens,
                           "reasoning_tokens": usage.reasoning_tokens, "estimated": usage.estimated,
-                          "cost": ctx.meta.get("cost")}
+                          "cost": meta.get("cost"),
+                          "time_per_token": (latency / usage.completion_tokens
+                                             if latency is not None and usage.completion_tokens else None),
+                          "time_to_first_token": proxy["meta"]["time_to_first_token"]}
+    if meta.get("cache"):
+        proxy["cache"] = meta["cache"]
+    return proxy
+
+
+def _entry(ctx: RequestContext, logging_config: dict[str, Any]) -> dict[str, Any]:
+    proxy = proxy_entry(ctx)
     if logging_config.get("log_payloads"):
         proxy["payload"] = {"request": ctx.body.decode("utf-8", "replace"), "response": ctx.meta.get("response_text")}
     return {"request_id": ctx.id, "route_id": ctx.route_id, "consumer": ctx.identity.get("id"),

@@ -253,7 +253,7 @@ async def test_streamed_requests_are_charged_their_exact_cost_with_cached_tokens
             logged[entry["ai"]["proxy"]["meta"]["provider_name"]] = entry["ai"]["proxy"]["usage"]["cost"]
     assert logged == expected_usd
     async with session.get(f"http://127.0.0.1:{node.proc.status_port}/metrics") as answer:
-        metrics = metric_values(await answer.text(), "kong_ai_llm_cost_total")
+        metrics = metric_values(await answer.text(), "tollgate_ai_llm_cost_total")
     assert metrics == pytest.approx(expected_usd, abs=1e-12)
 
 

@@ -31,7 +31,7 @@ RELAY_URL = "http://127.0.0.1:8081"
 
 # Kong bundled plugins the example files may use beside Tollgate's.
 BUNDLED_OK = {"key-auth", "basic-auth", "jwt", "acl", "cors", "prometheus", "file-log", "http-log",
-              "request-transformer", "response-transformer", "correlation-id", "ip-restriction", "rate-limiting"}
+              "request-transformer", "response-transformer", "correlation-id", "ip-restriction", "rate-limiting", "tollgate-analytics"}
 
 
 def parse_kong_conf(text: str) -> dict[str, str]:
@@ -95,9 +95,10 @@ def conf() -> dict[str, str]:
     return parse_kong_conf(KONG_CONF.read_text())
 
 
-def test_kong_conf_enables_bundled_and_exactly_the_six(conf):
+def test_kong_conf_enables_bundled_the_lua_companion_and_exactly_the_six(conf):
     plugins = [p.strip() for p in conf["plugins"].split(",")]
-    assert plugins == ["bundled", *SIX]
+    assert plugins == ["bundled", "tollgate-analytics", *SIX]
+    assert (REPO / "kong" / "plugins" / "tollgate-analytics" / "handler.lua").is_file()
 
 
 def test_kong_conf_one_pluginserver_entry_per_plugin(conf):

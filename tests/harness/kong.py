@@ -34,7 +34,7 @@ from .stats import RequestStats, Stats
 
 logger = logging.getLogger("tests.harness.kong")
 
-DOWNSTREAM_PHASES = ("response", "log")
+DOWNSTREAM_PHASES = ("response", "header_filter", "body_filter", "log")
 
 
 @dataclass
@@ -838,6 +838,11 @@ class KongDouble:
         headers.set("Connection", "keep-alive" if req.keepalive else "close")
         req.response.status = status
         req.response.headers = headers
+        filters = req.collected or {}
+        await self._filter_phase(req, filters.get("header_filter", []), "header_filter")
+        body_filters = filters.get("body_filter", [])
+        if body_filters:
+            body = self._body_filtered(req, body_filters, body)  # an async generator
         wire = web.StreamResponse(status=status)
         for k, v in headers:
             kl = k.lower()
@@ -984,6 +989,36 @@ class KongDouble:
             await handler.run("log", self, req, copy.deepcopy(cfg.conf))
         except (KongLuaError, ExitSignal) as e:
             self._record_log("err", str(e), plugin=handler.name, request=req)
+
+    async def _filter_phase(self, req: RequestState, handlers: list, phase: str) -> None:
+        """Lua plugins' header_filter / body_filter (only bundled plugins have them; external plugins cannot)."""
+        for handler, cfg in handlers:
+            req.phase = phase
+            req.ngx_ctx["KONG_PHASE"] = phase
+            req.ngx_ctx["plugin_id"] = cfg.id
+            try:
+                await handler.run(phase, self, req, cfg.conf)
+            except (KongLuaError, ExitSignal) as e:
+                self._record_log("err", str(e), plugin=handler.name, request=req)
+        req.ngx_ctx.pop("plugin_id", None)
+
+    async def _body_filtered(self, req: RequestState, handlers: list, body: Any) -> Any:
+        """The body as the body_filter chain passes it on: each chunk (``ngx.arg[1]``), then the end (``ngx.arg[2]``)."""
+        async def chunks() -> Any:
+            if hasattr(body, "__aiter__"):
+                async for chunk in body:
+                    yield chunk
+            else:
+                for chunk in body:
+                    yield chunk
+
+        async for chunk in chunks():
+            req.ngx_arg = [chunk, False]
+            await self._filter_phase(req, handlers, "body_filter")
+            yield req.ngx_arg[0]
+        req.ngx_arg = [b"", True]
+        await self._filter_phase(req, handlers, "body_filter")
+        yield req.ngx_arg[0]
 
     # ================================================================== conveniences for tests
 

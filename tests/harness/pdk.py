@@ -31,10 +31,10 @@ KONG_VERSION = "3.9.3"
 REQUEST = frozenset({"rewrite", "access", "response", "log"})
 BEFORE_CONTENT = frozenset({"rewrite", "access", "response"})
 ACCESS_REWRITE = frozenset({"rewrite", "access"})
-HEADER_BODY_LOG = frozenset({"response", "log"})
-REWRITE_ACCESS_HEADER = frozenset({"rewrite", "access", "response"})
+HEADER_BODY_LOG = frozenset({"response", "header_filter", "body_filter", "log"})
+REWRITE_ACCESS_HEADER = frozenset({"rewrite", "access", "response", "header_filter"})
 ACCESS_AND_AFTER = frozenset({"access", "response", "log"})
-WITH_CTX = frozenset({"rewrite", "access", "response", "log"})
+WITH_CTX = frozenset({"rewrite", "access", "header_filter", "response", "body_filter", "log"})
 LOG_ONLY = frozenset({"log"})
 ANY = frozenset({"certificate", "rewrite", "access", "response", "log", "preread"})
 
@@ -837,7 +837,7 @@ def _(pc: PdkCall, status: Any = None, *_: Any) -> Any:
 
 
 def _response_op(pc: PdkCall, op: str, name: str, value: Any) -> None:
-    if pc.phase == "response":
+    if pc.phase in ("response", "header_filter"):   # the headers about to be sent
         h = pc.req.response.headers
         if op == "set":
             h.set(name, normalize_multi_header(value))

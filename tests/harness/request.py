@@ -145,6 +145,7 @@ class RequestState:
 
     # plugins collected for this request, per downstream phase (plugin handler, PluginConfig)
     collected: dict[str, list] | None = None
+    ngx_arg: list[Any] = field(default_factory=list)   # a body_filter's chunk and eof
     delayed_response: dict[str, Any] | None = None
     exited: bool = False  # ctx.KONG_EXITED
     proxied: bool = False  # ctx.KONG_PROXIED

@@ -251,7 +251,7 @@ async def test_no_configured_key_appears_in_logs_errors_or_metrics(env: Env):
     stderr, metrics = env.stderr(), env.metrics()
     kong_log = "\n".join(str(line) for line in env.kong.log_lines())
     serialized = json.dumps(env.logs.entries)
-    assert "ai request" in stderr and "kong_ai_llm_requests_total" in metrics
+    assert "ai request" in stderr and "tollgate_ai_llm_requests_total" in metrics
     for key in ALL_KEYS:
         for where, text in (("stderr", stderr), ("metrics", metrics), ("kong log", kong_log),
                             ("serialized log", serialized), *(("error body", b) for b in bodies)):

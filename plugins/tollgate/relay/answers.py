@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ..context import RequestContext
 from ..providers.framing import sse_frame
+from . import kong_log
 from .errors import openai_error
 from .pipeline import AnswerRefused, Chunk, Filters
 
@@ -33,9 +34,9 @@ async def json(ctx: RequestContext, body: Chunk, headers: dict[str, str], status
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
 
 
-def sse_response(headers: dict[str, str]) -> web.StreamResponse:
+def sse_response(ctx: RequestContext, headers: dict[str, str]) -> web.StreamResponse:
     """A 200 event stream (prepare it before writing)."""
-    return web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers})
+    return web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers, **kong_log.stream_start(ctx)})
 
 
 async def write(response: web.StreamResponse, filters: Filters | None, chunks: list[Chunk]) -> None:
@@ -69,7 +70,7 @@ async def error_event(response: web.StreamResponse, message: str, type_: str, co
 async def stream(ctx: RequestContext, request: web.BaseRequest, source: AsyncIterator[list[Chunk]],
                  headers: dict[str, str]) -> web.StreamResponse:
     """Chunks from ``source`` as an SSE stream through the request's filters."""
-    response = sse_response(headers)
+    response = sse_response(ctx, headers)
     try:
         await response.prepare(request)
         async for chunks in source:

@@ -12,6 +12,7 @@ Every Tollgate plugin is a `Policy` that fills some of three hooks, and the rela
    the answer's chunks and gives chunks out, with a flush at the end of the stream (PII restore, output guards, cache
    fill). A filter that passes a chunk on at once costs the first token nothing.
 4. **after stages** (`Policy.after`: settle, charge, audit), side by side, always, also when the client left.
+   Then the request's analytics are recorded and handed to Kong's log (`kong_log`), with the exact cost.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Sequence
 from aiohttp import web
 
 from .. import analytics, log
+from . import kong_log
 from ..context import RequestContext
 from ..plugins.base import Policy
 from ..plugins.limits import LimitPolicy, admit
@@ -135,7 +137,9 @@ async def run(ctx: RequestContext, request: web.BaseRequest, ordered: Sequence[P
     finally:
         ctx.status = response.status if response is not None else 499
         await _after_stages(ctx, ordered)
-        analytics.record(ctx, getattr(terminal, "config", {}).get("logging"))
+        entry = analytics.record(ctx, getattr(terminal, "config", {}).get("logging"))
+        if response is not None:
+            await kong_log.deliver(ctx, response, entry["ai"]["proxy"])
 
 
 def _filters(ctx: RequestContext, ran: list[Policy]) -> Filters:

@@ -35,7 +35,7 @@ Behaviour, in short:
 * **fail_open**: as the token limit: when the store is unreachable, let the request through (marked
   ``X-Tollgate-Fail-Open``) or refuse it with 503.
 * **Visibility**: the request's cost in USD goes to ``ai.proxy.usage.cost`` in the analytics log line and to
-  ``kong_ai_llm_cost_total``; ``tollgate spend`` lists spend per budget, scope and period.
+  ``tollgate_ai_llm_cost_total``; ``tollgate spend`` lists spend per budget, scope and period.
 """
 
 from ... import __version__ as version

@@ -33,7 +33,7 @@ async def relay(ctx: RequestContext, request: web.Request, opened: OpenStream, r
     completed = False
     decoder = opened.decoder
     filters = ctx.filters
-    response = answers.sse_response(headers)
+    response = answers.sse_response(ctx, headers)
     try:
         await response.prepare(request)
         await answers.write(response, filters, _for_client(opened.first, client_wants_usage, generated))

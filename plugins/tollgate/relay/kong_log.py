@@ -1,0 +1,66 @@
+"""Handing a request's analytics to Kong's own log, through the tollgate-analytics companion plugin.
+
+Kong's log plugins and its prometheus exporter read ``ai.proxy.*`` from Kong's serialized log. Only a plugin
+running inside Kong can set those keys before the log phase, and only the relay knows the usage, at the end of the
+answer. So when the companion asks (``X-Tollgate-Analytics: 1`` on the upstream request, set by Kong), the relay
+answers with the entry: in a response header for a whole answer; for a stream, in a header with what is known
+when it starts (``"trailer": true``) and, after its last byte, a trailer line ``: tollgate-analytics {json}``. The
+companion (kong/plugins/tollgate-analytics/handler.lua) takes both off the response, so the client never sees them.
+
+A client that leaves mid-stream gets no trailer (nothing reaches Kong after it left): Kong's log then has the meta
+sent at the start, and Tollgate's own metrics and log line carry the usage charged.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from ..context import RequestContext
+
+HEADER = "X-Tollgate-Analytics"
+TRAILER = b": tollgate-analytics "
+
+
+def wanted(ctx: RequestContext) -> bool:
+    return ctx.headers.get(HEADER) == "1"
+
+
+def encode(entry: dict[str, Any]) -> str:
+    """Compact ASCII JSON without nulls (a header value, and what Lua's cjson turns into tables)."""
+    return json.dumps(_without_nulls(entry), ensure_ascii=True, separators=(",", ":"))
+
+
+def stream_start(ctx: RequestContext) -> dict[str, str]:
+    """The header of a stream that is about to begin: what is known now, and a promise of the trailer."""
+    if not wanted(ctx):
+        return {}
+    ctx.meta["kong_log_trailer"] = True
+    meta = {"provider_name": ctx.meta.get("provider"), "request_model": ctx.meta.get("request_model"),
+            "response_model": ctx.meta.get("model"), "plugin_id": ctx.meta.get("plugin_id")}
+    return {HEADER: encode({"proxy": {"meta": meta}, "trailer": True})}
+
+
+async def deliver(ctx: RequestContext, response: web.StreamResponse, proxy: dict[str, Any]) -> None:
+    """Hand ``proxy`` (the ``ai.proxy`` entry) to the companion: as the header of a response not yet sent, or as
+    the trailer of a stream that has been."""
+    if not ctx.meta.get("provider") or not wanted(ctx):
+        return   # no provider was called: nothing for Kong's AI metrics, as with Kong's own ai-proxy
+    data = encode({"proxy": proxy})
+    if not response.prepared:
+        response.headers[HEADER] = data
+        return
+    if not ctx.meta.get("kong_log_trailer") or ctx.meta.get("client_disconnected"):
+        return   # a native (preserve) answer promised no trailer; a client that left gets none
+    try:
+        await response.write(TRAILER + data.encode() + b"\n\n")
+    except (ConnectionResetError, RuntimeError):
+        ctx.meta["client_disconnected"] = True
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return value

@@ -1,0 +1,153 @@
+"""Kong's own log sees Tollgate's usage, cost and latency (``ai.proxy.*``), through the tollgate-analytics
+companion: its real handler.lua runs in the Kong double (LuaJIT), the relay hands it the entry on the response,
+and nothing extra reaches the client.
+
+    client -> Kong double (tollgate-proxy over its socket; tollgate-analytics and file-log in Lua/in-process)
+      -> relay (tollgate serve) -> mock LLM
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import openai
+import orjson
+import pytest
+import pytest_asyncio
+
+from tests.harness import KongDouble
+from tests.harness.lua import LuaPlugin
+from tests.harness.procs import TollgateServer
+from tests.proxy.e2e import CaptureLog
+from tollgate.mock import MockLLM, Reply
+from tollgate.relay import kong_log
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+PRICED = {"input_cost": 2.0, "output_cost": 8.0}      # USD per 1M tokens, Kong ai-proxy's option names
+MESSAGES = [{"role": "user", "content": "Count the stars for me, please."}]
+
+
+def proxy_config(mock_url: str) -> dict[str, Any]:
+    return {"route_type": "llm/v1/chat", "timeout": 10,
+            "model": {"provider": "openai", "name": "gpt-4o-mini",
+                      "options": {"upstream_url": mock_url + "/v1/chat/completions", **PRICED}},
+            "auth": {"header_name": "Authorization", "header_value": "Bearer sk-kong-log-0123456789abcdef"}}
+
+
+class Env:
+    def __init__(self, mock: MockLLM, proc: TollgateServer, kong: KongDouble, logs: CaptureLog):
+        self.mock, self.proc, self.kong, self.logs = mock, proc, kong, logs
+
+    def client(self, route: str) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=f"{self.kong.url}/{route}/v1", api_key="unused", max_retries=0)
+
+    def relay_lines(self) -> list[dict[str, Any]]:
+        return [orjson.loads(line) for line in self.proc.stderr_text().splitlines()
+                if line.startswith("{") and '"msg":"ai request"' in line]
+
+    async def kong_entry(self) -> dict[str, Any]:
+        """The newest serialized log entry (file-log runs in Kong's log phase, just after the response)."""
+        for _ in range(100):
+            if self.logs.entries:
+                return self.logs.entries[-1]
+            await asyncio.sleep(0.02)
+        raise AssertionError("no log entry")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def env():
+    mock = MockLLM(shutdown_timeout=0.1)
+    await mock.start()
+    proc = TollgateServer(env={"TOLLGATE_LOG_LEVEL": "info"})
+    await proc.astart()
+    logs = CaptureLog()
+    routes = [{"name": name, "paths": [f"/{name}/"], "strip_path": True,
+               "plugins": [{"name": "tollgate-proxy", "config": proxy_config(mock.url)}, {"name": "file-log"},
+                           *([{"name": "tollgate-analytics"}] if name == "companion" else [])]}
+              for name in ("companion", "bare")]
+    config = {"_format_version": "3.0",
+              "services": [{"name": "relay", "url": proc.relay_url, "retries": 0, "routes": routes}]}
+    kong = KongDouble(proc.entries("3.9", ["tollgate-proxy"]), config,
+                      bundled={"file-log": logs, "tollgate-analytics": LuaPlugin("tollgate-analytics")})
+    await kong.start()
+    yield Env(mock, proc, kong, logs)
+    await kong.stop()
+    proc.cleanup()
+    await mock.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh(env: Env):
+    env.mock.reset()
+    env.logs.entries.clear()
+
+
+def cost(prompt: int, completion: int) -> float:
+    return (prompt * PRICED["input_cost"] + completion * PRICED["output_cost"]) / 1_000_000
+
+
+async def test_a_whole_answer_puts_kongs_ai_keys_in_kongs_log_and_nothing_extra_reaches_the_client(env: Env):
+    env.mock.enqueue(Reply(content="Seven stars tonight.", prompt_tokens=21, completion_tokens=5))
+    raw = await env.client("companion").chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=MESSAGES)
+    assert kong_log.HEADER not in raw.headers
+    assert raw.parse().choices[0].message.content == "Seven stars tonight."
+    entry = (await env.kong_entry())["ai"]["proxy"]
+    assert entry["usage"]["prompt_tokens"] == 21 and entry["usage"]["completion_tokens"] == 5
+    assert entry["usage"]["total_tokens"] == 26 and entry["usage"]["cost"] == pytest.approx(cost(21, 5))
+    assert entry["usage"]["time_per_token"] == pytest.approx(entry["meta"]["llm_latency"] / 5)
+    assert entry["meta"]["provider_name"] == "openai" and entry["meta"]["response_model"] == "gpt-4o-mini"
+    assert entry["meta"]["llm_latency"] >= 0 and "estimated" in entry["usage"]
+    relay = env.relay_lines()[-1]["ai"]["proxy"]
+    assert relay["usage"]["total_tokens"] == 26 and relay["usage"]["cost"] == entry["usage"]["cost"]
+
+
+async def test_a_stream_hands_its_final_usage_over_in_a_trailer_the_client_never_sees(env: Env):
+    env.mock.enqueue(Reply(content="one two three four", prompt_tokens=17, completion_tokens=4, interval=0.01))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{env.kong.url}/companion/v1/chat/completions",
+                             json={"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}) as r:
+            body = await r.read()
+            headers = r.headers
+    assert kong_log.HEADER not in headers and kong_log.TRAILER not in body
+    assert body.endswith(b"data: [DONE]\n\n")
+    entry = (await env.kong_entry())["ai"]["proxy"]
+    assert (entry["usage"]["prompt_tokens"], entry["usage"]["completion_tokens"]) == (17, 4)
+    assert entry["usage"]["cost"] == pytest.approx(cost(17, 4)) and entry["usage"]["time_to_first_token"] >= 0
+    assert entry["meta"]["provider_name"] == "openai"
+
+
+async def test_the_openai_sdk_streams_through_the_companion_with_exact_usage(env: Env):
+    env.mock.enqueue(Reply(content="alpha beta", prompt_tokens=9, completion_tokens=2))
+    stream = await env.client("companion").chat.completions.create(
+        model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True})
+    chunks = [c async for c in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "alpha beta"
+    assert chunks[-1].usage.total_tokens == 11
+    assert (await env.kong_entry())["ai"]["proxy"]["usage"]["total_tokens"] == 11
+
+
+async def test_a_client_that_leaves_mid_stream_leaves_the_meta_in_kongs_log(env: Env):
+    env.mock.enqueue(Reply(content=" ".join(["word"] * 40), interval=0.1))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{env.kong.url}/companion/v1/chat/completions",
+                             json={"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}) as r:
+            await r.content.readline()          # the first event, then the client goes away
+    entry = (await env.kong_entry())["ai"]["proxy"]
+    assert entry["meta"]["provider_name"] == "openai" and entry["meta"]["request_model"] == "gpt-4o-mini"
+    assert "usage" not in entry               # what was generated is charged by Tollgate, not told to Kong
+
+
+async def test_without_the_companion_the_relay_adds_nothing(env: Env):
+    env.mock.enqueue(Reply(content="plain", prompt_tokens=3, completion_tokens=1, interval=0.01))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{env.kong.url}/bare/v1/chat/completions",
+                             json={"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}) as r:
+            body = await r.read()
+            headers = r.headers
+    assert kong_log.HEADER not in headers and kong_log.TRAILER not in body
+    entry = await env.kong_entry()
+    assert "usage" not in entry.get("ai", {}).get("proxy", {})

@@ -110,7 +110,9 @@ def status_app() -> web.Application:
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def health(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        # Answered from the event loop itself: a frozen or blocked process stops answering, and kong/entrypoint.sh's
+        # supervisor restarts it. The pid tells a restarted process from the old one.
+        return web.json_response({"status": "ok", "pid": os.getpid()})
 
     async def spend(request: web.Request) -> web.Response:
         """Budget spend from every store this process uses (``tollgate spend`` reads local state here)."""

@@ -519,10 +519,3 @@ def test_ci_script_is_strict_bash():
     assert re.search(r"(?m)^packages=\(.*\bredis-server\b.*\)$", text)
     assert re.search(r"(?m)^packages=\(.*\bdeck\b.*\)$", text)
     assert "make test" in text
-
-
-@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-def test_make_test_runs_pytest_on_all_tests():
-    done = subprocess.run(["make", "-n", "test"], cwd=REPO, capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, done.stderr
-    assert "-m pytest" in done.stdout and "tests" in done.stdout

@@ -1,4 +1,5 @@
-"""``tollgate``: run the process (``serve``), describe the plugins to Kong (``dump``), list budget spend (``spend``)."""
+"""``tollgate``: run the process (``serve``), describe the plugins to Kong (``dump``), check the plugin configs of decK
+files (``validate``), list budget spend (``spend``)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,28 @@ def _dump(args: argparse.Namespace) -> int:
     document = {"Protocol": "MsgPack:1", "Plugins": [p.info() for p in chosen]}
     sys.stdout.write(orjson.dumps(document).decode() + "\n")
     return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    with contextlib.redirect_stdout(sys.stderr):
+        from . import deckcheck
+        from .pluginserver import loader
+
+        plugins = loader.load_all(args.plugins_dir)
+    failed = False
+    for path in args.files:
+        try:
+            checked, problems = deckcheck.check_file(path, plugins)
+        except deckcheck.DeckFileError as exc:
+            print(f"tollgate validate: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        failed = failed or bool(problems)
+        verdict = f"{len(problems)} error{'s' if len(problems) != 1 else ''}" if problems else "valid"
+        print(f"{path}: {checked} Tollgate plugin config{'s' if checked != 1 else ''}, {verdict}")
+    return 1 if failed else 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -123,6 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     dump.add_argument("--plugin", help="only this plugin (one plugin-server entry per plugin, Kong 3.9+)")
     dump.add_argument("--plugins-dir", help="also load kong-pdk style plugin modules from this directory")
     dump.set_defaults(run=_dump)
+
+    validate = commands.add_parser(
+        "validate", help="check every Tollgate plugin config in decK files against the plugins' schemas",
+        description="Check every Tollgate plugin config in decK files (YAML or JSON) as Kong and the plugin server "
+                    "will: schema (types, allowed values, required and unknown fields) and the plugin's own checks. "
+                    "One line per error, with file and path; exit status 1 if any.")
+    validate.add_argument("files", nargs="+", metavar="FILE", help="decK files")
+    validate.add_argument("--plugins-dir", help="also load kong-pdk style plugin modules from this directory")
+    validate.set_defaults(run=_validate)
 
     serve = commands.add_parser("serve", help="run the plugin server and the relay")
     serve.add_argument("--socket-dir")

@@ -150,14 +150,8 @@ class PluginServer:
         except orjson.JSONDecodeError as exc:
             raise RpcError(f"{name}: config is not JSON: {exc}") from None
         try:
-            checked = plugin.validate(config)
+            handler = plugin.instantiate(config)
         except ValueError as exc:
-            log.event(logger, "invalid plugin config", 40, plugin=name, error=str(exc))
-            raise RpcError(f"{name}: invalid config: {exc}") from None
-        handler_config = {**{k: v for k, v in config.items() if k not in checked}, **checked}
-        try:
-            handler = plugin.plugin_class(handler_config)
-        except ValueError as exc:  # a config the schema language cannot express, refused by the plugin
             log.event(logger, "invalid plugin config", 40, plugin=name, error=str(exc))
             raise RpcError(f"{name}: invalid config: {exc}") from None
         instance = self.instances.add(plugin, config, handler)

@@ -301,12 +301,23 @@ class RpcConnection(asyncio.Protocol):
         self._transport = None
 
 
-async def listen(server: PluginServer, path: str, plugin_names: Iterable[str] | None = None) -> asyncio.AbstractServer:
-    """Serve ``server`` on the unix socket ``path`` (replacing a stale socket file)."""
+async def listen(server: PluginServer, path: str, plugin_names: Iterable[str] | None = None, *, mode: int = 0o660,
+                 gid: int = -1) -> asyncio.AbstractServer:
+    """Serve ``server`` on the unix socket ``path`` (replacing a stale socket file).
+
+    Connecting needs write permission on the socket, and whoever connects can act as Kong: the socket is born
+    owner-only (umask) and then opened to ``mode`` and group ``gid`` (-1: the process's), never wider.
+    """
     if os.path.exists(path):
         os.unlink(path)
     allowed = frozenset(plugin_names) if plugin_names is not None else None
     loop = asyncio.get_running_loop()
-    listener = await loop.create_unix_server(lambda: RpcConnection(server, allowed), path)
-    os.chmod(path, 0o666)
+    umask = os.umask(0o177)
+    try:
+        listener = await loop.create_unix_server(lambda: RpcConnection(server, allowed), path)
+    finally:
+        os.umask(umask)
+    if gid != -1:
+        os.chown(path, -1, gid)
+    os.chmod(path, mode)
     return listener

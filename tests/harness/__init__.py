@@ -3,7 +3,7 @@
 Kong cannot run on the build machines, so the suite tests plugin servers against this
 double: it plays Kong's side of the plugin-server protocol (MessagePack-RPC over unix
 sockets) the way Kong OSS 3.9.3 does, checked against a capture of real Kong
-(``shared/kong-traces``) and Kong's source (``kong/runloop/plugin_servers/``,
+(``tests/harness/traces``) and Kong's source (``kong/runloop/plugin_servers/``,
 ``kong/pdk/``), and proxies real HTTP so real clients can be pointed at it.
 
 What it models:

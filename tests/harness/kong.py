@@ -654,7 +654,8 @@ class KongDouble:
         connection_tokens = {t.strip().lower() for t in (hdrs.get("connection") or "").split(",") if t.strip()}
         skip = set(HOP_BY_HOP) | connection_tokens | {"host", "content-length", "expect", "x-forwarded-for",
                                                       "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port",
-                                                      "x-forwarded-path", "x-forwarded-prefix", "x-real-ip"}
+                                                      "x-forwarded-path", "x-forwarded-prefix", "x-real-ip",
+                                                      "x-kong-request-id"}
         out = [(k, v) for k, v in hdrs if k.lower() not in skip]
         if u.upstream_host:
             host_header = u.upstream_host
@@ -673,6 +674,8 @@ class KongDouble:
         if prefix:
             out.append(("X-Forwarded-Prefix", prefix))
         out.append(("X-Real-IP", req.client_ip))
+        # kong.conf headers_upstream (default x-kong-request-id): nginx's proxy_set_header, replacing the client's
+        out.append(("X-Kong-Request-Id", req.kong_request_id))
         query = f"?{req.args}" if req.args else ""
         url = URL(f"{u.scheme}://{host}:{port}{u.uri}{query}", encoded=True)
         req.tries.append({"ip": host, "balancer_latency": 0, "port": port,

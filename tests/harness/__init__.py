@@ -29,6 +29,8 @@ What it models:
   it off); otherwise the answer streams chunk by chunk;
 * fail-open: plugin-server errors, timeouts and broken sockets are logged and the
   request is proxied without the plugin's remaining effect (``faults`` injects them);
+  the socket timeouts come from kong.conf's ``nginx_http_lua_socket_*_timeout``
+  (``kong_conf=``, see ``kongconf.py``; 60 s each by default);
 * counters of RPC round trips per request / plugin / phase (``stats``) and an optional
   record of every message (``messages``).
 

@@ -54,5 +54,5 @@ bench: ## run the benchmark (bench/run.py)
 
 lint: ## byte-compile everything and check the shell scripts (shellcheck if installed)
 	$(PYTHON) -m compileall -q plugins tests
-	bash -n kong/entrypoint.sh .ci/run
-	@if command -v shellcheck >/dev/null; then shellcheck kong/entrypoint.sh .ci/run; fi
+	for f in kong/entrypoint.sh .ci/run scripts/*.sh; do bash -n "$$f" || exit 1; done
+	@if command -v shellcheck >/dev/null; then shellcheck kong/entrypoint.sh .ci/run scripts/*.sh; fi

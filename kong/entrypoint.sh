@@ -19,8 +19,7 @@
 # Only `kong docker-start` starts Tollgate; any other command (`kong health`, `bash`...) goes straight to Kong's
 # entrypoint. Settings come from the environment (TOLLGATE_SOCKET_DIR, TOLLGATE_RELAY_HOST, TOLLGATE_RELAY_PORT,
 # TOLLGATE_STATUS_HOST, TOLLGATE_STATUS_PORT, TOLLGATE_REDIS_URL, TOLLGATE_LOG_LEVEL..., read by `tollgate serve`
-# itself). TOLLGATE_BIN and KONG_ENTRYPOINT exist
-# for tests.
+# itself). TOLLGATE_BIN and KONG_ENTRYPOINT exist for tests.
 set -Eeuo pipefail
 
 TOLLGATE_BIN=${TOLLGATE_BIN:-/opt/tollgate/bin/tollgate}

@@ -35,6 +35,9 @@ def _dump(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    if args.plugins_dir and not os.path.isdir(args.plugins_dir):
+        print(f"tollgate validate: the plugins directory {args.plugins_dir} does not exist", file=sys.stderr)
+        return 2
     with contextlib.redirect_stdout(sys.stderr):
         from . import deckcheck
         from .pluginserver import loader

@@ -10,8 +10,11 @@
 #      alive but frozen (stopped, deadlocked, a blocked event loop) holds every request Kong sends it, so once it
 #      has answered once, TOLLGATE_HEALTH_FAILURES probes in a row without a 200 from the status listener's /health
 #      (each bounded by TOLLGATE_HEALTH_TIMEOUT s, one every TOLLGATE_HEALTH_INTERVAL s) get it SIGKILLed and
-#      restarted at once. Defaults (1 s, 2 s, 2) restart a frozen process within about 7 s plus its start time;
-#      a process that never answers within TOLLGATE_START_TIMEOUT s of its start is killed the same way;
+#      restarted at once. Defaults (1 s, 1 s, 2) kill a frozen process within about 4 s, so that a new one answers
+#      within 10 s even when starting it takes a few seconds; a healthy process answers /health in well under a
+#      millisecond, so only a loop stalled for over a second twice in a row is taken for frozen (raise the timeout
+#      on a machine where that can happen). A process that never answers within TOLLGATE_START_TIMEOUT s of its
+#      start is killed the same way;
 #   3. wait until every plugin socket and the relay port answer (at most TOLLGATE_READY_TIMEOUT s; Kong starts
 #      anyway after that: requests on Tollgate routes then get errors until the process is up, nothing is bypassed);
 #   4. exec Kong's own entrypoint with the container's command (`/docker-entrypoint.sh kong docker-start`).
@@ -31,7 +34,7 @@ TOLLGATE_STATUS_HOST=${TOLLGATE_STATUS_HOST:-127.0.0.1}
 TOLLGATE_STATUS_PORT=${TOLLGATE_STATUS_PORT:-8082}
 TOLLGATE_READY_TIMEOUT=${TOLLGATE_READY_TIMEOUT:-30}
 TOLLGATE_HEALTH_INTERVAL=${TOLLGATE_HEALTH_INTERVAL:-1}
-TOLLGATE_HEALTH_TIMEOUT=${TOLLGATE_HEALTH_TIMEOUT:-2}
+TOLLGATE_HEALTH_TIMEOUT=${TOLLGATE_HEALTH_TIMEOUT:-1}
 TOLLGATE_HEALTH_FAILURES=${TOLLGATE_HEALTH_FAILURES:-2}
 TOLLGATE_START_TIMEOUT=${TOLLGATE_START_TIMEOUT:-60}
 TOLLGATE_SOCKETS=${TOLLGATE_SOCKETS:-"tollgate tollgate-proxy tollgate-token-limit tollgate-semantic-cache tollgate-guardrails tollgate-cost-quota tollgate-mcp"}

@@ -1,5 +1,8 @@
 # Tollgate developer tasks. `make help` lists them.
+# PYTHON makes the venv (Python 3.11+); everything else runs in the venv.
 PYTHON ?= python3
+VENV ?= .venv
+VENV_PYTHON = $(VENV)/bin/python
 COMPOSE ?= docker compose
 PYTEST_FLAGS ?= -q -ra --durations=10
 KONG_PROXY_PORT ?= 8000
@@ -7,21 +10,30 @@ KONG_ADMIN_PORT ?= 8001
 UP_TIMEOUT ?= 180
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-e2e up down logs bench lint
+.PHONY: help venv install test test-e2e validate up down logs bench lint
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-install: ## install Tollgate editable with its test dependencies
+venv: ## create .venv with Tollgate and its test dependencies (again only when pyproject.toml changed)
+	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/venv.sh
+
+install: ## install Tollgate editable with its test dependencies into the current Python instead
 	$(PYTHON) -m pip install -e '.[test]'
 
-test: ## run every test under tests/ (real-Kong tests skip without a Docker engine or a kong binary)
-	$(PYTHON) -m pytest $(PYTEST_FLAGS) tests
+# The venv's bin/ first on PATH, as if activated: tests find its console scripts (kong-python-pluginserver).
+test: venv ## set up .venv, check the decK files, run every test under tests/ (real-Kong tests skip without Kong)
+	$(VENV_PYTHON) -m tollgate validate declarative/*.yml
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV_PYTHON) -m pytest $(PYTEST_FLAGS) tests
 
-test-e2e: ## only the deployment and real-Kong tests
-	$(PYTHON) -m pytest $(PYTEST_FLAGS) tests/e2e
+test-e2e: venv ## only the deployment and real-Kong tests (a Docker engine or a kong binary for the latter)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV_PYTHON) -m pytest $(PYTEST_FLAGS) tests/e2e
+
+validate: venv ## check every Tollgate plugin config in the decK files (tollgate validate declarative/*.yml)
+	$(VENV_PYTHON) -m tollgate validate declarative/*.yml
 
 up: ## build and start Kong + Tollgate, Redis and the mock LLM, then wait until Kong answers
+	@COMPOSE="$(COMPOSE)" scripts/check-compose.sh
 	KONG_PROXY_PORT=$(KONG_PROXY_PORT) KONG_ADMIN_PORT=$(KONG_ADMIN_PORT) $(COMPOSE) up -d --build
 	@echo "waiting for Kong on localhost:$(KONG_ADMIN_PORT) (at most $(UP_TIMEOUT)s)..."
 	@i=0; until curl -fsS -o /dev/null http://localhost:$(KONG_ADMIN_PORT)/status; do \
@@ -31,6 +43,7 @@ up: ## build and start Kong + Tollgate, Redis and the mock LLM, then wait until 
 	@echo "Kong is up: proxy http://localhost:$(KONG_PROXY_PORT), Admin API http://localhost:$(KONG_ADMIN_PORT)"
 
 down: ## stop the stack and remove its containers and volumes
+	@COMPOSE="$(COMPOSE)" scripts/check-compose.sh
 	$(COMPOSE) down --volumes --remove-orphans
 
 logs: ## follow the stack's logs
@@ -41,5 +54,5 @@ bench: ## run the benchmark (bench/run.py)
 
 lint: ## byte-compile everything and check the shell scripts (shellcheck if installed)
 	$(PYTHON) -m compileall -q plugins tests
-	bash -n kong/entrypoint.sh .ci/run
-	@if command -v shellcheck >/dev/null; then shellcheck kong/entrypoint.sh .ci/run; fi
+	for f in kong/entrypoint.sh .ci/run scripts/*.sh; do bash -n "$$f" || exit 1; done
+	@if command -v shellcheck >/dev/null; then shellcheck kong/entrypoint.sh .ci/run scripts/*.sh; fi

@@ -26,7 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+# TOLLGATE_TEST_REDIS_SERVER names another binary (a path that does not exist plays a machine without Redis).
+REDIS_SERVER = (os.environ.get("TOLLGATE_TEST_REDIS_SERVER") or shutil.which("redis-server")
+                or "/usr/bin/redis-server")
+# The skip reason of every test that needs redis-server; tests/conftest.py counts them in the run's last line.
+REDIS_MISSING = "redis-server is not installed"
+REDIS_INSTALL_HINT = "apt-get install redis-server (Debian/Ubuntu), brew install redis (macOS)"
 
 
 def redis_available() -> bool:

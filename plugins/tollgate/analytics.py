@@ -107,5 +107,7 @@ def _entry(ctx: RequestContext, logging_config: dict[str, Any]) -> dict[str, Any
     proxy = proxy_entry(ctx)
     if logging_config.get("log_payloads"):
         proxy["payload"] = {"request": ctx.body.decode("utf-8", "replace"), "response": ctx.meta.get("response_text")}
-    return {"request_id": ctx.id, "route_id": ctx.route_id, "consumer": ctx.identity.get("id"),
+    # kong_request_id: Kong 3.x sends its request id upstream (headers_upstream = x-kong-request-id, the default) and
+    # to the client and its log plugins: the key that ties this line to Kong's own logs and to the client's answer.
+    return {"request_id": ctx.id, "kong_request_id": ctx.headers.get("X-Kong-Request-Id"), "route_id": ctx.route_id, "consumer": ctx.identity.get("id"),
             "status": ctx.status, "ai": {"proxy": proxy}}

@@ -1,10 +1,13 @@
-"""``tollgate``: run the process (``serve``), describe the plugins to Kong (``dump``), list budget spend (``spend``)."""
+"""``tollgate``: run the process (``serve``), describe the plugins to Kong (``dump``), check the plugin configs of decK
+files (``validate``), list budget spend (``spend``)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import os
 import sys
 
 import orjson
@@ -31,16 +34,91 @@ def _dump(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    if args.plugins_dir and not os.path.isdir(args.plugins_dir):
+        print(f"tollgate validate: the plugins directory {args.plugins_dir} does not exist", file=sys.stderr)
+        return 2
+    with contextlib.redirect_stdout(sys.stderr):
+        from . import deckcheck
+        from .pluginserver import loader
+
+        plugins = loader.load_all(args.plugins_dir)
+    failed = False
+    for path in args.files:
+        try:
+            checked, problems = deckcheck.check_file(path, plugins)
+        except deckcheck.DeckFileError as exc:
+            print(f"tollgate validate: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        failed = failed or bool(problems)
+        verdict = f"{len(problems)} error{'s' if len(problems) != 1 else ''}" if problems else "valid"
+        print(f"{path}: {checked} Tollgate plugin config{'s' if checked != 1 else ''}, {verdict}")
+    return 1 if failed else 0
+
+
+# `tollgate serve`'s flags: one per process setting (settings.Settings), each with its TOLLGATE_* variable.
+SERVE_HELP = {
+    "socket_dir": "directory of the plugin sockets Kong dials (it must exist)",
+    "plugins_dir": "also serve kong-pdk style plugin modules from this directory",
+    "relay_host": "address of the relay, the HTTP listener Tollgate routes' Services point at",
+    "relay_port": "port of the relay",
+    "status_host": "address of the status listener (/metrics, /health, /spend)",
+    "status_port": "port of the status listener",
+    "redis_url": "Redis for plugins with strategy redis that name none themselves",
+    "log_level": "debug, info, warning or error (JSON lines on stderr)",
+    "sync_handler_threads": "threads running synchronous (kong-pdk style) handlers",
+    "event_timeout": "seconds after which an event Kong stopped answering is dropped",
+    "attachment_ttl": "seconds an attachment waits for its request to reach the relay",
+    "socket_mode": "permissions of the plugin sockets, in octal (who may connect can act as Kong)",
+    "socket_group": "group of the plugin sockets (name or id; default: the process's): Kong's nginx workers' group",
+}
+
+
+def _octal(text: str) -> int:
+    return int(text, 8)
+
+
+def _env_default(item: dataclasses.Field) -> object:
+    """A setting's value without its flag: its TOLLGATE_* variable, else the built-in default."""
+    try:
+        return item.default_factory()  # type: ignore[misc]
+    except ValueError:
+        raise ValueError(f"TOLLGATE_{item.name.upper()}={os.environ.get('TOLLGATE_' + item.name.upper())!r} is not "
+                         f"a valid {item.name.replace('_', ' ')}") from None
+
+
+def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
+    for item in dataclasses.fields(Settings):
+        name = item.name
+        kind: object = {"int": int, "float": float}.get(str(item.type), str)
+        try:
+            value = _env_default(item)
+            shown = "none" if value is None else f"{value:04o}" if name == "socket_mode" else value
+        except ValueError as exc:
+            shown = f"invalid: {exc}"
+        if name == "socket_mode":
+            kind = _octal
+        what = SERVE_HELP.get(name, name.replace("_", " "))
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, metavar=name.split("_")[-1].upper(),
+                            help=f"{what} [env TOLLGATE_{name.upper()}; default: {shown}]")
+
+
 def _serve(args: argparse.Namespace) -> int:
-    settings = Settings()
-    for name in ("socket_dir", "plugins_dir", "relay_host", "relay_port", "status_host", "status_port", "redis_url",
-                 "log_level"):
-        value = getattr(args, name)
-        if value is not None:
-            setattr(settings, name, value)
+    values = {}
+    for item in dataclasses.fields(Settings):
+        flag = getattr(args, item.name, None)
+        try:
+            values[item.name] = flag if flag is not None else _env_default(item)
+        except ValueError as exc:
+            print(f"tollgate serve: {exc}", file=sys.stderr)
+            return 2
+    settings = Settings(**values)
     log.setup(settings.log_level)
     with contextlib.redirect_stdout(sys.stderr):
-        from .process import run
+        from .process import StartupError, run
 
         try:
             import uvloop
@@ -48,7 +126,11 @@ def _serve(args: argparse.Namespace) -> int:
             uvloop.install()
         except ImportError:
             pass
-        asyncio.run(run(settings))
+        try:
+            asyncio.run(run(settings))
+        except StartupError as exc:
+            print(f"tollgate serve: {exc}", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -124,15 +206,20 @@ def main(argv: list[str] | None = None) -> int:
     dump.add_argument("--plugins-dir", help="also load kong-pdk style plugin modules from this directory")
     dump.set_defaults(run=_dump)
 
-    serve = commands.add_parser("serve", help="run the plugin server and the relay")
-    serve.add_argument("--socket-dir")
-    serve.add_argument("--plugins-dir")
-    serve.add_argument("--relay-host")
-    serve.add_argument("--relay-port", type=int)
-    serve.add_argument("--status-host")
-    serve.add_argument("--status-port", type=int, help="metrics (/metrics) and health (/health) listener")
-    serve.add_argument("--redis-url")
-    serve.add_argument("--log-level")
+    validate = commands.add_parser(
+        "validate", help="check every Tollgate plugin config in decK files against the plugins' schemas",
+        description="Check every Tollgate plugin config in decK files (YAML or JSON) as Kong and the plugin server "
+                    "will: schema (types, allowed values, required and unknown fields) and the plugin's own checks. "
+                    "One line per error, with file and path; exit status 1 if any.")
+    validate.add_argument("files", nargs="+", metavar="FILE", help="decK files")
+    validate.add_argument("--plugins-dir", help="also load kong-pdk style plugin modules from this directory")
+    validate.set_defaults(run=_validate)
+
+    serve = commands.add_parser(
+        "serve", help="run the plugin server and the relay",
+        description="Run the Tollgate process: the plugin server on its unix sockets and the relay. Every flag "
+                    "falls back to its TOLLGATE_* environment variable, then to the default shown.")
+    _add_serve_flags(serve)
     serve.set_defaults(run=_serve)
 
     spend = commands.add_parser("spend", help="list tollgate-cost-quota spend per budget, scope and period")

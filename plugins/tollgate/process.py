@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
+import grp
 import os
 import signal
+import socket
 
 from aiohttp import web
 
@@ -25,14 +28,55 @@ SWEEP_INTERVAL = 5.0
 GC_THRESHOLD = 20_000   # allocations between young collections (Python's default: 700)
 
 
+class StartupError(Exception):
+    """The process cannot start as configured; the message says why, in one line, naming the setting to change."""
+
+
 def socket_path(settings: Settings, plugin_name: str | None = None) -> str:
     name = f"{plugin_name}.socket" if plugin_name else ALL_PLUGINS_SOCKET
     return os.path.join(settings.socket_dir, name)
 
 
+def _check_socket_dir(directory: str) -> None:
+    # Not created here: a mistyped directory would leave Kong dialling sockets that never appear.
+    if not os.path.isdir(directory):
+        raise StartupError(f"the socket directory {directory} does not exist (create it where kong.conf's "
+                           "pluginserver_*_socket paths point, or set --socket-dir / TOLLGATE_SOCKET_DIR)")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise StartupError(f"cannot create sockets in {directory}: permission denied")
+
+
+def _group_id(group: str | None) -> int:
+    if not group:
+        return -1
+    if group.isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise StartupError(f"no group named {group!r} (--socket-group / TOLLGATE_SOCKET_GROUP)") from None
+
+
+def _claim(path: str) -> None:
+    """A socket file nobody answers on is left from a dead process and is replaced; one that answers is not ours."""
+    if not os.path.exists(path):
+        return
+    with socket.socket(socket.AF_UNIX) as probe:
+        probe.settimeout(0.5)
+        try:
+            probe.connect(path)
+        except OSError:
+            return
+    raise StartupError(f"{path} is served by a running process (another tollgate serve?): stop it, or choose "
+                       "another --socket-dir / TOLLGATE_SOCKET_DIR")
+
+
 class TollgateProcess:
     def __init__(self, settings: Settings):
         self.settings = settings
+        if settings.plugins_dir and not os.path.isdir(settings.plugins_dir):
+            raise StartupError(f"the plugins directory {settings.plugins_dir} does not exist "
+                               "(--plugins-dir / TOLLGATE_PLUGINS_DIR)")
         self.plugins = loader.load_all(settings.plugins_dir)
         self.runtime = runtime_module.install(
             Runtime(settings=settings, attachments=AttachmentTable(settings.attachment_ttl)))
@@ -40,34 +84,59 @@ class TollgateProcess:
                                        sync_threads=settings.sync_handler_threads)
         self.runtime.instances = self.server.instances
         self._listeners: list[asyncio.AbstractServer] = []
-        self._runners: list[web.AppRunner] = []
+        self._socket_paths: list[str] = []
+        self._runners: list[web.BaseRunner] = []
         self._sweeper: asyncio.Task | None = None
 
     async def start(self) -> None:
-        os.makedirs(self.settings.socket_dir, exist_ok=True)
-        for name in self.plugins:
-            self._listeners.append(await rpc.listen(self.server, socket_path(self.settings, name), [name]))
-        self._listeners.append(await rpc.listen(self.server, socket_path(self.settings)))
-        relay = Relay(self.runtime, priorities_of(self.plugins))
-        # handler_cancellation: a client that goes away (Kong closes the connection to the relay when its own client
-        # does) cancels the relay's handler, and with it the provider call, streamed or not; the after stages (limits
-        # and budgets settle) still run, in the handler's own cleanup, with what is known by then.
-        await self._serve(build_server(relay, handler_cancellation=True, access_log=None),
-                          self.settings.relay_host, self.settings.relay_port)
-        await self._serve(status_app(), self.settings.status_host, self.settings.status_port)
+        """Listen everywhere, or raise :class:`StartupError` having left nothing behind.
+
+        The ports come first: a second process started by mistake fails on them before it touches the sockets of
+        the one already running.
+        """
+        settings = self.settings
+        _check_socket_dir(settings.socket_dir)
+        gid = _group_id(settings.socket_group)
+        sockets = [(socket_path(settings, name), [name]) for name in self.plugins] + [(socket_path(settings), None)]
+        for path, _ in sockets:
+            _claim(path)
+        try:
+            relay = Relay(self.runtime, priorities_of(self.plugins))
+            # handler_cancellation: a client that goes away (Kong closes the connection to the relay when its own
+            # client does) cancels the relay's handler, and with it the provider call, streamed or not; the after
+            # stages (limits and budgets settle) still run, in the handler's own cleanup, with what is known by then.
+            await self._serve(build_server(relay, handler_cancellation=True, access_log=None),
+                              settings.relay_host, settings.relay_port, "relay", "--relay-port / TOLLGATE_RELAY_PORT")
+            await self._serve(status_app(), settings.status_host, settings.status_port, "status listener",
+                              "--status-port / TOLLGATE_STATUS_PORT")
+            for path, names in sockets:
+                self._socket_paths.append(path)
+                self._listeners.append(await rpc.listen(self.server, path, names, mode=settings.socket_mode,
+                                                        gid=gid))
+        except BaseException as exc:
+            await self.stop()
+            if isinstance(exc, OSError):
+                raise StartupError(f"cannot create {exc.filename or 'a socket'}: {exc.strerror or exc}") from None
+            raise
         self._sweeper = asyncio.ensure_future(self._sweep_forever())
         log.event(logger, "tollgate started", plugins=sorted(self.plugins), socket_dir=self.settings.socket_dir,
                   relay=f"{self.settings.relay_host}:{self.settings.relay_port}", pid=os.getpid())
 
-    async def _serve(self, app: web.Application | web.Server, host: str, port: int) -> None:
+    async def _serve(self, app: web.Application | web.Server, host: str, port: int, what: str, setting: str) -> None:
         runner: web.BaseRunner
         if isinstance(app, web.Server):
             runner = web.ServerRunner(app, handle_signals=False)
         else:
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        await web.TCPSite(runner, host, port, reuse_address=True).start()
         self._runners.append(runner)
+        try:
+            await web.TCPSite(runner, host, port, reuse_address=True).start()
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            if exc.errno == errno.EADDRINUSE:
+                reason = "the port is taken (another tollgate serve, or another program)"
+            raise StartupError(f"cannot listen on {host}:{port} for the {what} ({setting}): {reason}") from None
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -85,9 +154,10 @@ class TollgateProcess:
             await runner.cleanup()
         self.server.shutdown()
         await upstream.close()
-        for name in [*self.plugins, None]:
+        for path in self._socket_paths:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(socket_path(self.settings, name))
+                os.unlink(path)
+        self._socket_paths.clear()
 
 
 def _settle_memory() -> None:
@@ -110,7 +180,9 @@ def status_app() -> web.Application:
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def health(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        # Answered from the event loop itself: a frozen or blocked process stops answering, and kong/entrypoint.sh's
+        # supervisor restarts it. The pid tells a restarted process from the old one.
+        return web.json_response({"status": "ok", "pid": os.getpid()})
 
     async def spend(request: web.Request) -> web.Response:
         """Budget spend from every store this process uses (``tollgate spend`` reads local state here)."""

@@ -32,3 +32,8 @@ class Settings:
     attachment_ttl: float = field(default_factory=lambda: float(_env("ATTACHMENT_TTL", "300")))
     # An instance that handled an event this recently is expected on its route's requests.
     instance_active_window: float = field(default_factory=lambda: float(_env("INSTANCE_ACTIVE_WINDOW", "600")))
+    # The plugin sockets: whoever can connect to them can act as Kong (and have requests attached), so they are
+    # created for their owner and one group only. Kong's nginx workers must be able to connect: run Tollgate as the
+    # user they run as (kong.conf nginx_user; `kong` in the official image), or give their group here.
+    socket_mode: int = field(default_factory=lambda: int(_env("SOCKET_MODE", "0660"), 8))
+    socket_group: str | None = field(default_factory=lambda: _env("SOCKET_GROUP"))

@@ -3,7 +3,7 @@
 Kong cannot run on the build machines, so the suite tests plugin servers against this
 double: it plays Kong's side of the plugin-server protocol (MessagePack-RPC over unix
 sockets) the way Kong OSS 3.9.3 does, checked against a capture of real Kong
-(``shared/kong-traces``) and Kong's source (``kong/runloop/plugin_servers/``,
+(``tests/harness/traces``) and Kong's source (``kong/runloop/plugin_servers/``,
 ``kong/pdk/``), and proxies real HTTP so real clients can be pointed at it.
 
 What it models:
@@ -29,6 +29,8 @@ What it models:
   it off); otherwise the answer streams chunk by chunk;
 * fail-open: plugin-server errors, timeouts and broken sockets are logged and the
   request is proxied without the plugin's remaining effect (``faults`` injects them);
+  the socket timeouts come from kong.conf's ``nginx_http_lua_socket_*_timeout``
+  (``kong_conf=``, see ``kongconf.py``; 60 s each by default);
 * counters of RPC round trips per request / plugin / phase (``stats``) and an optional
   record of every message (``messages``).
 

@@ -10,7 +10,7 @@ set stay set). Modes:
 * ``"socket_after_send"``: the message reaches the server, the answer is lost
   (Kong gets ``no data``);
 * ``"timeout"``: the message is sent and no answer comes within Kong's socket timeout
-  (``KongDouble(rpc_timeout=...)``);
+  (``KongDouble(rpc_timeout=...)`` or kong.conf's ``nginx_http_lua_socket_read_timeout``);
 * ``"error"``: the call fails with ``message`` as if the server answered an error;
 * ``"connect"``: connecting fails (``trying to connect: <message>``).
 

@@ -10,7 +10,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import aiohttp
 import msgpack
@@ -24,6 +24,7 @@ from .errors import ClientAborted, ExitSignal, KongLuaError, KongStartError
 from .external import ExternalPlugin
 from .faults import Faults
 from .headers import HOP_BY_HOP, Headers
+from .kongconf import SocketTimeouts, parse_size, socket_timeouts
 from .luavalue import JsonArray, cjson_encode, lua_bytes, lua_str
 from .pdk import KONG_VERSION, MIME_JSON, Saved, error_body, get_response_type, http_error_message
 from .request import RequestState
@@ -118,6 +119,10 @@ class KongDouble:
         rpc_timeout: seconds Kong waits on the plugin socket per operation (Kong: 60).
         client_body_buffer_size: bodies larger than this "spill to a file"
             (``kong.request.get_raw_body()`` then fails inside Kong).
+        kong_conf: kong.conf settings (``kongconf.read_kong_conf``); those the double
+            models override the arguments above: ``nginx_http_lua_socket_*_timeout``
+            (the plugin-server call's connect / send / read timeouts) and
+            ``nginx_http_client_body_buffer_size``.
         host, port: where the HTTP front listens (port 0: a free port).
         keepalive: whether downstream connections are kept alive (``Connection`` header).
         trusted_ips: kong.conf ``trusted_ips`` (CIDRs or addresses).
@@ -134,14 +139,17 @@ class KongDouble:
                  port: int = 0, keepalive: bool = True, trusted_ips: Iterable[str] = (),
                  record_messages: bool = False, wait_for_sockets: float = 15.0,
                  bundled: dict[str, BundledPlugin] | None = None, ws_id: str | None = None,
-                 node_id: str | None = None, query_timeout: float = 60.0):
+                 node_id: str | None = None, query_timeout: float = 60.0,
+                 kong_conf: Mapping[str, str] | None = None):
         self.entries = [PluginServerEntry.coerce(e) for e in plugin_servers]
         self._initial_config = config
         self.plugins_setting = plugins
         self.kong_version = _parse_version(kong_version)
         self.workers = int(workers)
-        self.rpc_timeout = float(rpc_timeout)
-        self.client_body_buffer_size = int(client_body_buffer_size)
+        conf = dict(kong_conf or {})
+        self.socket_timeouts = socket_timeouts(conf, SocketTimeouts.uniform(rpc_timeout))
+        buffer_size = conf.get("nginx_http_client_body_buffer_size")
+        self.client_body_buffer_size = parse_size(buffer_size) if buffer_size else int(client_body_buffer_size)
         self.host = host
         self.port = port
         self.keepalive = keepalive
@@ -646,7 +654,8 @@ class KongDouble:
         connection_tokens = {t.strip().lower() for t in (hdrs.get("connection") or "").split(",") if t.strip()}
         skip = set(HOP_BY_HOP) | connection_tokens | {"host", "content-length", "expect", "x-forwarded-for",
                                                       "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port",
-                                                      "x-forwarded-path", "x-forwarded-prefix", "x-real-ip"}
+                                                      "x-forwarded-path", "x-forwarded-prefix", "x-real-ip",
+                                                      "x-kong-request-id"}
         out = [(k, v) for k, v in hdrs if k.lower() not in skip]
         if u.upstream_host:
             host_header = u.upstream_host
@@ -665,6 +674,8 @@ class KongDouble:
         if prefix:
             out.append(("X-Forwarded-Prefix", prefix))
         out.append(("X-Real-IP", req.client_ip))
+        # kong.conf headers_upstream (default x-kong-request-id): nginx's proxy_set_header, replacing the client's
+        out.append(("X-Kong-Request-Id", req.kong_request_id))
         query = f"?{req.args}" if req.args else ""
         url = URL(f"{u.scheme}://{host}:{port}{u.uri}{query}", encoded=True)
         req.tries.append({"ip": host, "balancer_latency": 0, "port": port,

@@ -9,7 +9,11 @@
   result]`` with OUR msgid (else a Lua assertion fails), and the connection goes back
   to the pool.
 * A failure to connect, write or read (EOF, timeout) returns ``(None, err)``: the caller
-  logs it and the request goes on without the plugin (fail-open).
+  logs it and the request goes on without the plugin (fail-open). Kong gives these
+  cosockets no timeout of its own: each operation takes nginx's
+  ``lua_socket_{connect,send,read}_timeout`` (``KongDouble.socket_timeouts``, from
+  kong.conf's ``nginx_http_lua_socket_*_timeout``; 60 s by default); the read timeout
+  bounds each read, so a server that answers keeps the call going.
 * Packing happens after the connection is taken: when it fails (a ``nil`` body in
   ``fix_raw``) the msgid is spent and the connection is never returned to the pool.
 """
@@ -121,7 +125,7 @@ class Rpc:
         kong.stats._count_call(info, method)
         pool = self.worker.pool(self.socket_path)
         fault = kong.faults._match(info, method)
-        timeout = kong.rpc_timeout
+        timeouts = kong.socket_timeouts
 
         if fault is not None and fault.mode in ("error", "connect"):
             kong._record_log("err", f"{'trying to connect: ' if fault.mode == 'connect' else ''}"
@@ -129,7 +133,7 @@ class Rpc:
             return None, fault.message
 
         try:
-            conn = await pool.acquire(timeout)
+            conn = await pool.acquire(timeouts.connect)
         except (OSError, asyncio.TimeoutError) as e:
             err = _socket_err(e)
             kong._record_log("err", f"trying to connect: {err}", plugin=info.plugin, request=info.request,
@@ -152,7 +156,7 @@ class Rpc:
 
         try:
             conn.writer.write(payload)
-            await asyncio.wait_for(conn.writer.drain(), timeout)
+            await asyncio.wait_for(conn.writer.drain(), timeouts.send)
         except (OSError, asyncio.TimeoutError, ConnectionError) as e:
             pool.release(conn)
             return None, _socket_err(e)
@@ -161,13 +165,13 @@ class Rpc:
             conn.close()
             return None, "no data"
         if fault is not None and fault.mode == "timeout":
-            await asyncio.sleep(timeout)
+            await asyncio.sleep(timeouts.read)
             conn.close()
             return None, "no data"
 
         while True:
             try:
-                data = await self._read_object(conn, timeout)
+                data = await self._read_object(conn, timeouts.read)
             except (OSError, asyncio.TimeoutError, ConnectionError, ValueError, EOFError):
                 conn.close()  # setkeepalive on a broken socket closes it
                 return None, "no data"

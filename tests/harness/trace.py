@@ -1,4 +1,5 @@
-"""Reading the captured Kong 3.9.3 conversation (``shared/kong-traces``) and comparing a
+"""Reading the captured Kong 3.9.3 conversation (``tests/harness/traces``, a copy of the project's
+``shared/kong-traces``, kept with the tests so that they run in any checkout) and comparing a
 recorded conversation with it.
 
 Normalisation (applied to both sides) keeps everything that is Kong's behaviour and
@@ -26,11 +27,7 @@ import os
 import re
 from typing import Any, Iterable
 
-TRACE_DIR_CANDIDATES = [
-    os.environ.get("TOLLGATE_SHARED_DIR", ""),
-    os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared"),
-    "/work/shared",
-]
+TRACE_FILE = os.path.join(os.path.dirname(__file__), "traces", "kong-3.9.3-msgpack-rpc.jsonl")
 
 _RID = re.compile(r"^[0-9a-f]{32}$")
 _HOSTPORT = re.compile(r"127\.0\.0\.1:\d+")
@@ -40,20 +37,9 @@ _BLANK_HEADER_VALUES = {"date": "<date>", "x-kong-upstream-latency": "<n>", "x-k
                         "x-kong-response-latency": "<n>"}
 
 
-def trace_path() -> str | None:
-    for base in TRACE_DIR_CANDIDATES:
-        if base:
-            p = os.path.join(base, "kong-traces", "kong-3.9.3-msgpack-rpc.jsonl")
-            if os.path.exists(p):
-                return os.path.abspath(p)
-    return None
-
-
 def load_trace(path: str | None = None) -> list[dict[str, Any]]:
     """Lines of the trace file; bytes are decoded back (``__bytes_utf8__`` / ``__bytes_b64__``)."""
-    path = path or trace_path()
-    if path is None:
-        raise FileNotFoundError("kong-traces/kong-3.9.3-msgpack-rpc.jsonl not found")
+    path = path or TRACE_FILE
     out = []
     with open(path) as f:
         for line in f:

@@ -296,7 +296,7 @@ async def test_proxy_headers_paths_and_errors(fixture_entries, kong, echo):
     cfg["services"].append({"name": "dead", "url": "http://127.0.0.1:9", "routes": [{"name": "d", "paths": ["/dead"]}]})
     k = await kong(cfg, entries=entries)
     r = await k.request("GET", "/v1/chat?q=1", headers={"X-Forwarded-For": "10.0.0.1", "Connection": "x-hop",
-                                                         "X-Hop": "drop"})
+                                                         "X-Hop": "drop", "X-Kong-Request-Id": "forged"})
     assert r.status == 200
     body = r.json()
     assert body["path"] == "/chat?q=1"  # strip_path
@@ -309,6 +309,8 @@ async def test_proxy_headers_paths_and_errors(fixture_entries, kong, echo):
     assert "x-hop" not in up
     assert r.headers["Via"] == "1.1 kong/3.9.3"
     assert {"X-Kong-Upstream-Latency", "X-Kong-Proxy-Latency", "X-Kong-Request-Id"} <= set(r.headers)
+    # headers_upstream = x-kong-request-id (Kong 3.x's default): the same id upstream, the client's value replaced
+    assert up["x-kong-request-id"] == r.headers["X-Kong-Request-Id"] != "forged"
     r = await k.request("GET", "/keep", headers={"Host": "client.example"})
     assert r.json()["headers"]["host"] == "client.example"
     r = await k.request("GET", "/nowhere")

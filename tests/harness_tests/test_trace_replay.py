@@ -1,4 +1,4 @@
-"""Replay of shared/kong-traces: the double must say to a plugin server exactly what real
+"""Replay of the capture in tests/harness/traces: the double must say to a plugin server exactly what real
 Kong 3.9.3 said (after the normalisation documented in tests/harness/trace.py).
 
 Set-up as in the capture: consumer alice (custom_id team-a, key alice-key); route chat
@@ -20,9 +20,7 @@ from aiohttp import web
 
 from tests.harness import KongDouble
 from tests.harness.procs import FIXTURE_PLUGINS_DIR, StockPdkServer, TollgateServer, stock_server_bin
-from tests.harness.trace import diff, load_trace, normalize, trace_path
-
-pytestmark = pytest.mark.skipif(trace_path() is None, reason="shared/kong-traces not available")
+from tests.harness.trace import diff, load_trace, normalize
 
 SERVICE_ID = "c01215fb-acce-5a3f-8bfa-a00f3f3c9618"
 CHAT_ID = "e4b88d1c-623f-5a40-b298-b23cfabd46de"

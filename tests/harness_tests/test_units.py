@@ -206,3 +206,28 @@ def test_upstream_uri_v0(service_path, route_path, strip, req_path, expected):
 def test_normalize_path():
     assert normalize_path("/a/./b/../c//d") == "/a/c/d"
     assert normalize_path("/%7Euser/%2F") == "/~user/%2F"
+
+
+# ---------------------------------------------------------------- kong.conf settings
+
+
+def test_nginx_times_and_sizes():
+    from tests.harness.kongconf import parse_size, parse_time
+
+    assert parse_time("5s") == 5 and parse_time("500ms") == 0.5 and parse_time("1m30s") == 90
+    assert parse_time("7") == 7  # nginx: no unit means seconds
+    assert parse_size("10m") == 10 * 1024 * 1024 and parse_size("8k") == 8192
+    for bad in ("5 s", "s", "5x", ""):
+        with pytest.raises(ValueError):
+            parse_time(bad)
+
+
+def test_kong_conf_socket_timeouts_reach_the_rpc_and_unset_ones_keep_the_default():
+    from tests.harness import KongDouble
+    from tests.harness.kongconf import SocketTimeouts
+
+    double = KongDouble(kong_conf={"nginx_http_lua_socket_read_timeout": "3s",
+                                   "nginx_http_client_body_buffer_size": "1m"}, rpc_timeout=9)
+    assert double.socket_timeouts == SocketTimeouts(connect=9, send=9, read=3)
+    assert double.client_body_buffer_size == 1024 * 1024
+    assert KongDouble().socket_timeouts == SocketTimeouts(60, 60, 60)  # OpenResty's defaults

@@ -208,9 +208,9 @@ async def test_with_every_breaker_open_the_targets_are_still_tried(mock, relay):
 
 @pytest.fixture(scope="module")
 def redis_url():
-    from tests.redis_server import RedisServer, redis_available
+    from tests.redis_server import REDIS_MISSING, RedisServer, redis_available
     if not redis_available():
-        pytest.skip("redis-server is not installed")
+        pytest.skip(REDIS_MISSING)
     with RedisServer() as server:
         yield server.url
 

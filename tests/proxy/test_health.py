@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tests.redis_server import RedisServer, redis_available
+from tests.redis_server import REDIS_MISSING, RedisServer, redis_available
 from tollgate.plugins.proxy.health import TargetState
 from tollgate.store import LocalStore, StoreUnavailable, create_store
 
@@ -27,7 +27,7 @@ def clock() -> Clock:
 @pytest.fixture(scope="module")
 def redis_url():
     if not redis_available():
-        pytest.skip("redis-server is not installed")
+        pytest.skip(REDIS_MISSING)
     with RedisServer() as server:
         yield server.url
 

@@ -64,14 +64,17 @@ class Env:
         return [orjson.loads(line) for line in self.proc.stderr_text().splitlines()
                 if line.startswith("{") and '"msg":"ai request"' in line]
 
-    async def next_analytics(self, seen: int) -> dict[str, Any]:
-        """The analytics line of the request made after ``seen`` lines were written."""
-        for _ in range(100):
-            lines = self.analytics()
-            if len(lines) > seen:
-                return lines[seen]
+    async def analytics_of(self, answer_headers: Any) -> dict[str, Any]:
+        """The analytics line of the request that got this answer, by Kong's request id (which Kong sends both to the
+        client and upstream): never another request's line, whatever their order of writing."""
+        request_id = answer_headers["X-Kong-Request-Id"]
+        for _ in range(250):
+            lines = [line for line in self.analytics() if line.get("kong_request_id") == request_id]
+            if lines:
+                assert len(lines) == 1, lines
+                return lines[0]
             await asyncio.sleep(0.02)
-        raise AssertionError("no analytics line was written")
+        raise AssertionError(f"no analytics line was written for request {request_id}")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -109,7 +112,6 @@ def usage_of(line: dict[str, Any]) -> tuple[int, int, int, bool]:
 # -- Anthropic Messages through the anthropic SDK ---------------------------------------------------------------------
 
 async def test_anthropic_sdk_message_passes_through_and_is_metered(env: Env):
-    seen = len(env.analytics())
     raw = await claude(env).messages.with_raw_response.create(
         model=CLAUDE, max_tokens=64, system="Be brief.", messages=[{"role": "user", "content": "hello native world"}],
         extra_headers={"anthropic-beta": "token-efficient-tools-2025-02-19"})
@@ -123,7 +125,7 @@ async def test_anthropic_sdk_message_passes_through_and_is_metered(env: Env):
     assert sent.headers["x-api-key"] == PROVIDER_KEYS["anthropic"]                     # the configured key...
     assert "client-side-dummy" not in str(dict(sent.headers))                          # ...never the client's
     assert sent.headers["anthropic-beta"] == "token-efficient-tools-2025-02-19"
-    line = await env.next_analytics(seen)
+    line = await env.analytics_of(raw.headers)
     assert usage_of(line) == (message.usage.input_tokens, message.usage.output_tokens,
                               message.usage.input_tokens + message.usage.output_tokens, False)
     assert line["ai"]["proxy"]["meta"]["provider_name"] == "anthropic" and line["status"] == 200
@@ -131,15 +133,15 @@ async def test_anthropic_sdk_message_passes_through_and_is_metered(env: Env):
 
 async def test_anthropic_sdk_stream_passes_through_and_is_metered(env: Env):
     env.mock.enqueue(Reply(content="one two three four five six", chunks=6, interval=0.02))
-    seen = len(env.analytics())
     texts = []
     async with claude(env).messages.stream(model=CLAUDE, max_tokens=64,
                                            messages=[{"role": "user", "content": "count"}]) as stream:
         async for text in stream.text_stream:
             texts.append(text)
         final = await stream.get_final_message()
+        headers = stream.response.headers
     assert "".join(texts) == "one two three four five six" and len(texts) >= 6         # event by event
-    line = await env.next_analytics(seen)
+    line = await env.analytics_of(headers)
     assert usage_of(line)[:2] == (final.usage.input_tokens, final.usage.output_tokens)
     assert usage_of(line)[3] is False and line["ai"]["proxy"]["meta"]["time_to_first_token"] is not None
 
@@ -155,7 +157,6 @@ async def test_anthropic_stream_bytes_are_the_providers(env: Env):
               b'"usage":{"output_tokens":17}}\n\n',
               b'event: message_stop\ndata: {"type":"message_stop"}\n\n']
     env.mock.enqueue(Reply(events=events, interval=0.01))
-    seen = len(env.analytics())
     async with aiohttp.ClientSession() as http:
         async with http.post(env.url("anthropic-native") + "/v1/messages",
                              json={"model": CLAUDE, "max_tokens": 32, "stream": True,
@@ -164,7 +165,7 @@ async def test_anthropic_stream_bytes_are_the_providers(env: Env):
             assert answer.status == 200 and answer.headers["Content-Type"].startswith("text/event-stream")
             body = await answer.read()
     assert body == b"".join(events)
-    assert usage_of(await env.next_analytics(seen)) == (50, 17, 67, False)
+    assert usage_of(await env.analytics_of(answer.headers)) == (50, 17, 67, False)
 
 
 async def test_a_token_limit_settles_on_the_native_usage(env: Env):
@@ -217,7 +218,6 @@ GEMINI_BODY = {"contents": [{"role": "user", "parts": [{"text": "Say hello in Fr
 
 async def test_gemini_stream_is_relayed_byte_for_byte_and_metered(env: Env):
     env.mock.enqueue(Reply(events=GEMINI_FRAMES, interval=0.02))
-    seen = len(env.analytics())
     path = f"/v1beta/models/{GEMINI}:streamGenerateContent?alt=sse&key=client-own-key"
     arrivals = []
     async with aiohttp.ClientSession() as http:
@@ -232,19 +232,18 @@ async def test_gemini_stream_is_relayed_byte_for_byte_and_metered(env: Env):
     assert sent.path == f"/v1beta/models/{GEMINI}:streamGenerateContent"
     assert sent.query == {"alt": "sse", "key": PROVIDER_KEYS["gemini"]}                 # the configured key only
     assert orjson.loads(sent.body) == GEMINI_BODY
-    assert usage_of(await env.next_analytics(seen)) == (9, 4, 13, False)
+    assert usage_of(await env.analytics_of(answer.headers)) == (9, 4, 13, False)
 
 
 async def test_gemini_generate_content_json_and_the_pinned_model(env: Env):
-    seen = len(env.analytics())
     async with aiohttp.ClientSession() as http:
         async with http.post(env.url("gemini-native") + f"/v1beta/models/{GEMINI}:generateContent",
                              json=GEMINI_BODY) as answer:
             assert answer.status == 200
             data = await answer.json()
         meta = data["usageMetadata"]
-        assert usage_of(await env.next_analytics(seen)) == (meta["promptTokenCount"], meta["candidatesTokenCount"],
-                                                            meta["totalTokenCount"], False)
+        assert usage_of(await env.analytics_of(answer.headers)) == (
+            meta["promptTokenCount"], meta["candidatesTokenCount"], meta["totalTokenCount"], False)
         async with http.post(env.url("gemini-native") + "/v1beta/models/gemini-2.5-pro:generateContent",
                              json=GEMINI_BODY) as answer:
             assert answer.status == 400 and (await answer.json())["error"]["code"] == "model_not_allowed"
@@ -267,7 +266,6 @@ CONVERSE_BODY = {"messages": [{"role": "user", "content": [{"text": "Hello"}]}],
 
 async def test_bedrock_event_stream_bytes_are_identical_and_metered(env: Env):
     env.mock.enqueue(Reply(events=BEDROCK_FRAMES, interval=0.01))
-    seen = len(env.analytics())
     async with aiohttp.ClientSession() as http:
         async with http.post(env.url("bedrock-native") + f"/model/{BEDROCK}/converse-stream",
                              json=CONVERSE_BODY, headers={"Authorization": "AWS4-HMAC-SHA256 client-own"}) as answer:
@@ -280,16 +278,15 @@ async def test_bedrock_event_stream_bytes_are_identical_and_metered(env: Env):
     host = env.mock.url.split("://", 1)[1]
     check_signature("POST", sent.path, host, dict(sent.headers), sent.body, secret=BEDROCK_SECRET,
                     region="us-west-2", key_id=BEDROCK_KEY_ID)                          # signed by the relay
-    assert usage_of(await env.next_analytics(seen)) == (21, 5, 26, False)
+    assert usage_of(await env.analytics_of(answer.headers)) == (21, 5, 26, False)
 
 
 async def test_bedrock_converse_json(env: Env):
-    seen = len(env.analytics())
     async with aiohttp.ClientSession() as http:
         async with http.post(env.url("bedrock-native") + f"/model/{BEDROCK}/converse", json=CONVERSE_BODY) as answer:
             assert answer.status == 200
             data = await answer.json()
     assert data["output"]["message"]["content"][0]["text"] == "Hello"
     usage = data["usage"]
-    assert usage_of(await env.next_analytics(seen)) == (usage["inputTokens"], usage["outputTokens"],
-                                                        usage["totalTokens"], False)
+    assert usage_of(await env.analytics_of(answer.headers)) == (usage["inputTokens"], usage["outputTokens"],
+                                                                usage["totalTokens"], False)

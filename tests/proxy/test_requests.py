@@ -27,13 +27,31 @@ def single(mock, **extra):
     ({"body": {"messages": MESSAGES, "stream": "yes"}}, 400, "invalid_request"),
     ({"body": {"messages": MESSAGES, "model": "gpt-4o"}}, 400, "model_not_allowed"),
     ({"method": "GET", "raw": b""}, 405, "method_not_allowed"),
+    ({"body": {"messages": [{"foo": 1}]}}, 400, "invalid_request"),                   # no role, no content
+    ({"body": {"messages": ["hi"]}}, 400, "invalid_request"),
+    ({"body": {"messages": [{"role": "wizard", "content": "hi"}]}}, 400, "invalid_request"),
+    ({"body": {"messages": [{"role": "user"}]}}, 400, "invalid_request"),
+    ({"body": {"messages": [{"role": "user", "content": 5}]}}, 400, "invalid_request"),
 ])
 async def test_bad_input_gets_an_openai_style_4xx_that_says_what_is_wrong(mock, relay, kwargs, status, code):
     r = await relay(single(mock))
     result = await post(r.url, **{k: v for k, v in kwargs.items() if k != "body"}, body=kwargs.get("body"))
     error = result.json()["error"]
     assert result.status == status and error["code"] == code and error["message"]
+    assert error["type"] == "invalid_request_error"  # the client's fault, whatever the status
     assert mock.request_count == 0
+
+
+async def test_messages_openai_accepts_pass(mock, relay):
+    r = await relay(single(mock))
+    messages = [{"role": "system", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "what is 2+2?"}]},
+                {"role": "assistant", "content": None,
+                 "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "add", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "4"}]
+    result = await post(r.url, {"messages": messages})
+    assert result.status == 200, result.text
+    assert mock.last_request.json["messages"] == messages
 
 
 async def test_body_over_the_limit_is_a_413(mock, relay):

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
-from tests.redis_server import RedisServer, redis_available
+from tests.redis_server import REDIS_MISSING, RedisServer, redis_available
 from tollgate.store import LocalStore, RedisStore, Store, create_store
 
 EPOCH = 1_700_000_000.0
@@ -28,7 +28,7 @@ class FakeClock:
 
 def _need_redis() -> None:
     if not redis_available():
-        pytest.skip("redis-server is not installed")
+        pytest.skip(REDIS_MISSING)
 
 
 @pytest.fixture(scope="session")

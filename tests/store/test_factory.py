@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from tests.redis_server import RedisClusterSet, RedisSentinelSet, redis_available
+from tests.redis_server import REDIS_MISSING, RedisClusterSet, RedisSentinelSet, redis_available
 from tollgate.store import LocalStore, RedisStore, Store, Window, create_store
 from tollgate.store.redis import _split_url
 
@@ -95,7 +95,7 @@ async def exercise(store: Store) -> None:
 @pytest.fixture(scope="module")
 def sentinel_set() -> Iterator[RedisSentinelSet]:
     if not redis_available():
-        pytest.skip("redis-server is not installed")
+        pytest.skip(REDIS_MISSING)
     with RedisSentinelSet() as servers:
         yield servers
 
@@ -103,7 +103,7 @@ def sentinel_set() -> Iterator[RedisSentinelSet]:
 @pytest.fixture(scope="module")
 def cluster_set() -> Iterator[RedisClusterSet]:
     if not redis_available():
-        pytest.skip("redis-server is not installed")
+        pytest.skip(REDIS_MISSING)
     with RedisClusterSet() as servers:
         yield servers
 

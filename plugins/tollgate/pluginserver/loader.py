@@ -63,6 +63,14 @@ class PluginModule:
     def validate(self, config: dict[str, Any]) -> dict[str, Any]:
         return schema_lang.validate(self.schema, config)
 
+    def instantiate(self, config: dict[str, Any]) -> Any:
+        """What ``StartInstance`` does with a config: check it against the schema (defaults filled), then build the
+        handler, which refuses what the schema language cannot express. Both raise ``ValueError``
+        (``schema.SchemaError`` with a message per field for the first)."""
+        checked = self.validate(config)
+        # Kong's extra keys (route_id, __seq__...) pass through untouched
+        return self.plugin_class({**{k: v for k, v in config.items() if k not in checked}, **checked})
+
 
 def describe(name: str, module: ModuleType) -> PluginModule:
     plugin_class = getattr(module, "Plugin", None)

@@ -150,14 +150,8 @@ class PluginServer:
         except orjson.JSONDecodeError as exc:
             raise RpcError(f"{name}: config is not JSON: {exc}") from None
         try:
-            checked = plugin.validate(config)
+            handler = plugin.instantiate(config)
         except ValueError as exc:
-            log.event(logger, "invalid plugin config", 40, plugin=name, error=str(exc))
-            raise RpcError(f"{name}: invalid config: {exc}") from None
-        handler_config = {**{k: v for k, v in config.items() if k not in checked}, **checked}
-        try:
-            handler = plugin.plugin_class(handler_config)
-        except ValueError as exc:  # a config the schema language cannot express, refused by the plugin
             log.event(logger, "invalid plugin config", 40, plugin=name, error=str(exc))
             raise RpcError(f"{name}: invalid config: {exc}") from None
         instance = self.instances.add(plugin, config, handler)
@@ -307,12 +301,23 @@ class RpcConnection(asyncio.Protocol):
         self._transport = None
 
 
-async def listen(server: PluginServer, path: str, plugin_names: Iterable[str] | None = None) -> asyncio.AbstractServer:
-    """Serve ``server`` on the unix socket ``path`` (replacing a stale socket file)."""
+async def listen(server: PluginServer, path: str, plugin_names: Iterable[str] | None = None, *, mode: int = 0o660,
+                 gid: int = -1) -> asyncio.AbstractServer:
+    """Serve ``server`` on the unix socket ``path`` (replacing a stale socket file).
+
+    Connecting needs write permission on the socket, and whoever connects can act as Kong: the socket is born
+    owner-only (umask) and then opened to ``mode`` and group ``gid`` (-1: the process's), never wider.
+    """
     if os.path.exists(path):
         os.unlink(path)
     allowed = frozenset(plugin_names) if plugin_names is not None else None
     loop = asyncio.get_running_loop()
-    listener = await loop.create_unix_server(lambda: RpcConnection(server, allowed), path)
-    os.chmod(path, 0o666)
+    umask = os.umask(0o177)
+    try:
+        listener = await loop.create_unix_server(lambda: RpcConnection(server, allowed), path)
+    finally:
+        os.umask(umask)
+    if gid != -1:
+        os.chown(path, -1, gid)
+    os.chmod(path, mode)
     return listener

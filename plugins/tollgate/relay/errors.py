@@ -12,7 +12,8 @@ _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permi
 
 def openai_error(status: int, message: str, type_: str | None = None, code: str | None = None,
                  headers: dict[str, str] | None = None, param: str | None = None) -> web.Response:
-    body = {"error": {"message": message, "type": type_ or _TYPES.get(status, "server_error"),
+    default = "invalid_request_error" if 400 <= status < 500 else "server_error"  # OpenAI's type for other 4xx
+    body = {"error": {"message": message, "type": type_ or _TYPES.get(status, default),
                       "param": param, "code": code}}
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json",
                         headers=headers)

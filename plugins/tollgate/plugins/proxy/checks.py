@@ -52,6 +52,29 @@ _NATIVE_STREAM_PATH = re.compile(r"(:streamGenerateContent|/converse-stream|/inv
 _REQUIRED_FIELD = {CHAT: ("messages", list), COMPLETIONS: ("prompt", (str, list)),
                    EMBEDDINGS: ("input", (str, list))}
 
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+
+
+def _check_messages(messages: list[Any]) -> None:
+    """Each chat message as OpenAI requires it: an object with a known role, and content unless an assistant
+    message carries tool calls instead (anything else would reach a provider as an empty or broken prompt)."""
+    for i, message in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise Rejected(400, f"'{where}' must be an object with a role and content", "invalid_request", where)
+        role = message.get("role")
+        if not isinstance(role, str) or role not in ROLES:
+            raise Rejected(400, f"'{where}.role' must be one of: {', '.join(ROLES)}", "invalid_request",
+                           f"{where}.role")
+        content = message.get("content")
+        if content is None:
+            if role == "assistant" and (message.get("tool_calls") or message.get("function_call")):
+                continue
+            raise Rejected(400, f"'{where}.content' is required", "invalid_request", f"{where}.content")
+        if not isinstance(content, (str, list)):
+            raise Rejected(400, f"'{where}.content' must be a string or an array of content parts",
+                           "invalid_request", f"{where}.content")
+
 
 def check(ctx: RequestContext, config: dict[str, Any], route_type: str, models: ModelRule) -> dict[str, Any]:
     """The parsed request and what the proxy needs to know of it; Rejected when it cannot be served."""
@@ -76,6 +99,8 @@ def check(ctx: RequestContext, config: dict[str, Any], route_type: str, models: 
         if not isinstance(body.get(name), kinds) or not body.get(name):
             raise Rejected(400, f"'{name}' is required and must be a non-empty "
                                 f"{'array' if kinds is list else 'string or array'}", "invalid_request", name)
+    if route_type == CHAT:
+        _check_messages(body["messages"])
     requested = body.get("model")
     if requested is not None and not isinstance(requested, str):
         raise Rejected(400, "'model' must be a string", "invalid_request", "model")

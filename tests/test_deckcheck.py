@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,9 @@ def test_the_example_decK_files_are_valid():
     done = validate(*(str(p.relative_to(REPO)) for p in DECLARATIVE))
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
-    assert "declarative/kong.yml: 11 Tollgate plugin configs, valid" in done.stdout
+    example = (REPO / "declarative" / "kong.yml").read_text()
+    count = len(re.findall(r"^\s*- name: tollgate-", example, re.M))
+    assert f"declarative/kong.yml: {count} Tollgate plugin configs, valid" in done.stdout
 
 
 BROKEN = """\

@@ -72,6 +72,10 @@ def _list(value: Any) -> list:
     return value if isinstance(value, list) else []
 
 
+#: Tollgate's Lua plugins (kong/plugins/): installed into Kong, not served by the plugin server.
+LUA_COMPANIONS = frozenset({"tollgate-analytics"})
+
+
 def check_entry(plugins: dict[str, PluginModule], entry: Any) -> dict[str, str] | None:
     """Errors of one plugin entry by field path; None when it is not a Tollgate plugin."""
     if not isinstance(entry, dict):
@@ -79,6 +83,11 @@ def check_entry(plugins: dict[str, PluginModule], entry: Any) -> dict[str, str] 
     name = entry.get("name")
     if not isinstance(name, str) or not name.startswith(PREFIX):
         return None
+    if name in LUA_COMPANIONS:   # Lua, no settings: only the entry itself can be wrong
+        errors = {field: "unknown field of a plugin entry" for field in entry if field not in PLUGIN_ENTITY_FIELDS}
+        if entry.get("config"):
+            errors["config"] = f"{name} has no settings"
+        return errors
     module = plugins.get(name)
     if module is None:
         return {"name": f"no Tollgate plugin is named {name!r} (there are: {', '.join(sorted(plugins))})"}

@@ -94,5 +94,6 @@ def _entry(ctx: RequestContext, logging_config: dict[str, Any]) -> dict[str, Any
                           "cost": ctx.meta.get("cost")}
     if logging_config.get("log_payloads"):
         proxy["payload"] = {"request": ctx.body.decode("utf-8", "replace"), "response": ctx.meta.get("response_text")}
+    # Other plugins' sections (``ai.guardrails``...) come from ``ctx.meta["ai_log"]``: audit facts, never payloads.
     return {"request_id": ctx.id, "route_id": ctx.route_id, "consumer": ctx.identity.get("id"),
-            "status": ctx.status, "ai": {"proxy": proxy}}
+            "status": ctx.status, "ai": {**(ctx.meta.get("ai_log") or {}), "proxy": proxy}}

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...relay.pipeline import AnswerFilter, AnswerRefused, Chunk
-from .pii.engine import PiiEngine
 from .pii.pool import AnalyzerFailed
 from .pii.redact import PiiBlocked, Redactor, Vault
 from .pii.stream import OutputScan, Restore
+
+if TYPE_CHECKING:
+    from .pii.engine import PiiEngine
 
 Slot = tuple[int, str, int]        # (choice index, "content" | "text" | "tool", tool call index)
 

@@ -15,9 +15,10 @@ action, never the text or the values.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -28,12 +29,15 @@ from ...relay.errors import openai_error
 from ..base import Policy
 from .answer import GuardrailsFilter, OutputRules
 from .decorator import Decorator
-from .pii.engine import PiiEngine, engine_for
-from .pii.pool import AnalyzerFailed, analyze_all
+from .pii import entities
+from .pii.pool import AnalyzerFailed, analyze_all, engine_future
 from .pii.redact import PiiBlocked, Redactor, Vault
 from .prompt_guard import PromptGuard
 from .templates import TemplateError, Templates
 from .texts import rewrite_request
+
+if TYPE_CHECKING:
+    from .pii.engine import PiiEngine
 
 logger = log.get("guardrails")
 
@@ -50,13 +54,17 @@ class GuardrailsPolicy(Policy):
         self.guard = PromptGuard(config)
         self.fail_open = bool(config.get("fail_open"))
         pii = config.get("pii") or {}
-        self.pii: PiiEngine | None = engine_for(pii) if pii.get("enabled") else None
+        self.engine: PiiEngine | None = None
+        self._building = None
+        if pii.get("enabled"):
+            entities.check(pii)                      # a bad PII config is refused when the instance starts
+            self._building = engine_future(pii)      # Presidio loads in the background meanwhile
         self.redactor = Redactor(pii)
         mode = pii.get("mode") or "INPUT"
-        self.redact_input = self.pii is not None and mode in ("INPUT", "BOTH")
+        self.redact_input = self._building is not None and mode in ("INPUT", "BOTH")
         self.restore = self.redact_input and pii.get("restore") is not False
-        self.output = OutputRules(self.pii, self.redactor, int(pii.get("stream_lookbehind") or 64), self.fail_open) \
-            if self.pii is not None and mode in ("OUTPUT", "BOTH") else None
+        self.scan_output = self._building is not None and mode in ("OUTPUT", "BOTH")
+        self.lookbehind = int(pii.get("stream_lookbehind") or 64)
 
     # -- the request --------------------------------------------------------------------------------------------
 
@@ -89,9 +97,11 @@ class GuardrailsPolicy(Policy):
             if blocked is not None:
                 audit.update(rule=blocked.rule, action="block")
                 return openai_error(400, "the prompt was blocked by a guardrail rule", code="prompt_blocked")
-        if self.redact_input:
+        if self._building is not None:
             try:
-                body = await self._redact(ctx, body, audit)
+                engine = await self._engine()
+                if self.redact_input:
+                    body = await self._redact(ctx, engine, body, audit)
             except PiiBlocked as exc:
                 audit.update(rule="pii", action="block", entities=exc.entities)
                 return openai_error(400, "the prompt contains personal data this route does not accept: "
@@ -108,11 +118,22 @@ class GuardrailsPolicy(Policy):
             ctx.set_json(body)
         return None
 
-    async def _redact(self, ctx: RequestContext, body: dict[str, Any], audit: dict[str, Any]) -> dict[str, Any]:
-        assert self.pii is not None
+    async def _engine(self) -> PiiEngine:
+        """The PII engine, once Presidio has loaded (the first requests may wait for it)."""
+        if self.engine is None:
+            assert self._building is not None
+            try:
+                self.engine = self._building.result() if self._building.done() \
+                    else await asyncio.wrap_future(self._building)
+            except Exception as exc:
+                raise AnalyzerFailed(f"the PII engine could not be built: {type(exc).__name__}") from exc
+        return self.engine
+
+    async def _redact(self, ctx: RequestContext, engine: PiiEngine, body: dict[str, Any],
+                      audit: dict[str, Any]) -> dict[str, Any]:
         texts: list[str] = []
         rewrite_request(body, lambda t: texts.append(t) or t)
-        found = await analyze_all(self.pii, texts)
+        found = await analyze_all(engine, texts)
         if not any(found):
             return body
         vault = Vault()
@@ -132,6 +153,8 @@ class GuardrailsPolicy(Policy):
 
     def answer_filter(self, ctx: RequestContext) -> GuardrailsFilter | None:
         vault = ctx.meta.get(_VAULT)
-        if vault is None and self.output is None:
+        output = OutputRules(self.engine, self.redactor, self.lookbehind, self.fail_open) \
+            if self.scan_output and self.engine is not None else None
+        if vault is None and output is None:
             return None                                   # nothing to do: the answer passes at no cost
-        return GuardrailsFilter(vault, self.output, self._audit(ctx))
+        return GuardrailsFilter(vault, output, self._audit(ctx))

@@ -11,8 +11,8 @@ number in each. So this engine calls the same recognizers itself, in three steps
 2. the other recognizers (pattern recognizers, linear in the text) run on the whole text;
 3. the phone recognizer runs only on short windows around digit runs that step 2 did not already claim.
 
-Custom patterns run on RE2 (linear time). One engine is built per distinct PII config and shared by every instance
-that has it. Results below ``score_threshold`` are dropped, and overlaps go to the higher score, then the longer
+Custom patterns run on RE2 (linear time). One engine is built per distinct PII config, in the background
+(pool.py), and shared by every instance that has it. Results below ``score_threshold`` are dropped, and overlaps go to the higher score, then the longer
 span (as Presidio's anonymizer resolves them).
 """
 
@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import bisect
 import re
-import threading
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import tldextract
@@ -32,6 +30,7 @@ from presidio_analyzer.predefined_recognizers import (
     UsBankRecognizer, UsItinRecognizer, UsLicenseRecognizer, UsPassportRecognizer, UsSsnRecognizer)
 
 from ..prompt_guard import compile_pattern
+from .entities import TRIGGERS, Finding, Trigger, entity_label, has_digit, hold_trigger
 
 # The public suffix list bundled with tldextract: the email recognizer's domain check, with no download.
 _SUFFIXES = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
@@ -43,34 +42,6 @@ class OfflineEmailRecognizer(EmailRecognizer):
     def validate_result(self, pattern_text: str) -> bool:
         return _SUFFIXES(pattern_text).fqdn != ""
 
-
-_DIGITS = "0123456789"
-_DIGIT = re.compile(r"\d")
-_HEX_COLON = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f]*:")
-
-
-def _has_digit(text: str) -> bool:
-    # ten substring searches (memchr-fast) beat one regex scan by 30x; other scripts' digits need the regex
-    return any(d in text for d in _DIGITS) or (not text.isascii() and _DIGIT.search(text) is not None)
-
-
-def _has_at(text: str) -> bool:
-    return "@" in text
-
-
-def _maybe_ip(text: str) -> bool:
-    return _has_digit(text) or (":" in text and _HEX_COLON.search(text) is not None)
-
-
-# Per entity: a cheap necessary condition on the text, and the same as a pattern (to find where, in a stream).
-Trigger = tuple[Callable[[str], bool], str]
-_BY_DIGIT: Trigger = (_has_digit, r"\d")
-_TRIGGERS: dict[str, Trigger] = {
-    "EMAIL_ADDRESS": (_has_at, "@"),
-    "IP_ADDRESS": (_maybe_ip, r"\d|[0-9A-Fa-f]:[0-9A-Fa-f]*:"),
-    **{name: _BY_DIGIT for name in ("PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "US_BANK_NUMBER",
-                                    "US_ITIN", "UK_NHS")},
-}
 
 # Entities that never contain whitespace: their recognizers read only the words that could hold them (an
 # email's word has an "@"), joined by spaces, instead of the whole text.
@@ -86,24 +57,10 @@ _RECOGNIZERS: dict[str, Callable[[], Any]] = {
     "UK_NHS": NhsRecognizer, "US_BANK_NUMBER": UsBankRecognizer, "US_DRIVER_LICENSE": UsLicenseRecognizer,
     "US_ITIN": UsItinRecognizer, "US_PASSPORT": UsPassportRecognizer,
 }
-KNOWN_ENTITIES = frozenset(_RECOGNIZERS) | {"PHONE_NUMBER"}
-
 # A digit run that could be a phone number (at least 6 characters of digits and separators), and how much text
 # around it the phone matcher sees (it checks what comes before and after a number).
 _PHONE_CANDIDATE = re.compile(r"\+?\(?\d[\d \t().\-/]{4,}\d")
 _PHONE_CONTEXT = 12
-
-
-class EntityError(ValueError):
-    """An entity name no recognizer knows (a config error)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    entity: str
-    start: int
-    end: int
-    score: float
 
 
 class Step:
@@ -144,9 +101,9 @@ class Step:
 class PatternRecognizer:
     """A ``pii.custom_patterns`` entry: an RE2 pattern and its score (Presidio's result type, linear-time match)."""
 
-    def __init__(self, entity: str, regex: str, score: float, where: str):
+    def __init__(self, entity: str, regex: str, score: float):
         self.entity, self.score = entity, score
-        self.pattern = compile_pattern(regex, where)
+        self.pattern = compile_pattern(regex, "pii.custom_patterns")
         self.supported_entities = [entity]
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
@@ -154,42 +111,25 @@ class PatternRecognizer:
                 for m in self.pattern.finditer(text) if m.end() > m.start()]
 
 
-def entity_label(name: str) -> str:
-    """A custom pattern's name as an entity type (``employee id`` -> ``EMPLOYEE_ID``)."""
-    return re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_") or "CUSTOM"
-
-
 class PiiEngine:
-    def __init__(self, entities: list[str], threshold: float, custom: list[dict[str, Any]],
-                 phone_regions: list[str]):
-        self.threshold = threshold
-        self.steps: list[Step] = []
-        for name in dict.fromkeys(entities):
-            if name == "PHONE_NUMBER":
-                continue
-            make = _RECOGNIZERS.get(name)
-            if make is None:
-                raise EntityError(f"pii.entities: unknown entity {name!r} (known: {', '.join(sorted(KNOWN_ENTITIES))})")
-            self.steps.append(Step(make(), _TRIGGERS.get(name), _WORDS.get(name)))
-        for i, entry in enumerate(custom):
-            recognizer = PatternRecognizer(entity_label(entry["name"]), entry["regex"], float(entry.get("score", 0.5)),
-                                           f"pii.custom_patterns[{i}].regex")
-            self.steps.append(Step(recognizer, None))
+    def __init__(self, pii: dict[str, Any]):
+        """``pii`` as `entities.check` accepted it."""
+        entities = list(dict.fromkeys(pii.get("entities") or []))
+        self.threshold = float(pii.get("score_threshold") or 0.0)
+        self.steps: list[Step] = [Step(_RECOGNIZERS[name](), TRIGGERS.get(name), _WORDS.get(name))
+                                  for name in entities if name != "PHONE_NUMBER"]
+        for entry in pii.get("custom_patterns") or []:
+            self.steps.append(Step(PatternRecognizer(entity_label(entry["name"]), entry["regex"],
+                                                     float(entry.get("score", 0.5))), None))
         # Presidio's phone recognizer, one per region: a window stops at the first region that finds its number
         # (the others would report the same span again).
-        self.phones = [PhoneRecognizer(supported_regions=(region,)) for region in phone_regions] \
+        self.phones = [PhoneRecognizer(supported_regions=(region,)) for region in pii.get("phone_regions") or []] \
             if "PHONE_NUMBER" in entities else []
-        triggers = [step.trigger for step in self.steps] + ([_BY_DIGIT] if self.phones else [])
-        if not triggers:
-            raise EntityError("pii.entities: no entity and no custom pattern to look for")
-        # What makes a stream hold text back (see stream.py): any character an entity needs; None when a
-        # recognizer has no such condition (a custom pattern), so the whole look-behind window is held.
-        self.hold_trigger: re.Pattern[str] | None = None if any(t is None for t in triggers) else \
-            re.compile("|".join(sorted({t[1] for t in triggers if t is not None})))
+        self.hold_trigger = hold_trigger(pii)
 
     def needed(self, text: str) -> bool:
         """Whether any recognizer could find anything in ``text`` (the pre-scan, microseconds)."""
-        if self.phones and _has_digit(text):
+        if self.phones and has_digit(text):
             return True
         return any(step.trigger is None or step.trigger[0](text) for step in self.steps)
 
@@ -198,7 +138,7 @@ class PiiEngine:
         found: list[Finding] = []
         for step in self.steps:
             found.extend(step.run(text, self.threshold))
-        if self.phones and _has_digit(text):
+        if self.phones and has_digit(text):
             found.extend(self._phones(text, found))
         return _without_overlaps(found)
 
@@ -238,21 +178,3 @@ def _without_overlaps(found: list[Finding]) -> list[Finding]:
         if all(f.end <= k.start or f.start >= k.end for k in kept):
             kept.append(f)
     return sorted(kept, key=lambda f: f.start)
-
-
-_engines: dict[tuple[Any, ...], PiiEngine] = {}
-_engines_lock = threading.Lock()
-
-
-def engine_for(pii: dict[str, Any]) -> PiiEngine:
-    """The shared engine of a ``pii`` config (built once per distinct config, in the process)."""
-    entities = list(pii.get("entities") or [])
-    custom = [dict(c) for c in pii.get("custom_patterns") or []]
-    regions = list(pii.get("phone_regions") or [])
-    threshold = float(pii.get("score_threshold") or 0.0)
-    key = (tuple(entities), threshold, tuple((c["name"], c["regex"], c.get("score")) for c in custom), tuple(regions))
-    with _engines_lock:
-        engine = _engines.get(key)
-        if engine is None:
-            engine = _engines[key] = PiiEngine(entities, threshold, custom, regions)
-    return engine

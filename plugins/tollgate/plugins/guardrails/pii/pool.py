@@ -1,4 +1,7 @@
-"""Running the analyzer without stalling the event loop.
+"""Building the analyzer and running it without stalling the event loop.
+
+Engines are built in the pool, once per distinct ``pii`` config: loading Presidio takes seconds of CPU, which
+must not freeze the plugin server while Kong waits on it.
 
 Small texts (a stream's look-behind window, a short prompt) are analysed in place: a thread hop would cost more
 than the work. Larger ones go to a small thread pool, so one long prompt does not hold up every other request's
@@ -9,9 +12,14 @@ tokens. Any failure inside the analyzer becomes `AnalyzerFailed`, which the poli
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
-from .engine import Finding, PiiEngine
+from .entities import Finding
+
+if TYPE_CHECKING:
+    from .engine import PiiEngine
 
 INLINE_CHARS = 1024
 _pool: ThreadPoolExecutor | None = None
@@ -26,6 +34,27 @@ def _executor() -> ThreadPoolExecutor:
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tollgate-pii")
     return _pool
+
+
+_engines: dict[tuple[Any, ...], Future[PiiEngine]] = {}
+_engines_lock = threading.Lock()
+
+
+def _build(pii: dict[str, Any]) -> PiiEngine:
+    from .engine import PiiEngine
+    return PiiEngine(pii)
+
+
+def engine_future(pii: dict[str, Any]) -> Future[PiiEngine]:
+    """The engine of a ``pii`` config (checked by `entities.check`), building or built, shared by equal configs."""
+    custom = tuple((c["name"], c["regex"], c.get("score")) for c in pii.get("custom_patterns") or [])
+    key = (tuple(pii.get("entities") or []), pii.get("score_threshold"), custom,
+           tuple(pii.get("phone_regions") or []))
+    with _engines_lock:
+        future = _engines.get(key)
+        if future is None:
+            future = _engines[key] = _executor().submit(_build, pii)
+    return future
 
 
 def _run(engine: PiiEngine, texts: list[str]) -> list[list[Finding]]:

@@ -15,13 +15,11 @@ from collections import Counter
 from typing import Any
 
 import orjson
-from presidio_anonymizer.operators import Hash, Mask
 
-from .engine import Finding
+from .entities import Finding
 
 PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*)_([0-9]+)>")
 _SALT = os.urandom(32)
-_MASK, _HASH = Mask(), Hash()
 KEEP_VISIBLE = 4          # a mask leaves the last characters readable (``************1111``)
 
 
@@ -97,9 +95,11 @@ class Redactor:
 
     def _replacement(self, entity: str, value: str, vault: Vault | None) -> str:
         action = self.action(entity)
+        if action in ("mask", "hash"):
+            from presidio_anonymizer.operators import Hash, Mask    # seconds to import: only where used
         if action == "mask":
-            return _MASK.operate(value, {"masking_char": "*", "chars_to_mask": max(len(value) - KEEP_VISIBLE, 0),
+            return Mask().operate(value, {"masking_char": "*", "chars_to_mask": max(len(value) - KEEP_VISIBLE, 0),
                                          "from_end": False})
         if action == "hash":
-            return _HASH.operate(value, {"hash_type": "sha256", "salt": _SALT})
+            return Hash().operate(value, {"hash_type": "sha256", "salt": _SALT})
         return vault.placeholder(entity, value) if vault is not None else f"<{entity}>"

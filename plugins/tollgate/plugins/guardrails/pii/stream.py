@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from typing import TYPE_CHECKING
 
-from .engine import PiiEngine
 from .pool import analyze_all
 from .redact import Redactor, Vault
+
+if TYPE_CHECKING:
+    from .engine import PiiEngine
 
 _PLACEHOLDER_START = re.compile(r"<[A-Z0-9_]*")
 _SPACE = re.compile(r"\s")

@@ -92,7 +92,7 @@ def _entry(ctx: RequestContext, logging_config: dict[str, Any]) -> dict[str, Any
                           "total_tokens": usage.total_tokens, "cached_tokens": usage.cached_tokens,
                           "reasoning_tokens": usage.reasoning_tokens, "estimated": usage.estimated,
                           "cost": ctx.meta.get("cost")}
-    if logging_config.get("log_payloads"):
+    if logging_config.get("log_payloads") and not ctx.meta.get("hide_payload"):   # a PII guard may forbid it
         proxy["payload"] = {"request": ctx.body.decode("utf-8", "replace"), "response": ctx.meta.get("response_text")}
     # Other plugins' sections (``ai.guardrails``...) come from ``ctx.meta["ai_log"]``: audit facts, never payloads.
     return {"request_id": ctx.id, "route_id": ctx.route_id, "consumer": ctx.identity.get("id"),

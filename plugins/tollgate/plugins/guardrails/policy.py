@@ -44,6 +44,7 @@ logger = log.get("guardrails")
 HEADER = "X-Tollgate-Guardrails"
 _VAULT = "guardrails.vault"       # ctx.meta key: this request's placeholders (never logged)
 _AUDIT = "guardrails"             # ctx.meta["ai_log"] key: what the log line says
+_HIDE_PAYLOAD = "hide_payload"    # ctx.meta key analytics reads: the request's payload must not be logged
 
 
 class GuardrailsPolicy(Policy):
@@ -81,6 +82,8 @@ class GuardrailsPolicy(Policy):
         if not isinstance(body, dict):
             return openai_error(400, "the request body must be a JSON object", code="invalid_body")
         audit = self._audit(ctx)
+        if self.redact_input:
+            ctx.meta[_HIDE_PAYLOAD] = True     # until the body is redacted, no payload log may show it
         original = body
         if self.templates:
             try:
@@ -102,6 +105,7 @@ class GuardrailsPolicy(Policy):
                 engine = await self._engine()
                 if self.redact_input:
                     body = await self._redact(ctx, engine, body, audit)
+                    ctx.meta.pop(_HIDE_PAYLOAD, None)
             except PiiBlocked as exc:
                 audit.update(rule="pii", action="block", entities=exc.entities)
                 return openai_error(400, "the prompt contains personal data this route does not accept: "

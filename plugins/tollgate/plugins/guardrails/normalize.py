@@ -9,6 +9,7 @@ text and this form, so a pattern written in any script still matches its own tex
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 # Zero-width and joiner characters, bidi controls, the invisible "tag" block (used to hide text from people while a
@@ -38,6 +39,9 @@ _HOMOGLYPHS = {
     "ı": "i", "ȷ": "j", "ɑ": "a", "ꓲ": "I", "Ɩ": "l", "ǀ": "l", "ꞵ": "b",
 }
 
+# Combining diacritical marks (the blocks accents and overlays come from).
+_COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
+
 _TABLE: dict[int, str | None] = {cp: None for lo, hi in _INVISIBLE_RANGES for cp in range(lo, hi + 1)}
 _TABLE.update({ord(k): v for k, v in _HOMOGLYPHS.items()})
 
@@ -46,7 +50,10 @@ def normalise(text: str) -> str:
     """``text`` with look-alike and invisible obfuscation undone (ASCII text comes back as it is, at no cost)."""
     if text.isascii():
         return text
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c))   # "ìgnore" -> "ignore"
-    text = unicodedata.normalize("NFKC", text.translate(_TABLE))
-    return text.translate(_TABLE)        # NFKC may have made new homoglyphs (e.g. from compatibility forms)
+    text = unicodedata.normalize("NFKC", text).translate(_TABLE)
+    if text.isascii():
+        return text
+    decomposed = unicodedata.normalize("NFKD", text)
+    if _COMBINING.search(decomposed):                       # "ìgnore" -> "ignore"
+        text = unicodedata.normalize("NFKC", _COMBINING.sub("", decomposed)).translate(_TABLE)
+    return text

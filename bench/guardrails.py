@@ -6,7 +6,9 @@
    and a phone number, and on one dense with six entities; beside Presidio's own ``AnalyzerEngine`` (``no_op``
    NLP engine, the same recognizers) on the same texts.
 3. Output guard on a stream: time to first token through the Kong double, Tollgate and a mock LLM pacing its
-   chunks, with and without guardrails (``pii.mode: BOTH``, restore on) (goal: at most 5 ms added).
+   chunks: proxy alone, + guardrails with rules and PII on the request, + the output guard (``pii.mode: BOTH``)
+   (goal: the output guard adds at most 5 ms). With chunks cut mid-word, the guard holds the first word until
+   the chunk that ends it: one chunk interval, the price of never letting part of an entity out.
 
     python bench/guardrails.py [--quick]
 """
@@ -115,7 +117,7 @@ async def pii(n: int) -> None:
     for name, text in [("prose, no PII", kb("")), ("email + phone", kb(REALISTIC)), ("six entities", kb(DENSE))]:
         times = sorted(await stage_ms(p, {"messages": [{"role": "user", "content": text}]}, n))
         base = []
-        for _ in range(max(5, n // 4)):
+        for _ in range(max(5, n // 10)):
             started = time.perf_counter()
             baseline.analyze(text=text, language="en", score_threshold=0.4)
             base.append((time.perf_counter() - started) * 1000)
@@ -128,37 +130,70 @@ REPLY = ("Sure. Here is a short summary of the gateway and its token accounting,
 
 
 async def ttft(n: int) -> None:
-    print("3. stream time to first token through Kong double + Tollgate + mock (5 ms between chunks), ms")
-    async with mock_llm_process(reply=REPLY, interval=0.005) as mock_url:
+    print("3. stream time to first token through Kong double + Tollgate + mock (5 ms between chunks), p50 ms")
+    async with mock_llm_process(interval=0.005) as mock_url:
         proc = TollgateServer(log_level="warning")
         try:
             await proc.astart()
             proxy = {"route_type": "llm/v1/chat", "auth": {"header_name": "Authorization", "header_value": "Bearer x"},
                      "model": {"provider": "openai", "name": "gpt-4o-mini",
                                "options": {"upstream_url": mock_url + "/v1/chat/completions"}}}
-            routes = [{"name": "plain", "paths": ["/plain/"], "strip_path": False,
-                       "plugins": [{"name": "tollgate-proxy", "config": proxy}]},
-                      {"name": "guarded", "paths": ["/guarded/"], "strip_path": False,
-                       "plugins": [{"name": "tollgate-proxy", "config": proxy},
-                                   {"name": "tollgate-guardrails", "config": {
-                                       "deny_patterns": DENY, "pii": {"enabled": True, "mode": "BOTH"}}}]}]
+            guards = {"plain": None, "input": {"deny_patterns": DENY, "pii": {"enabled": True}},
+                      "both": {"deny_patterns": DENY, "pii": {"enabled": True, "mode": "BOTH"}}}
+            routes = [{"name": name, "paths": [f"/{name}/"], "strip_path": False,
+                       "plugins": [{"name": "tollgate-proxy", "config": proxy}]
+                       + ([{"name": "tollgate-guardrails", "config": guard}] if guard else [])}
+                      for name, guard in guards.items()]
             config = {"_format_version": "3.0",
                       "services": [{"name": "relay", "url": proc.relay_url, "retries": 0, "routes": routes}]}
             async with KongDouble(proc.entries("3.9", ["tollgate-proxy", "tollgate-guardrails"]), config) as kong, \
                     aiohttp.ClientSession() as http:
                 body = orjson.dumps({"model": "gpt-4o-mini", "stream": True, "messages": [
                     {"role": "user", "content": "Summarise, and my mail is john.smith@example.com, thanks"}]})
-                results: dict[str, list[float]] = {"plain": [], "guarded": []}
-                for i in range(n + 5):                                    # interleaved; 5 warm-ups
-                    for route in results:
-                        first = await _first_token_ms(http, f"{kong.url}/{route}/v1/chat/completions", body)
-                        if i >= 5:
-                            results[route].append(first)
-                plain, guarded = (statistics.median(results[r]) for r in ("plain", "guarded"))
-                print(f"   proxy only p50 {plain:.2f}   with guardrails p50 {guarded:.2f}   added "
-                      f"{guarded - plain:+.2f} (goal <= 5)")
+                words = len(REPLY.split())
+                print(f"   {'chunks':<36} {'proxy':>7} {'+rules+PII in':>14} {'+output guard':>14}")
+                for label, chunks in [("one word each (word + space)", None),
+                                      ("cut mid-word (2 per word)", 2 * words)]:
+                    async with http.put(mock_url + "/__mock/default", json={"content": REPLY, "chunks": chunks}):
+                        pass
+                    results: dict[str, list[float]] = {name: [] for name in guards}
+                    for i in range(n + 3):                                # interleaved; 3 warm-ups
+                        for name in guards:
+                            first = await _first_token_ms(http, f"{kong.url}/{name}/v1/chat/completions", body)
+                            if i >= 3:
+                                results[name].append(first)
+                    plain, inp, both = (statistics.median(results[name]) for name in guards)
+                    print(f"   {label:<36} {plain:7.2f} {inp - plain:+14.2f} {both - inp:+14.2f}")
         finally:
             proc.cleanup()
+
+
+async def filter_cost(n: int) -> None:
+    """The answer filter alone, in process: what it adds to the first chunk and to a whole stream."""
+    from tollgate.plugins.guardrails.answer import GuardrailsFilter, OutputRules
+    from tollgate.plugins.guardrails.pii.redact import Redactor, Vault
+
+    engine = await policy(pii={"enabled": True})._engine()
+    vault = Vault()
+    vault.placeholder("EMAIL_ADDRESS", "john.smith@example.com")
+    pieces = [w + " " for w in REPLY.split()]
+
+    def chunk(text: str) -> dict[str, Any]:
+        return {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": text}}]}
+
+    print("   in process, answer filter only:      first chunk p50 us   whole stream ms")
+    for label, rules in [("restore", None), ("output guard + restore", OutputRules(engine, Redactor({}), 64, False))]:
+        first, whole = [], []
+        for _ in range(n):
+            f = GuardrailsFilter(vault, rules, {})
+            started = time.perf_counter()
+            await f.feed(chunk(pieces[0]))
+            first.append((time.perf_counter() - started) * 1e6)
+            for piece in pieces[1:]:
+                await f.feed(chunk(piece))
+            await f.flush()
+            whole.append((time.perf_counter() - started) * 1000)
+        print(f"   {label:<36} {statistics.median(first):19.1f} {statistics.median(whole):17.3f}")
 
 
 async def _first_token_ms(http: aiohttp.ClientSession, url: str, body: bytes) -> float:
@@ -178,7 +213,8 @@ async def main(args: argparse.Namespace) -> None:
     n = 200 if args.quick else 1000
     await rules(n * 5)
     await pii(n // 4)
-    await ttft(20 if args.quick else 60)
+    await ttft(10 if args.quick else 25)
+    await filter_cost(50 if args.quick else 200)
 
 
 if __name__ == "__main__":

@@ -46,14 +46,25 @@ _TABLE: dict[int, str | None] = {cp: None for lo, hi in _INVISIBLE_RANGES for cp
 _TABLE.update({ord(k): v for k, v in _HOMOGLYPHS.items()})
 
 
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+
+
+def _fold(text: str) -> str:
+    """Invisible characters out, homoglyphs folded. ``translate`` looks every character up; when only a few are
+    not ASCII (a Latin prompt with a planted Cyrillic letter), looking up just those runs is 3x faster."""
+    if len(text.encode()) - len(text) < len(text) // 16:
+        return _NON_ASCII.sub(lambda m: m.group().translate(_TABLE), text)
+    return text.translate(_TABLE)
+
+
 def normalise(text: str) -> str:
     """``text`` with look-alike and invisible obfuscation undone (ASCII text comes back as it is, at no cost)."""
     if text.isascii():
         return text
-    text = unicodedata.normalize("NFKC", text).translate(_TABLE)
+    text = _fold(unicodedata.normalize("NFKC", text))
     if text.isascii():
         return text
     decomposed = unicodedata.normalize("NFKD", text)
     if _COMBINING.search(decomposed):                       # "ìgnore" -> "ignore"
-        text = unicodedata.normalize("NFKC", _COMBINING.sub("", decomposed)).translate(_TABLE)
+        text = _fold(unicodedata.normalize("NFKC", _COMBINING.sub("", decomposed)))
     return text

@@ -91,8 +91,8 @@ async def env():
     await kong.start()
     yield Env(proc, mock, kong)
     await kong.stop()
-    # Nothing sensitive was recorded by any test of the module: not in the process's log lines (the payload
-    # logging of these routes included), not in Kong's.
+    # Nothing sensitive was recorded by any test of the module in the process's log lines (analytics with the
+    # payload logging of these routes included, errors, audit).
     logs = "\n".join(Env(proc, mock, kong).log_lines())
     proc.cleanup()
     await mock.stop()

@@ -13,7 +13,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 install: ## install Tollgate editable with its test dependencies
-	$(PYTHON) -m pip install -e '.[test]'
+	$(PYTHON) -m pip install -e '.[test,ner]'
 
 test: ## run every test under tests/ (real-Kong tests skip without a Docker engine or a kong binary)
 	$(PYTHON) -m pytest $(PYTEST_FLAGS) tests

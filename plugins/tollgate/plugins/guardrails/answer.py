@@ -244,4 +244,5 @@ def _has_text(choice: dict[str, Any]) -> bool:
     delta = choice.get("delta") or {}
     if delta.get("content"):
         return True
-    return any(((c.get("function") or {}).get("arguments")) for c in delta.get("tool_calls") or [] if isinstance(c, dict))
+    calls = [c for c in delta.get("tool_calls") or [] if isinstance(c, dict)]
+    return any((c.get("function") or {}).get("arguments") for c in calls)

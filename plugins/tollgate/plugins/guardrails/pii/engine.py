@@ -12,8 +12,8 @@ number in each. So this engine calls the same recognizers itself, in three steps
 3. the phone recognizer runs only on short windows around digit runs that step 2 did not already claim.
 
 Custom patterns run on RE2 (linear time). One engine is built per distinct PII config, in the background
-(pool.py), and shared by every instance that has it. Results below ``score_threshold`` are dropped, and overlaps go to the higher score, then the longer
-span (as Presidio's anonymizer resolves them).
+(pool.py), and shared by every instance that has it. Results below ``score_threshold`` are dropped, and overlaps
+go to the higher score, then the longer span (as Presidio's anonymizer resolves them).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ must not freeze the plugin server while Kong waits on it.
 
 Small texts (a stream's look-behind window, a short prompt) are analysed in place: a thread hop would cost more
 than the work. Larger ones, and all of an engine that runs the spaCy model, go to a small thread pool, so one long
-prompt does not hold up every other request's tokens. Any failure inside the analyzer becomes `AnalyzerFailed`, which the policy turns into a fail-closed error
-(or lets pass, with ``fail_open``).
+prompt does not hold up every other request's tokens. Any failure inside the analyzer becomes `AnalyzerFailed`,
+which the policy turns into a fail-closed error (or lets pass, with ``fail_open``).
 """
 
 from __future__ import annotations

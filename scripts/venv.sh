@@ -36,5 +36,5 @@ if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   exit 0
 fi
 echo "==> installing Tollgate and its test dependencies into $venv (pyproject.toml changed or new venv)"
-"$venv/bin/python" -m pip install --disable-pip-version-check -q -e '.[test]'
+"$venv/bin/python" -m pip install --disable-pip-version-check -q -e '.[test,ner]'
 echo "$want" >"$stamp"

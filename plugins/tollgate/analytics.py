@@ -105,9 +105,11 @@ def proxy_entry(ctx: RequestContext) -> dict[str, Any]:
 
 def _entry(ctx: RequestContext, logging_config: dict[str, Any]) -> dict[str, Any]:
     proxy = proxy_entry(ctx)
-    if logging_config.get("log_payloads"):
+    if logging_config.get("log_payloads") and not ctx.meta.get("hide_payload"):   # a PII guard may forbid it
         proxy["payload"] = {"request": ctx.body.decode("utf-8", "replace"), "response": ctx.meta.get("response_text")}
     # kong_request_id: Kong 3.x sends its request id upstream (headers_upstream = x-kong-request-id, the default) and
     # to the client and its log plugins: the key that ties this line to Kong's own logs and to the client's answer.
-    return {"request_id": ctx.id, "kong_request_id": ctx.headers.get("X-Kong-Request-Id"), "route_id": ctx.route_id, "consumer": ctx.identity.get("id"),
-            "status": ctx.status, "ai": {"proxy": proxy}}
+    # Other plugins' sections (``ai.guardrails``...) come from ``ctx.meta["ai_log"]``: audit facts, never payloads.
+    return {"request_id": ctx.id, "kong_request_id": ctx.headers.get("X-Kong-Request-Id"), "route_id": ctx.route_id,
+            "consumer": ctx.identity.get("id"), "status": ctx.status,
+            "ai": {**(ctx.meta.get("ai_log") or {}), "proxy": proxy}}

@@ -1,13 +1,60 @@
-"""tollgate-guardrails config."""
+"""tollgate-guardrails config.
+
+Field names and meanings follow Kong's ai-prompt-template (``templates``, ``allow_untemplated_requests``),
+ai-prompt-decorator (``prompts.prepend`` / ``prompts.append``), ai-prompt-guard (``allow_patterns``,
+``deny_patterns``, ``allow_all_conversation_history``, ``match_all_roles``) and ai-sanitizer (``pii.mode`` is its
+``sanitization_mode``, ``pii.restore`` its ``recover_redacted``, ``pii.custom_patterns`` the same records).
+Patterns are RE2 (linear time): Kong checks them as regexes when it loads the config (``is_regex``), and the
+plugin refuses, when its instance starts, any that RE2 cannot run (look-around, back-references).
+"""
 
 from __future__ import annotations
 
+from ..common_schema import FAIL_OPEN
+
+ROLES = ["system", "assistant", "user"]
+ACTIONS = ["redact", "mask", "hash", "block"]
+DEFAULT_ENTITIES = ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS"]
+DEFAULT_PHONE_REGIONS = ["US", "GB", "DE", "FR", "IL", "IN", "CA", "BR"]   # Presidio's own default
+
+_PATTERN = {"type": "string", "len_min": 1, "len_max": 500, "is_regex": True}
+_MESSAGES = {"type": "array", "len_max": 15, "elements": {"type": "record", "fields": [
+    {"role": {"type": "string", "default": "system", "one_of": ROLES}},
+    {"content": {"type": "string", "required": True, "len_min": 1, "len_max": 100000}},
+]}}
+
 Schema = [
-    {"allow_patterns": {"type": "array", "elements": {"type": "string"}}},
-    {"deny_patterns": {"type": "array", "elements": {"type": "string"}}},
+    # ai-prompt-template
+    {"templates": {"type": "array", "elements": {"type": "record", "fields": [
+        {"name": {"type": "string", "required": True, "len_min": 1}},
+        {"template": {"type": "string", "required": True, "len_min": 1}},
+    ]}}},
+    {"allow_untemplated_requests": {"type": "boolean", "default": True}},
+    # ai-prompt-decorator
+    {"prompts": {"type": "record", "fields": [{"prepend": _MESSAGES}, {"append": _MESSAGES}]}},
+    # ai-prompt-guard
+    {"allow_patterns": {"type": "array", "len_max": 10, "elements": _PATTERN}},
+    {"deny_patterns": {"type": "array", "len_max": 10, "elements": _PATTERN}},
+    {"allow_all_conversation_history": {"type": "boolean", "default": False}},
+    {"match_all_roles": {"type": "boolean", "default": False}},
+    # PII (Presidio)
     {"pii": {"type": "record", "fields": [
-        {"action": {"type": "string", "default": "none", "one_of": ["none", "redact", "restore", "block"]}},
-        {"entities": {"type": "array", "elements": {"type": "string"}}},
+        {"enabled": {"type": "boolean", "default": False}},
+        {"entities": {"type": "array", "elements": {"type": "string"}, "default": DEFAULT_ENTITIES}},
+        {"action": {"type": "string", "default": "redact", "one_of": ACTIONS}},
+        {"entity_actions": {"type": "map", "keys": {"type": "string"},
+                            "values": {"type": "string", "one_of": ACTIONS}}},
+        {"score_threshold": {"type": "number", "default": 0.4, "between": [0, 1]}},
+        {"language": {"type": "string", "default": "en", "one_of": ["en"]}},
+        {"custom_patterns": {"type": "array", "elements": {"type": "record", "fields": [
+            {"name": {"type": "string", "required": True, "len_min": 1}},
+            {"regex": {**_PATTERN, "required": True}},
+            {"score": {"type": "number", "default": 0.5, "between": [0, 1]}},
+        ]}}},
+        {"mode": {"type": "string", "default": "INPUT", "one_of": ["INPUT", "OUTPUT", "BOTH"]}},
+        {"restore": {"type": "boolean", "default": True}},
+        {"stream_lookbehind": {"type": "integer", "default": 64, "between": [16, 4096]}},
+        {"phone_regions": {"type": "array", "elements": {"type": "string"}, "default": DEFAULT_PHONE_REGIONS}},
     ]}},
-    {"response_deny_patterns": {"type": "array", "elements": {"type": "string"}}},
+    FAIL_OPEN,
 ]

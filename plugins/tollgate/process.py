@@ -10,8 +10,9 @@ import signal
 
 from aiohttp import web
 
-from . import log, metrics, runtime as runtime_module
+from . import log, metrics, runtime as runtime_module, usage
 from .attachments import AttachmentTable
+from .dashboard import routes as dashboard
 from .pluginserver import loader, server as rpc
 from .relay import upstream
 from .relay.app import Relay, build_server, priorities_of
@@ -39,6 +40,7 @@ class TollgateProcess:
         self.server = rpc.PluginServer(self.plugins, event_timeout=settings.event_timeout,
                                        sync_threads=settings.sync_handler_threads)
         self.runtime.instances = self.server.instances
+        usage.RECORD.retention_seconds = settings.usage_retention
         self._listeners: list[asyncio.AbstractServer] = []
         self._runners: list[web.AppRunner] = []
         self._sweeper: asyncio.Task | None = None
@@ -54,7 +56,10 @@ class TollgateProcess:
         # and budgets settle) still run, in the handler's own cleanup, with what is known by then.
         await self._serve(build_server(relay, handler_cancellation=True, access_log=None),
                           self.settings.relay_host, self.settings.relay_port)
-        await self._serve(status_app(), self.settings.status_host, self.settings.status_port)
+        await self._serve(status_app(self.settings.status_token), self.settings.status_host, self.settings.status_port)
+        if not self.settings.status_token and not _loopback(self.settings.status_host):
+            log.event(logger, "status listener exposed without a token", 30, host=self.settings.status_host,
+                      hint="set TOLLGATE_STATUS_TOKEN to protect /metrics, /spend, /usage and the dashboard's data")
         self._sweeper = asyncio.ensure_future(self._sweep_forever())
         log.event(logger, "tollgate started", plugins=sorted(self.plugins), socket_dir=self.settings.socket_dir,
                   relay=f"{self.settings.relay_host}:{self.settings.relay_port}", pid=os.getpid())
@@ -102,8 +107,20 @@ def _settle_memory() -> None:
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
-def status_app() -> web.Application:
-    """Metrics and health, on their own listener: never reachable through a Kong route."""
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def status_app(token: str | None = None) -> web.Application:
+    """Metrics, health, spend, usage and the dashboard, on their own listener: never reachable through a Kong
+    route; with ``token``, everything but health and the dashboard's (data-free) page needs it as a bearer."""
 
     async def serve_metrics(_: web.Request) -> web.Response:
         body, content_type = metrics.exposition()
@@ -125,7 +142,8 @@ def status_app() -> web.Application:
         rows = await report_stores(stores, at, request.query.get("namespace") or None)
         return web.json_response({"at": at, "rows": rows})
 
-    app = web.Application()
+    app = web.Application(middlewares=[dashboard.token_middleware(token)])
+    dashboard.add_routes(app)
     app.router.add_get("/metrics", serve_metrics)
     app.router.add_get("/health", health)
     app.router.add_get("/spend", spend)

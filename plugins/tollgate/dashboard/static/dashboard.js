@@ -121,8 +121,8 @@ function render(data) {
   chart("chart-requests", data.series, "requests", integer);
   chart("chart-tokens", data.series, "tokens", integer);
   chart("chart-cost", data.series, "cost", money);
-  const budgets = data.budgets.filter((b) => !b.error);
-  table("budgets", [["budget", "budget", name], ["who", "scope", name], ["period", "period", name],
+  const budgets = data.budgets.filter((b) => !b.error).map((b) => ({...b, scope: b.label ? b.who + " (" + b.label + ")" : b.who}));
+  table("budgets", [["budget", "budget", name], ["scope", "scope", name], ["period", "period", name],
                     ["spent", "spent", name], ["limit", "limit", name], ["remaining", "remaining", name],
                     ["currency", "currency", name], ["used", "used", meter], ["store", "store", name]],
         budgets, (b) => b.budget + "|" + b.who, "no budget has been charged yet");

@@ -14,6 +14,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import urllib.request
 import uuid
 from typing import Any
@@ -98,6 +100,14 @@ def get_json(url: str, token: str | None = TOKEN) -> Any:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     with urllib.request.urlopen(request, timeout=10) as answer:
         return json.loads(answer.read())
+
+
+def run_cli(*args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "TOLLGATE_STATUS_TOKEN"}
+    if token:
+        env["TOLLGATE_STATUS_TOKEN"] = token
+    return subprocess.run([sys.executable, "-m", "tollgate", *args], capture_output=True, text=True, env=env,
+                          timeout=60)
 
 
 def cost(provider: str, model: str, usage: tuple[int, int], times: int = 1) -> int:
@@ -205,6 +215,23 @@ async def test_the_dashboard_shows_what_the_traffic_implies(chromium, tollgate_p
     data_b = get_json(f"http://127.0.0.1:{nodes[1][0].status_port}/dashboard/data?range=15m")
     assert data_b["totals"]["requests"] == 1
     assert sorted(r["spent"] for r in data_b["budgets"]) == spent
+
+    # tollgate usage, beside tollgate spend: the same record, per consumer and model, as JSON and as a table.
+    usage = run_cli("usage", "--status-url", status_a, "--range", "15m", "--json")
+    assert usage.returncode == 0, usage.stderr
+    per = {(r["consumer"], r["model"]): r for r in json.loads(usage.stdout)}
+    assert (per[("alice", "gpt-4o-mini")]["prompt_tokens"], per[("alice", "gpt-4o-mini")]["completion_tokens"]) \
+        == (3 * CHAT_USAGE[0], 3 * CHAT_USAGE[1])
+    assert per[("alice", "gpt-4o-mini")]["cost"] == pytest.approx(alice_micros / 1e6)
+    assert per[("bob", "claude-sonnet-4-5")]["requests"] == 2
+    table = run_cli("usage", "--status-url", status_a, "--range", "15m", "--by", "provider")
+    assert table.returncode == 0 and table.stdout.splitlines()[0].split()[:4] == ["PERIOD", "(UTC)", "PROVIDER",
+                                                                                   "REQUESTS"]
+    assert any(line.split()[2:4] == ["anthropic", "2"] for line in table.stdout.splitlines()), table.stdout
+    locked_out = run_cli("usage", "--status-url", status_a, token=None)
+    assert locked_out.returncode == 1 and "answered 401" in locked_out.stderr and TOKEN not in locked_out.stderr
+    bad = run_cli("usage", "--status-url", status_a, "--range", "1y")
+    assert bad.returncode == 1 and "answered 400: unknown range '1y'" in bad.stderr
 
     shot = tmp_path / "dashboard.png"
     await screenshot(chromium, url, str(shot))

@@ -199,3 +199,24 @@ def parse_dimensions(text: str | None, default: tuple[str, ...]) -> tuple[str, .
     if unknown or not chosen or len(set(chosen)) != len(chosen):
         raise BadQuery(f"by must list distinct dimensions among {', '.join(DIMENSIONS)}")
     return chosen
+
+
+def format_usage(rows: list[dict[str, Any]], by: Iterable[str]) -> str:
+    """``tollgate usage`` rows as an aligned text table (periods in UTC)."""
+    import datetime as dt
+
+    if not rows:
+        return "no requests in this range"
+    dims = list(by)
+    numeric = ["requests", "prompt_tokens", "completion_tokens", "cost", "refusals", "errors"]
+    titles = ["PERIOD (UTC)", *(d.upper() for d in dims), "REQUESTS", "PROMPT", "COMPLETION", "COST (USD)",
+              "REFUSED", "ERRORS"]
+    cells = [titles]
+    for row in rows:
+        start = dt.datetime.fromtimestamp(row["period_start"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+        cells.append([start, *(str(row.get(d) or "-") for d in dims),
+                      *(f"{row[k]:.6f}" if k == "cost" else str(row[k]) for k in numeric)])
+    widths = [max(len(line[i]) for line in cells) for i in range(len(titles))]
+    first_number = 1 + len(dims)
+    return "\n".join("  ".join(cell.rjust(w) if i >= first_number else cell.ljust(w)
+                               for i, (cell, w) in enumerate(zip(line, widths))).rstrip() for line in cells)

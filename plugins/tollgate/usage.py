@@ -91,32 +91,35 @@ class UsageRecord:
     def __init__(self, retention_seconds: float = 24 * 3600, max_rows: int = 5000):
         self.retention_seconds = retention_seconds
         self.max_rows = max_rows
-        self._minutes: dict[int, dict[Key, Row]] = {}
+        self._minutes: dict[int, dict[Any, Row]] = {}
         self._newest = -1
+        self._current_minute = -1
+        self._current: dict[Any, Row] = {}
 
-    def row(self, at: float, key: Key) -> Row:
-        """The row of ``key`` in the minute containing ``at`` (made on first use)."""
+    def row(self, at: float, key: tuple[str, str, str, str, str, str]) -> Row:
+        """The row of ``key`` (a ``Key`` or the plain tuple of its fields) in the minute containing ``at``."""
         minute = int(at // BUCKET_SECONDS)
-        bucket = self._minutes.get(minute)
-        if bucket is None:
-            bucket = self._new_minute(minute)
+        bucket = self._current if minute == self._current_minute else self._bucket(minute)
         row = bucket.get(key)
         if row is None:
             if len(bucket) >= self.max_rows:
-                key = key._replace(consumer=OTHER)
+                key = (*key[:1], OTHER, *key[2:])
                 row = bucket.get(key)
             if row is None:
                 row = bucket[key] = Row()
         return row
 
-    def _new_minute(self, minute: int) -> dict[Key, Row]:
-        bucket: dict[Key, Row] = {}
-        self._minutes[minute] = bucket
-        if minute > self._newest:
-            self._newest = minute
-            oldest = minute - int(self.retention_seconds // BUCKET_SECONDS)
-            for old in [m for m in self._minutes if m < oldest]:
-                del self._minutes[old]
+    def _bucket(self, minute: int) -> dict[Any, Row]:
+        bucket = self._minutes.get(minute)
+        if bucket is None:
+            bucket = self._minutes[minute] = {}
+            if minute > self._newest:
+                self._newest = minute
+                oldest = minute - int(self.retention_seconds // BUCKET_SECONDS)
+                for old in [m for m in self._minutes if m < oldest]:
+                    del self._minutes[old]
+        if minute == self._newest:     # the minute requests are arriving in: the next ones find it at once
+            self._current_minute, self._current = minute, bucket
         return bucket
 
     def rows(self, since: float, until: float) -> Iterator[tuple[int, Key, Row]]:
@@ -124,11 +127,12 @@ class UsageRecord:
         first, last = int(since // BUCKET_SECONDS), int(math.ceil(until / BUCKET_SECONDS))
         for minute in sorted(m for m in list(self._minutes) if first <= m < last):
             for key, row in list(self._minutes[minute].items()):
-                yield minute * BUCKET_SECONDS, key, row
+                yield minute * BUCKET_SECONDS, Key._make(key), row
 
     def clear(self) -> None:
         self._minutes.clear()
-        self._newest = -1
+        self._newest = self._current_minute = -1
+        self._current = {}
 
 
 def outcome_of(status: int, meta: dict[str, Any]) -> str:
@@ -138,6 +142,8 @@ def outcome_of(status: int, meta: dict[str, Any]) -> str:
     (``meta["refusal"]``, set by ``limits.count_refusal``), any stage's audit entry in ``meta["ai_log"]`` whose
     ``action`` is ``block`` (guardrails), an answer filter's refusal (``refused_by_filter``), else the status.
     """
+    if 200 <= status < 400 and "ai_log" not in meta and "refused_by_filter" not in meta:
+        return "ok"           # the common case, decided without reading further
     refusal = meta.get("refusal")
     if refusal:
         return f"refused:{refusal[0]}:{refusal[1]}"

@@ -54,6 +54,7 @@ class Figures(HTMLParser):
     def __init__(self, html: str):
         super().__init__()
         self.state: str | None = None
+        self.loads = 0          # how many times the page has fetched and drawn its data
         self.kpis: dict[str, str] = {}
         self.tables: dict[str, dict[str, dict[str, str]]] = {}
         self.texts: dict[str, list[str]] = {}
@@ -66,6 +67,7 @@ class Figures(HTMLParser):
         a = {k: v or "" for k, v in attrs}
         if tag == "body":
             self.state = a.get("data-state")
+            self.loads = int(a.get("data-loads") or 0)
         elif tag == "table" and a.get("id"):
             self._table = a["id"]
             self.tables.setdefault(self._table, {})

@@ -161,8 +161,9 @@ async def test_the_dashboard_shows_what_the_traffic_implies(chromium, tollgate_p
     locked = Figures(await dump_dom(chromium, f"{status_a}/dashboard"))
     assert locked.state == "unauthorized" and not locked.kpis
     url = f"{status_a}/dashboard#token={TOKEN}&range=15m"
-    page = Figures(await dump_dom(chromium, url))
+    page = Figures(await dump_dom(chromium, url, wait_ms=12_000))
     assert page.state == "ready", page.texts
+    assert page.loads >= 3          # live refresh: loaded at once, then every 5 s
 
     requests_a = 5 + 1 + 3
     assert int(page.kpis["requests"]) == requests_a

@@ -170,6 +170,7 @@ async function load() {
     $("main").hidden = false;
     render(data);
     document.body.dataset.state = "ready";
+    document.body.dataset.loads = String(Number(document.body.dataset.loads || 0) + 1);
     setStatus("updated " + new Date(data.until * 1000).toLocaleTimeString());
   } catch (error) {
     document.body.dataset.state = "error";

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tollgate.usage import BUCKET_SECONDS, EDGES, OTHER, Key, UsageRecord, observe, outcome_of, percentile
+from tollgate.usage import EDGES, OTHER, Key, UsageRecord, observe, outcome_of, percentile
 
 T0 = 1_767_225_600.0  # a minute boundary
 

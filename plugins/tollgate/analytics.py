@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, NamedTuple
 
-from . import log, metrics
+from . import log, metrics, usage as usage_record
 from .context import RequestContext
 
 logger = log.get("analytics")
@@ -73,9 +73,40 @@ def record(ctx: RequestContext, logging_config: dict[str, Any] | None = None) ->
             series.latency.observe(meta["latency_ms"])
         if meta.get("ttft_ms") is not None:
             series.ttft.observe(meta["ttft_ms"])
+    _count(ctx)
     entry = _entry(ctx, logging_config or {})
     log.event(logger, "ai request", logging.INFO, **entry)
     return entry
+
+
+def _count(ctx: RequestContext) -> None:
+    """Add the request to its minute's row of the usage record (the dashboard's and ``tollgate usage``'s source)."""
+    meta, usage, identity = ctx.meta, ctx.usage, ctx.identity
+    cache_status = meta.get("cache_status") or ""
+    key = (ctx.route_id or "", identity.get("username") or identity.get("id") or "",
+           meta.get("provider") or meta.get("failed_provider") or "",
+           meta.get("model") or meta.get("request_model") or "", cache_status,
+           usage_record.outcome_of(ctx.status, meta))
+    row = usage_record.RECORD.row(ctx.started_at, key)
+    row.requests += 1
+    saved = meta["cache"].get("saved") if cache_status == "Hit" and meta.get("cache") else None
+    if saved:   # a cache hit: what the provider would have been paid for is saved, not spent
+        row.saved_prompt_tokens += int(saved.get("prompt_tokens") or 0)
+        row.saved_completion_tokens += int(saved.get("completion_tokens") or 0)
+        row.saved_cost += float(saved.get("cost") or 0.0)
+    else:
+        if usage is not None:
+            row.prompt_tokens += usage.prompt_tokens
+            row.completion_tokens += usage.completion_tokens
+        cost = meta.get("cost")
+        if cost is not None:
+            row.cost += float(cost)
+    latency = meta.get("latency_ms")
+    if latency is not None:
+        row.latency = usage_record.observe(row.latency, latency)
+        ttft = meta.get("ttft_ms")
+        if ttft is not None:
+            row.ttft = usage_record.observe(row.ttft, ttft)
 
 
 def proxy_entry(ctx: RequestContext) -> dict[str, Any]:

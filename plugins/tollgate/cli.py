@@ -1,5 +1,5 @@
 """``tollgate``: run the process (``serve``), describe the plugins to Kong (``dump``), check the plugin configs of decK
-files (``validate``), list budget spend (``spend``)."""
+files (``validate``), list budget spend (``spend``) and usage (``usage``)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import os
 import sys
+from typing import Any
 
 import orjson
 
@@ -74,7 +75,10 @@ SERVE_HELP = {
     "attachment_ttl": "seconds an attachment waits for its request to reach the relay",
     "socket_mode": "permissions of the plugin sockets, in octal (who may connect can act as Kong)",
     "socket_group": "group of the plugin sockets (name or id; default: the process's): Kong's nginx workers' group",
+    "usage_retention": "seconds of per-minute usage kept for the dashboard and `tollgate usage`",
 }
+# Secrets are read from the environment only: a flag would show them in `ps`.
+ENV_ONLY = frozenset({"status_token"})
 
 
 def _octal(text: str) -> int:
@@ -93,6 +97,8 @@ def _env_default(item: dataclasses.Field) -> object:
 def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
     for item in dataclasses.fields(Settings):
         name = item.name
+        if name in ENV_ONLY:
+            continue
         kind: object = {"int": int, "float": float}.get(str(item.type), str)
         try:
             value = _env_default(item)
@@ -150,13 +156,51 @@ def _instant(text: str | None) -> float | None:
     return moment.timestamp()
 
 
-def _spend(args: argparse.Namespace) -> int:
-    """Budget spend per scope and period: from Redis directly, or from a running process's status listener."""
+def _status_get(command: str, path: str, query: dict[str, Any], args: argparse.Namespace) -> Any:
+    """GET a running process's status listener (with TOLLGATE_STATUS_TOKEN as the bearer, when set); None and a
+    message on stderr when it cannot be read."""
     import json
-    import time
     import urllib.error
     import urllib.parse
     import urllib.request
+
+    settings = Settings()
+    url = args.status_url or f"http://{settings.status_host}:{settings.status_port}"
+    target = url.rstrip("/") + path + ("?" + urllib.parse.urlencode(query) if query else "")
+    headers = {"Authorization": f"Bearer {settings.status_token}"} if settings.status_token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(target, headers=headers), timeout=args.timeout) as answer:
+            return json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            detail = json.loads(exc.read()).get("error") or exc.reason
+        except ValueError:
+            detail = exc.reason
+        print(f"tollgate {command}: {target} answered {exc.code}: {detail}", file=sys.stderr)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        print(f"tollgate {command}: cannot read {target}: {exc}\n(is `tollgate serve` running with that status "
+              "listener?)", file=sys.stderr)
+    return None
+
+
+def _usage(args: argparse.Namespace) -> int:
+    """Tokens and cost per period, consumer and model (or the dimensions of --by), from a running process."""
+    from .dashboard.report import format_usage
+
+    query = {"range": args.range, "period": args.period, "by": args.by, "limit": args.limit}
+    answer = _status_get("usage", "/usage", {k: v for k, v in query.items() if v is not None}, args)
+    if answer is None:
+        return 1
+    if args.json:
+        sys.stdout.write(orjson.dumps(answer["rows"], option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(format_usage(answer["rows"], answer["by"]) + "\n")
+    return 0
+
+
+def _spend(args: argparse.Namespace) -> int:
+    """Budget spend per scope and period: from Redis directly, or from a running process's status listener."""
+    import time
 
     from .plugins.cost_quota.spend import format_table, report_stores
 
@@ -179,17 +223,11 @@ def _spend(args: argparse.Namespace) -> int:
 
         rows = asyncio.run(read())
     else:
-        settings = Settings()
-        url = args.status_url or f"http://{settings.status_host}:{settings.status_port}"
         query = {k: v for k, v in (("at", at), ("namespace", args.namespace)) if v is not None}
-        target = url.rstrip("/") + "/spend" + ("?" + urllib.parse.urlencode(query) if query else "")
-        try:
-            with urllib.request.urlopen(target, timeout=args.timeout) as answer:
-                rows = json.loads(answer.read())["rows"]
-        except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
-            print(f"tollgate spend: cannot read {target}: {exc}\n(is `tollgate serve` running with that status "
-                  "listener? for strategy redis, --redis-url reads Redis directly)", file=sys.stderr)
+        answer = _status_get("spend", "/spend", query, args)
+        if answer is None:
             return 1
+        rows = answer["rows"]
     if args.json:
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
@@ -232,6 +270,18 @@ def main(argv: list[str] | None = None) -> int:
     spend.add_argument("--json", action="store_true", help="one JSON row per budget and scope (micro-units too)")
     spend.add_argument("--timeout", type=float, default=5.0)
     spend.set_defaults(run=_spend)
+
+    usage = commands.add_parser("usage", help="tokens and cost per consumer, model and period, from a running "
+                                              "process's status listener (TOLLGATE_STATUS_TOKEN is sent when set)")
+    usage.add_argument("--status-url", help="the process's status listener (default: TOLLGATE_STATUS_HOST/PORT)")
+    usage.add_argument("--range", help="how far back: 5m, 15m, 1h, 6h or 24h (default 24h)")
+    usage.add_argument("--period", help="one row per minute, hour (default) or day")
+    usage.add_argument("--by", help="comma-separated dimensions among route, consumer, provider, model "
+                                    "(default: consumer,model)")
+    usage.add_argument("--limit", type=int, help="at most this many rows (default 1000)")
+    usage.add_argument("--json", action="store_true", help="JSON rows instead of a table")
+    usage.add_argument("--timeout", type=float, default=5.0)
+    usage.set_defaults(run=_usage)
 
     args = parser.parse_args(argv)
     return args.run(args)

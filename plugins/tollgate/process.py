@@ -13,8 +13,9 @@ import socket
 
 from aiohttp import web
 
-from . import log, metrics, runtime as runtime_module
+from . import log, metrics, runtime as runtime_module, usage
 from .attachments import AttachmentTable
+from .dashboard import routes as dashboard
 from .pluginserver import loader, server as rpc
 from .relay import upstream
 from .relay.app import Relay, build_server, priorities_of
@@ -83,6 +84,7 @@ class TollgateProcess:
         self.server = rpc.PluginServer(self.plugins, event_timeout=settings.event_timeout,
                                        sync_threads=settings.sync_handler_threads)
         self.runtime.instances = self.server.instances
+        usage.RECORD.retention_seconds = settings.usage_retention
         self._listeners: list[asyncio.AbstractServer] = []
         self._socket_paths: list[str] = []
         self._runners: list[web.BaseRunner] = []
@@ -107,7 +109,7 @@ class TollgateProcess:
             # stages (limits and budgets settle) still run, in the handler's own cleanup, with what is known by then.
             await self._serve(build_server(relay, handler_cancellation=True, access_log=None),
                               settings.relay_host, settings.relay_port, "relay", "--relay-port / TOLLGATE_RELAY_PORT")
-            await self._serve(status_app(), settings.status_host, settings.status_port, "status listener",
+            await self._serve(status_app(settings.status_token), settings.status_host, settings.status_port, "status listener",
                               "--status-port / TOLLGATE_STATUS_PORT")
             for path, names in sockets:
                 self._socket_paths.append(path)
@@ -118,6 +120,9 @@ class TollgateProcess:
             if isinstance(exc, OSError):
                 raise StartupError(f"cannot create {exc.filename or 'a socket'}: {exc.strerror or exc}") from None
             raise
+        if not settings.status_token and not _loopback(settings.status_host):
+            log.event(logger, "status listener exposed without a token", 30, host=settings.status_host,
+                      hint="set TOLLGATE_STATUS_TOKEN to protect /metrics, /spend, /usage and the dashboard's data")
         self._sweeper = asyncio.ensure_future(self._sweep_forever())
         log.event(logger, "tollgate started", plugins=sorted(self.plugins), socket_dir=self.settings.socket_dir,
                   relay=f"{self.settings.relay_host}:{self.settings.relay_port}", pid=os.getpid())
@@ -172,8 +177,20 @@ def _settle_memory() -> None:
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
-def status_app() -> web.Application:
-    """Metrics and health, on their own listener: never reachable through a Kong route."""
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def status_app(token: str | None = None) -> web.Application:
+    """Metrics, health, spend, usage and the dashboard, on their own listener: never reachable through a Kong
+    route; with ``token``, everything but health and the dashboard's (data-free) page needs it as a bearer."""
 
     async def serve_metrics(_: web.Request) -> web.Response:
         body, content_type = metrics.exposition()
@@ -197,7 +214,8 @@ def status_app() -> web.Application:
         rows = await report_stores(stores, at, request.query.get("namespace") or None)
         return web.json_response({"at": at, "rows": rows})
 
-    app = web.Application()
+    app = web.Application(middlewares=[dashboard.token_middleware(token)])
+    dashboard.add_routes(app)
     app.router.add_get("/metrics", serve_metrics)
     app.router.add_get("/health", health)
     app.router.add_get("/spend", spend)

@@ -22,6 +22,11 @@ class Settings:
     relay_port: int = field(default_factory=lambda: int(_env("RELAY_PORT", "8081")))
     status_host: str = field(default_factory=lambda: _env("STATUS_HOST", "127.0.0.1"))
     status_port: int = field(default_factory=lambda: int(_env("STATUS_PORT", "8082")))
+    # When set, the status listener's data (/metrics, /spend, /usage, /dashboard/data) needs this bearer token:
+    # set it whenever status_host is reachable from other machines.
+    status_token: str | None = field(default_factory=lambda: _env("STATUS_TOKEN") or None)
+    # How far back the in-process usage record (dashboard, `tollgate usage`) keeps minute buckets.
+    usage_retention: float = field(default_factory=lambda: float(_env("USAGE_RETENTION", "86400")))
     redis_url: str | None = field(default_factory=lambda: _env("REDIS_URL"))
     log_level: str = field(default_factory=lambda: _env("LOG_LEVEL", "info"))
     # Sync (kong-pdk style) handlers run in threads; this bounds how many run at once.

@@ -164,6 +164,7 @@ def store_failure(plugin: str, ctx: RequestContext, config: dict[str, Any], exc:
 
 
 def count_refusal(plugin: str, reason: str, ctx: RequestContext) -> None:
+    ctx.meta["refusal"] = (plugin, reason)   # the usage record's outcome (tollgate.usage.outcome_of)
     metrics.refusals_total.labels(plugin=plugin, reason=reason, route=ctx.route_id or "",
                                   consumer=ctx.identity.get("id") or "").inc()
 

@@ -422,6 +422,7 @@ class ProxyPolicy(Policy):
     def _failed(self, ctx: RequestContext, spec: TargetSpec, failure: Failure, snapshot: Snapshot, *, trial: bool,
                 attempt: int) -> None:
         attempts_total.labels(target=spec.label, outcome=failure.criterion).inc()
+        ctx.meta["failed_provider"] = spec.provider   # whose error it is, when no target answers (usage record)
         log.event(logger, "target failed", logging.WARNING, route_id=ctx.route_id, request_id=ctx.id,
                   target=spec.label, attempt=attempt, outcome=failure.criterion, status=failure.status,
                   error=self._redact(failure.message)[:300])

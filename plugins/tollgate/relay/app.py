@@ -45,9 +45,9 @@ class Relay:
             return _refuse(f"Tollgate plugin(s) {', '.join(sorted(missing))} did not run on this request; "
                            "refusing rather than bypassing them")
         policies = {a.plugin: a.handler.policy for a in attachments}
-        if PROXY not in policies:
-            return openai_error(500, "this route has Tollgate plugins but no tollgate-proxy to answer it",
-                                "server_error", "misconfigured")
+        if _terminal(policies) is None:
+            return openai_error(500, "this route has Tollgate plugins but none that answers it (tollgate-proxy, "
+                                "tollgate-mcp)", "server_error", "misconfigured")
         ctx = RequestContext(method=request.method, path=request.path, query=request.query_string,
                              headers=request.headers, body=await request.read(),
                              identity=next((a.identity for a in attachments if a.identity), {}),
@@ -61,7 +61,7 @@ class Relay:
         contexts = self.runtime.contexts
         contexts.open(ctx)
         ordered = sorted(ctx.policies.values(), key=lambda p: -self.priorities.get(p.plugin, 0))
-        proxy = ctx.policies[PROXY]
+        proxy = _terminal(ctx.policies)
         response: web.StreamResponse | None = None
         try:
             i = 0
@@ -113,6 +113,13 @@ async def _after_stages(ctx: RequestContext, ordered: list[Policy]) -> None:
             log.event(logger, "after-stage failed", 40, plugin=policy.plugin, error=repr(result))
         elif isinstance(result, BaseException):
             raise result
+
+
+def _terminal(policies: dict[str, Policy]) -> Any:
+    """The stage that answers the request: the policy with a ``serve`` (the proxy first, else e.g. tollgate-mcp)."""
+    if PROXY in policies:
+        return policies[PROXY]
+    return next((p for p in policies.values() if hasattr(p, "serve")), None)
 
 
 def _route_of(attachments: list[Attachment]) -> str | None:

@@ -84,7 +84,8 @@ class Relay:
         finally:
             ctx.status = response.status if response is not None else 499
             await _after_stages(ctx, ordered)
-            analytics.record(ctx, proxy.config.get("logging"))
+            if proxy.plugin == PROXY:  # LLM analytics; other terminal stages keep their own records
+                analytics.record(ctx, proxy.config.get("logging"))
             contexts.close(ctx)
 
     def _missing_plugins(self, attachments: list[Attachment]) -> set[str]:

@@ -26,6 +26,8 @@ from .jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, JsonRpcError, Message
 from .sessions import Session, SessionBook, SharedUpstreamSessions
 
 _MODERN_ONLY_FIELDS = ("resultType", "ttlMs", "cacheScope")
+_CACHEABLE = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read",
+                        "server/discover"})
 
 
 class McpPolicy(Policy):
@@ -102,7 +104,7 @@ class McpPolicy(Policy):
         finally:
             record.finish(self.log_statistics, self.log_payloads)
         record.result = result if self.log_payloads else None
-        return jsonrpc.result_body(message.id, _for_client(result, caller.modern)), 200, {}
+        return jsonrpc.result_body(message.id, _for_client(message.method, result, caller.modern)), 200, {}
 
     # -- sessions (2025 generation) ----------------------------------------------------------------------------
 
@@ -207,10 +209,14 @@ def _consumer(ctx: RequestContext) -> str:
     return str(ctx.identity.get("id") or "")
 
 
-def _for_client(result: dict[str, Any], modern: bool) -> dict[str, Any]:
-    """A result in the client's generation: 2026-07-28 results say they are complete; older ones lack its fields."""
+def _for_client(method: str, result: dict[str, Any], modern: bool) -> dict[str, Any]:
+    """A result in the client's generation: 2026-07-28 results say they are complete, and cacheable ones carry
+    their caching hints, always ``private`` (what a caller sees depends on its ACL); older ones lack those fields."""
     if modern:
-        return result if "resultType" in result else {**result, "resultType": "complete"}
+        out = result if "resultType" in result else {**result, "resultType": "complete"}
+        if method in _CACHEABLE:
+            out = {**out, "ttlMs": int(out.get("ttlMs") or 0), "cacheScope": "private"}
+        return out
     if any(k in result for k in _MODERN_ONLY_FIELDS):
         return {k: v for k, v in result.items() if k not in _MODERN_ONLY_FIELDS}
     return result

@@ -25,6 +25,23 @@ latency_ms = Histogram("tollgate_mcp_latency_ms", "MCP request latency through t
                        registry=metrics.REGISTRY)
 
 
+MAX_NAMES = 1000
+_names: set[str] = set()
+
+
+def _label(name: str | None) -> str:
+    """A tool name as a metric label. Only routed names, and at most `MAX_NAMES` of them: names clients make up
+    must not grow the series without bound."""
+    if not name:
+        return ""
+    if name in _names:
+        return name
+    if len(_names) < MAX_NAMES:
+        _names.add(name)
+        return name
+    return "other"
+
+
 @dataclass
 class Record:
     method: str
@@ -43,7 +60,7 @@ class Record:
         elapsed = (time.perf_counter() - self.started) * 1000
         outcome = "ok" if self.error_code is None else str(self.error_code)
         route = self.route or ""
-        calls_total.labels(route, self.method, self.name or "", outcome).inc()
+        calls_total.labels(route, self.method, _label(self.name if self.upstream else None), outcome).inc()
         latency_ms.labels(route, self.method).observe(elapsed)
         if not log_statistics:
             return

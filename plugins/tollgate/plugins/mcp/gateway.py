@@ -124,6 +124,7 @@ class Gateway:
             target = self.catalog.target(name)
         if target is None:
             raise JsonRpcError(INVALID_PARAMS, f"Unknown {scope[:-1]}: {name}")
+        record.upstream = target.upstream.name if target.upstream is not None else "rest"
         if not self.acl.allows(scope, name, caller.identity):
             raise JsonRpcError(FORBIDDEN, f"{scope[:-1]} {name} is not allowed for this consumer")
         arguments = params.get("arguments")
@@ -134,10 +135,8 @@ class Gateway:
             subject = identifier_value("consumer", ctx)   # the consumer; its address when Kong named none
             await self.limits.admit(runtime.current().store_for(self.config), name, subject, ctx)
         if target.rest is not None:
-            record.upstream = "rest"
             return await target.rest.call(arguments or {}, float(self.config.get("timeout") or 30))
         assert target.upstream is not None
-        record.upstream = target.upstream.name
         return await target.upstream.request(method, {**params, key: target.name}, caller.sessions, caller.notify,
                                              caller.credentials)
 

@@ -59,15 +59,6 @@ class Message:
     id: RequestId
     is_request: bool
 
-    @property
-    def raw(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"jsonrpc": "2.0", "method": self.method}
-        if self.params:
-            out["params"] = self.params
-        if self.is_request:
-            out["id"] = self.id
-        return out
-
 
 def parse(body: bytes) -> Message | list[Any] | dict[str, Any]:
     """The posted body as one message; a batch comes back as the list (the caller decides if it is allowed) and a

@@ -22,7 +22,7 @@ from tests.harness.procs import TollgateServer
 
 from .upstreams import RestApi, Upstream, calc_server, mcp_upstream, rest_api, weather_server
 
-KEYS = {"alice": "alice-key", "bob": "bob-key", "carol": "carol-key"}
+KEYS = {"alice": "alice-key", "bob": "bob-key", "carol": "carol-key", "demo": "tollgate-demo-key"}
 PLUGIN_IDS = {name: f"6d0c1e2a-0000-4000-8000-{i:012d}" for i, name in
               enumerate(["one", "all", "rest", "slow", "dead", "limited"], start=1)}
 

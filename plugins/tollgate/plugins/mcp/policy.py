@@ -47,9 +47,9 @@ class McpPolicy(Policy):
                            float(self.config.get("session_ttl") or 3600))
 
     async def serve(self, ctx: RequestContext, request: web.BaseRequest) -> web.StreamResponse:
-        if request.method == "DELETE":
+        if ctx.method == "DELETE":
             return await self._end_session(ctx)
-        if request.method != "POST":
+        if ctx.method != "POST":
             # No standing GET stream: the gateway sends nothing unasked (the spec allows a 405 here).
             return web.Response(status=405, headers={"Allow": "POST, DELETE"})
         if len(ctx.body) > self.max_body:

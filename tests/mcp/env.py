@@ -20,14 +20,18 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from tests.harness import KongDouble
 from tests.harness.procs import TollgateServer
 
-from .upstreams import RestApi, Upstream, calc_server, mcp_upstream, rest_api, weather_server
+from .upstreams import Issuer, RestApi, Upstream, calc_server, issuer, mcp_upstream, rest_api, weather_server
 
 KEYS = {"alice": "alice-key", "bob": "bob-key", "carol": "carol-key", "demo": "tollgate-demo-key"}
 PLUGIN_IDS = {name: f"6d0c1e2a-0000-4000-8000-{i:012d}" for i, name in
-              enumerate(["one", "all", "rest", "slow", "dead", "limited"], start=1)}
+              enumerate(["one", "all", "rest", "slow", "dead", "limited", "oauth"], start=1)}
 
 
-def mcp_configs(weather: Upstream, calc: Upstream, api: RestApi) -> dict[str, dict[str, Any]]:
+OAUTH_RESOURCE = "https://gateway.test/mcp/oauth"
+OPEN_ROUTES = {"oauth": ["/mcp/oauth", "/.well-known/oauth-protected-resource/mcp/oauth"]}  # no key-auth
+
+
+def mcp_configs(weather: Upstream, calc: Upstream, api: RestApi, idp: Issuer) -> dict[str, dict[str, Any]]:
     """Route name -> tollgate-mcp config."""
     rest_tools = [
         {"name": "get_user", "description": "One user", "method": "GET", "path": "/api/users/{id}",
@@ -50,12 +54,16 @@ def mcp_configs(weather: Upstream, calc: Upstream, api: RestApi) -> dict[str, di
                     "limits": [{"tools": ["add"], "limit": 3, "window_size": "minute"}]},
         "slow": {"upstream_url": weather.url, "timeout": 1},
         "dead": {"upstream_url": "http://127.0.0.1:9/mcp", "timeout": 2},
+        "oauth": {"upstream_url": weather.url, "default_acl": [{"scope": "tools", "allow": ["alice-sub"]}],
+                  "oauth": {"resource": OAUTH_RESOURCE, "issuer": idp.url, "jwks_url": idp.jwks_url,
+                            "scopes_required": ["mcp:tools"]}},
     }
 
 
 def declarative(relay_url: str, configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    routes = [{"name": name, "paths": [f"/mcp/{name}"], "strip_path": False,
-               "plugins": [{"name": "key-auth", "config": {"key_names": ["apikey"]}},
+    key_auth = {"name": "key-auth", "config": {"key_names": ["apikey"]}}
+    routes = [{"name": name, "paths": OPEN_ROUTES.get(name, [f"/mcp/{name}"]), "strip_path": False,
+               "plugins": [*([] if name in OPEN_ROUTES else [key_auth]),
                            {"id": PLUGIN_IDS[name], "name": "tollgate-mcp", "config": config}]}
               for name, config in configs.items()]
     return {"_format_version": "3.0",
@@ -82,6 +90,7 @@ class Env:
     weather: Upstream
     calc: Upstream
     api: RestApi
+    idp: Issuer
 
     def url(self, route: str, node: int = 0) -> str:
         return self.nodes[node].url(route)
@@ -93,7 +102,8 @@ async def environment(redis_url: str) -> AsyncIterator[Env]:
         weather = await stack.enter_async_context(mcp_upstream("weather", weather_server()))
         calc = await stack.enter_async_context(mcp_upstream("calc", calc_server(), json_response=True))
         api = await stack.enter_async_context(rest_api())
-        configs = mcp_configs(weather, calc, api)
+        idp = await stack.enter_async_context(issuer())
+        configs = mcp_configs(weather, calc, api, idp)
         nodes = []
         for _ in range(2):
             proc = TollgateServer(redis_url=redis_url, env={"TOLLGATE_LOG_LEVEL": "info"})
@@ -103,13 +113,14 @@ async def environment(redis_url: str) -> AsyncIterator[Env]:
             await kong.start()
             stack.push_async_callback(kong.stop)
             nodes.append(Node(proc, kong))
-        yield Env(nodes, weather, calc, api)
+        yield Env(nodes, weather, calc, api, idp)
 
 
 @contextlib.asynccontextmanager
-async def sdk_client(url: str, user: str = "alice", mode: str = "auto") -> AsyncIterator[Client]:
+async def sdk_client(url: str, user: str = "alice", mode: str = "auto", headers: dict[str, str] | None = None
+                     ) -> AsyncIterator[Client]:
     """The official SDK client through Kong: ``auto`` speaks 2026-07-28 here, ``legacy`` the session generation."""
-    async with create_mcp_http_client(headers={"apikey": KEYS[user]},
+    async with create_mcp_http_client(headers=headers if headers is not None else {"apikey": KEYS[user]},
                                       timeout=httpx2.Timeout(10, read=10)) as http:
         async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
             yield client

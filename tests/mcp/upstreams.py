@@ -2,7 +2,8 @@
 
 - MCP servers built with the `mcp` SDK's own server (``mcp.server.mcpserver``), which speaks both generations; a
   recorder in front of each keeps what the gateway sent (method, session and version headers);
-- a small REST API (aiohttp) for converted tools, which records the paths it was asked for.
+- a small REST API (aiohttp) for converted tools, which records the paths it was asked for;
+- an OAuth issuer: an RSA key, its JWKS over HTTP, and tokens signed with it.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
+import jwt
 import uvicorn
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
 from mcp.server.mcpserver import Context, MCPServer
 
 from tests.harness.procs import free_port
@@ -175,5 +179,48 @@ async def rest_api() -> AsyncIterator[RestApi]:
     api.url = f"http://127.0.0.1:{port}"
     try:
         yield api
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class Issuer:
+    """An OAuth authorization server as far as a resource server sees one: an issuer name, and its JWKS."""
+
+    url: str
+    key: Any
+    kid: str = "key-1"
+
+    @property
+    def jwks_url(self) -> str:
+        return self.url + "/jwks.json"
+
+    def token(self, key: Any = None, kid: str | None = None, algorithm: str = "RS256", **claims: Any) -> str:
+        now = int(time.time())
+        body = {"iss": self.url, "sub": "alice-sub", "aud": "https://gateway.test/mcp/oauth", "iat": now,
+                "exp": now + 300, "scope": "mcp:tools openid", **claims}
+        body = {k: v for k, v in body.items() if v is not None}
+        return jwt.encode(body, key if key is not None else self.key, algorithm=algorithm,
+                          headers={"kid": kid or self.kid})
+
+
+@contextlib.asynccontextmanager
+async def issuer() -> AsyncIterator[Issuer]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    found = Issuer("", key)
+
+    async def jwks(request: web.Request) -> web.Response:
+        public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+        return web.json_response({"keys": [{**public, "kid": found.kid, "use": "sig", "alg": "RS256"}]})
+
+    app = web.Application()
+    app.router.add_get("/jwks.json", jwks)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    found.url = f"http://127.0.0.1:{port}"
+    try:
+        yield found
     finally:
         await runner.cleanup()

@@ -23,6 +23,7 @@ from .calls import CallLimits
 from .catalog import Catalog
 from .gateway import CAPABILITIES, SERVER_INFO, Caller, Gateway
 from .jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, JsonRpcError, Message
+from .oauth import METADATA_PATH, ResourceServer
 from .sessions import Session, SessionBook, SharedUpstreamSessions
 
 _MODERN_ONLY_FIELDS = ("resultType", "ttlMs", "cacheScope")
@@ -37,6 +38,7 @@ class McpPolicy(Policy):
         self.gateway = Gateway(Catalog.from_config(config), Acl.from_config(config),
                                CallLimits.from_config(config, self.scope), config)
         self.shared = SharedUpstreamSessions()
+        self.oauth = ResourceServer.from_config(config.get("oauth"))
         self.max_body = int(config.get("max_request_body_size") or 1048576)
         logging_config = config.get("logging") or {}
         self.log_statistics = logging_config.get("log_statistics", True) is not False
@@ -47,6 +49,14 @@ class McpPolicy(Policy):
                            float(self.config.get("session_ttl") or 3600))
 
     async def serve(self, ctx: RequestContext, request: web.BaseRequest) -> web.StreamResponse:
+        if self.oauth is not None:
+            if ctx.method == "GET" and ctx.path.startswith(METADATA_PATH):
+                return jsonrpc.json_response(self.oauth.metadata())
+            try:
+                # The token's subject stands for the caller from here on (ACLs, limits, sessions, audit).
+                ctx.identity = await self.oauth.identify(ctx.headers.get("Authorization"))
+            except JsonRpcError as exc:
+                return jsonrpc.error_response(None, exc)
         if ctx.method == "DELETE":
             return await self._end_session(ctx)
         if ctx.method != "POST":

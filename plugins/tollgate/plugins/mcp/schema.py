@@ -63,6 +63,17 @@ Schema = [
     {"session_ttl": {"type": "number", "default": 3600, "gt": 0}},
     {"max_request_body_size": {"type": "integer", "default": 1048576, "gt": 0}},
     {"passthrough_credentials": {"type": "boolean", "default": False}},
+    # OAuth 2.1 resource-server mode (Kong's ai-mcp-oauth2): on when ``resource`` is set.
+    {"oauth": {"type": "record", "fields": [
+        {"resource": {"type": "string"}},                 # this endpoint's URL: the audience tokens must carry
+        {"issuer": {"type": "string"}},
+        {"jwks_url": {"type": "string"}},
+        {"jwks": {"type": "json"}},                       # or the keys inline
+        {"authorization_servers": {"type": "array", "elements": {"type": "string"}, "default": []}},
+        {"scopes_required": {"type": "array", "elements": {"type": "string"}, "default": []}},
+        {"consumer_claim": {"type": "string", "default": "sub"}},
+        {"metadata_url": {"type": "string"}},             # default: derived from resource (RFC 9728)
+    ]}},
     {"logging": {"type": "record", "fields": [
         {"log_statistics": {"type": "boolean", "default": True}},
         {"log_payloads": {"type": "boolean", "default": False}},

@@ -23,7 +23,7 @@ async def test_sdk_client_lists_and_calls_one_upstream_statelessly(env: Env):
     async with sdk_client(env.url("one")) as client:
         tools = await client.list_tools()
         result = await client.call_tool("forecast", {"city": "Paris"})
-    assert {t.name for t in tools.tools} == {"forecast", "purge_cache", "slow", "count"}
+    assert {t.name for t in tools.tools} == {"forecast", "purge_cache", "slow", "count", "regional"}
     assert result.content[0].text == "sunny in Paris" and not result.is_error
     seen = env.weather.seen[before:]
     call_seen = next(s for s in seen if s.method == "tools/call")
@@ -39,7 +39,8 @@ async def test_listener_aggregates_servers_with_prefixes_and_bridges_to_a_2025_s
         added = await client.call_tool("calc_add", {"a": 2, "b": 40})
         weather = await client.call_tool("weather_forecast", {"city": "Oslo"})
         numbers = await client.call_tool("calc_forecast", {"days": 3})
-    assert names == {"weather_forecast", "weather_purge_cache", "weather_slow", "weather_count", "calc_add",
+    assert names == {"weather_forecast", "weather_purge_cache", "weather_slow", "weather_count", "weather_regional",
+                     "calc_add",
                      "calc_forecast", "get_user"}          # create_user is alice's only
     assert added.structured_content == {"result": 42}
     assert weather.content[0].text == "sunny in Oslo" and numbers.content[0].text == "3 days of numbers"
@@ -61,6 +62,16 @@ async def test_prompts_and_resources_pass_through_the_gateway(env: Env):
     assert prompt.messages[0].content.text == "Say hello to Ada"
     assert [str(r.uri) for r in resources.resources] == ["weather://stations"]
     assert read.contents[0].text == "KSFO,KJFK"
+
+
+async def test_mcp_param_headers_reach_the_upstream_that_declared_them(env: Env):
+    async with sdk_client(env.url("all")) as client:
+        await client.list_tools()                     # the client learns which argument has a header
+        before = len(env.weather.seen)
+        result = await client.call_tool("weather_regional", {"region": "eu-west"})
+    assert result.content[0].text == "served from eu-west" and not result.is_error
+    (called,) = [s for s in env.weather.seen[before:] if s.method == "tools/call"]
+    assert called.headers["mcp-param-region"] == "eu-west" and called.headers["mcp-name"] == "regional"
 
 
 async def test_progress_notifications_reach_the_sdk_client_as_sse(env: Env):
@@ -162,7 +173,7 @@ async def test_denied_tools_are_hidden_and_their_calls_refused_with_403(env: Env
         bob_tools = {t.name for t in (await bob.list_tools()).tools}
         with pytest.raises(MCPError) as refused:
             await bob.call_tool("purge_cache", {})
-    assert bob_tools == {"forecast", "slow", "count"}
+    assert bob_tools == {"forecast", "slow", "count", "regional"}
     assert refused.value.code == -32003 and "not allowed" in refused.value.message
     async with sdk_client(env.url("one"), user="alice") as alice:
         assert "purge_cache" in {t.name for t in (await alice.list_tools()).tools}

@@ -13,13 +13,14 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Annotated, Any, AsyncIterator
 
 import jwt
 import uvicorn
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from mcp.server.mcpserver import Context, MCPServer
+from pydantic import Field
 
 from tests.harness.procs import free_port
 
@@ -67,6 +68,11 @@ def weather_server() -> MCPServer:
             await ctx.report_progress(i + 1, steps, f"step {i + 1}")
             await asyncio.sleep(0.05)
         return f"counted {steps}"
+
+    @server.tool()
+    def regional(region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})]) -> str:
+        """Routed by region: the client mirrors the argument in an Mcp-Param-Region header."""
+        return f"served from {region}"
 
     @server.prompt()
     def greet(name: str) -> str:

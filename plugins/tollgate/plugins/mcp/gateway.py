@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ... import __version__, log, runtime
@@ -37,6 +37,7 @@ class Caller:
     sessions: UpstreamSessions
     notify: Notify | None
     credentials: dict[str, str]      # client credentials to pass upstream (only with passthrough_credentials)
+    params: dict[str, str] = field(default_factory=dict)   # the call's Mcp-Param-* headers, for the tool's server
 
 
 class Gateway:
@@ -137,8 +138,11 @@ class Gateway:
         if target.rest is not None:
             return await target.rest.call(arguments or {}, float(self.config.get("timeout") or 30))
         assert target.upstream is not None
+        # Mcp-Param-* headers mirror arguments the tool's schema marks (x-mcp-header); the client made them from
+        # the upstream's own schema (listed unchanged), so they go to that upstream, which checks them.
+        headers = {**caller.credentials, **caller.params} if method == "tools/call" else caller.credentials
         return await target.upstream.request(method, {**params, key: target.name}, caller.sessions, caller.notify,
-                                             caller.credentials)
+                                             headers)
 
     async def _resource_owner(self, uri: str, caller: Caller) -> Target | None:
         """The server that lists ``uri`` (URIs are not prefixed: they are the servers' own addresses)."""

@@ -94,7 +94,8 @@ class McpPolicy(Policy):
         extra = {protocol.SESSION_HEADER: session.id} if session is not None else {}
         answer = _Answer(request, "text/event-stream" in ctx.headers.get("Accept", ""), extra)
         caller = Caller(ctx.identity, session is None, session or self.shared.for_consumer(_consumer(ctx)),
-                        answer.notify, self._credentials(ctx))
+                        answer.notify, self._credentials(ctx),
+                        {k: v for k, v in ctx.headers.items() if k.lower().startswith(protocol.PARAM_HEADER_PREFIX)})
         body, status, headers = await self._dispatch(ctx, message, caller, session is not None)
         return await answer.finish(body, status, headers)
 

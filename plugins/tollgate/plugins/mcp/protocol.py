@@ -31,6 +31,7 @@ VERSION_HEADER = "MCP-Protocol-Version"
 METHOD_HEADER = "Mcp-Method"
 NAME_HEADER = "Mcp-Name"
 SESSION_HEADER = "Mcp-Session-Id"
+PARAM_HEADER_PREFIX = "mcp-param-"   # lower-cased
 _ROUTING_HEADERS = frozenset(h.lower() for h in (VERSION_HEADER, METHOD_HEADER, NAME_HEADER))
 
 # Methods that name one tool, prompt or resource, and the parameter that names it.

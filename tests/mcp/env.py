@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import urllib.request
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
@@ -49,7 +50,8 @@ def mcp_configs(weather: Upstream, calc: Upstream, api: RestApi, idp: Issuer) ->
                             {"name": "calc", "url": calc.url, "protocol": "2025-11-25"}],
                 "tools": rest_tools, "rest": {"base_url": api.url, "headers": {"X-Api-Key": "rest-secret"}},
                 "strategy": "redis", "logging": {"log_payloads": False}},
-        "rest": {"mode": "conversion-listener", "tools": rest_tools, "rest": {"base_url": api.url}},
+        "rest": {"mode": "conversion-listener", "tools": rest_tools, "rest": {"base_url": api.url},
+                 "logging": {"log_payloads": True}},
         "limited": {"upstream_url": calc.url, "strategy": "redis",
                     "limits": [{"tools": ["add"], "limit": 3, "window_size": "minute"}]},
         "slow": {"upstream_url": weather.url, "timeout": 1},
@@ -78,6 +80,10 @@ class Node:
 
     def url(self, route: str) -> str:
         return f"{self.kong.url}/mcp/{route}"
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.proc.status_port}/metrics", timeout=5) as answer:
+            return answer.read().decode()
 
     def audit(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.proc.stderr_text().splitlines()

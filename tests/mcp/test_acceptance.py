@@ -221,6 +221,18 @@ async def test_every_call_leaves_an_audit_record_without_secrets(env: Env, http)
     assert bad["status"] == 400 and bad["error_code"] == -32602
     logs = "".join(node.proc.stderr_text() for node in env.nodes)
     assert "rest-secret" not in logs and not any(key in logs for key in KEYS.values())
+    metrics = env.nodes[0].metrics()
+    assert 'tollgate_mcp_requests_total{method="tools/call",name="get_user",outcome="ok"' in metrics
+    assert 'name="nope_tool"' not in metrics                   # names nobody serves never become series
+
+
+async def test_payloads_are_audited_only_where_the_route_says_so(env: Env):
+    async with sdk_client(env.url("rest"), user="bob") as client:
+        await client.call_tool("get_user", {"id": "payload-check"})
+    await asyncio.sleep(0.3)
+    record = [r for r in env.nodes[0].audit() if r.get("arguments") == {"id": "payload-check"}][-1]
+    assert record["result"]["structuredContent"]["id"] == "payload-check"
+    assert all("arguments" not in r for r in env.nodes[0].audit() if r["route_id"] != record["route_id"])
 
 
 # -- REST APIs as tools --------------------------------------------------------------------------------------------------

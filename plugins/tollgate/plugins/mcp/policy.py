@@ -105,6 +105,7 @@ class McpPolicy(Policy):
         record = Record(message.method, ctx.route_id, ctx.identity.get("id"), in_session)
         try:
             result = await self.gateway.handle(message, caller, record, ctx)
+            record.result = result if self.log_payloads else None
         except JsonRpcError as exc:
             record.status, record.error_code = exc.status, exc.code
             return jsonrpc.error_body(message.id, exc), exc.status, exc.headers
@@ -112,9 +113,11 @@ class McpPolicy(Policy):
             exc = JsonRpcError(INTERNAL_ERROR, "tollgate-mcp: its state store is unavailable", status=503)
             record.status, record.error_code = 503, exc.code
             return jsonrpc.error_body(message.id, exc), 503, {}
+        except asyncio.CancelledError:
+            record.status = 499                 # the client left; the upstream call was cancelled with it
+            raise
         finally:
             record.finish(self.log_statistics, self.log_payloads)
-        record.result = result if self.log_payloads else None
         return jsonrpc.result_body(message.id, _for_client(message.method, result, caller.modern)), 200, {}
 
     # -- sessions (2025 generation) ----------------------------------------------------------------------------

@@ -90,11 +90,18 @@ async def test_progress_notifications_reach_the_sdk_client_as_sse(env: Env):
 
 async def test_sdk_legacy_client_uses_a_session_and_ends_it(env: Env):
     before = len(env.calc.seen)
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
     async with sdk_client(env.url("all"), mode="legacy") as client:
         names = {t.name for t in (await client.list_tools()).tools}
         added = await client.call_tool("calc_add", {"a": 1, "b": 2})
+        counted = await client.call_tool("weather_count", {"steps": 2}, progress_callback=on_progress)
     assert "calc_add" in names and "create_user" in names      # alice may create users
     assert added.structured_content == {"result": 3}
+    assert counted.content[0].text == "counted 2" and progress == [1, 2]    # an SSE answer with event ids
     seen = env.calc.seen[before:]
     upstream_session = next(s.headers["mcp-session-id"] for s in seen if s.method == "tools/call")
     # Ending the client's session ends the one the gateway opened upstream for it.
@@ -342,3 +349,40 @@ async def test_a_dead_upstream_is_a_502_json_rpc_error(env: Env, http):
     reply = await post(http, env.url("dead"), body, headers)
     assert reply.status == 502 and reply.error["code"] == -32050
     assert "apikey" not in reply.text and time.monotonic() - started < 3
+
+
+# -- resumption ----------------------------------------------------------------------------------------------------------
+
+async def test_a_dropped_sse_answer_resumes_on_another_process_with_last_event_id(env: Env, http):
+    session = await open_session(http, env.url("all", 0))         # a redis route: both processes know the session
+    body = call("weather_count", {"steps": 6}, 9)
+    body["params"]["_meta"] = {"progressToken": "resume-me"}
+    headers = {"apikey": KEYS["alice"], "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream", **in_session(session)}
+    async with http.post(env.url("all", 0), json=body, headers=headers) as answer:
+        assert answer.headers["Content-Type"].startswith("text/event-stream")
+        first = b""
+        while not first.endswith(b"\n\n"):
+            first += await answer.content.readany()
+        answer.close()                                          # the client drops the connection mid-answer
+    event_id = next(line[3:].strip() for line in first.decode().splitlines() if line.startswith("id:"))
+    assert event_id.endswith("-1")
+    resumed = await send(http, "GET", env.url("all", 1), {**in_session(session), "Last-Event-ID": event_id,
+                                                           "Accept": "text/event-stream"})
+    assert resumed.status == 200 and resumed.headers["Content-Type"].startswith("text/event-stream")
+    events = resumed.events()
+    assert [e["params"]["progress"] for e in events[:-1]] == [2, 3, 4, 5, 6]   # nothing lost, nothing repeated
+    assert events[-1]["id"] == 9 and events[-1]["result"]["content"][0]["text"] == "counted 6"
+    ids = [line[3:].strip() for line in resumed.text.splitlines() if line.startswith("id:")]
+    assert ids == [event_id[:-1] + str(i) for i in range(2, 8)]                 # 6 progress events, then the result
+
+
+async def test_resumption_needs_the_session_and_a_known_stream(env: Env, http):
+    session = await open_session(http, env.url("one"))
+    unknown = await send(http, "GET", env.url("one"), {**in_session(session), "Last-Event-ID": "nosuchstream-1"})
+    assert unknown.status == 404 and unknown.error["code"] == -32600
+    bad = await send(http, "GET", env.url("one"), {**in_session(session), "Last-Event-ID": "garbage"})
+    assert bad.status == 400
+    other = await open_session(http, env.url("one"), user="bob")
+    foreign = await send(http, "GET", env.url("one"), {**in_session(other), "Last-Event-ID": "x-1"}, user="alice")
+    assert foreign.status == 404

@@ -1,8 +1,8 @@
 """The relay side of tollgate-mcp: the route's terminal stage, speaking MCP Streamable HTTP to the client.
 
 It decides the client's generation per request, keeps 2025-generation sessions in the store, and answers in JSON,
-or in SSE when the client accepts it and an upstream sends notifications (progress) before its result. Every
-refusal is a JSON-RPC error with the HTTP status the spec gives.
+or in SSE when the client accepts it and an upstream sends notifications (progress) before its result (see
+stream.py; resumable in a session). Every refusal is a JSON-RPC error with the HTTP status the spec gives.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .gateway import CAPABILITIES, SERVER_INFO, Caller, Gateway
 from .jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, JsonRpcError, Message
 from .oauth import METADATA_PATH, ResourceServer
 from .sessions import Session, SessionBook, SharedUpstreamSessions
+from .stream import Answer, EventLog, parse_event_id
 
 _MODERN_ONLY_FIELDS = ("resultType", "ttlMs", "cacheScope")
 _CACHEABLE = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read",
@@ -38,6 +39,7 @@ class McpPolicy(Policy):
         self.gateway = Gateway(Catalog.from_config(config), Acl.from_config(config),
                                CallLimits.from_config(config, self.scope), config)
         self.shared = SharedUpstreamSessions()
+        self._working: set[asyncio.Task[Any]] = set()   # resumable answers still being worked out
         self.oauth = ResourceServer.from_config(config.get("oauth"))
         self.max_body = int(config.get("max_request_body_size") or 1048576)
         logging_config = config.get("logging") or {}
@@ -59,6 +61,8 @@ class McpPolicy(Policy):
                 return jsonrpc.error_response(None, exc)
         if ctx.method == "DELETE":
             return await self._end_session(ctx)
+        if ctx.method == "GET" and "Last-Event-ID" in ctx.headers:
+            return await self._resume(ctx, request)
         if ctx.method != "POST":
             # No standing GET stream: the gateway sends nothing unasked (the spec allows a 405 here).
             return web.Response(status=405, headers={"Allow": "POST, DELETE"})
@@ -92,11 +96,22 @@ class McpPolicy(Policy):
         if not message.is_request:
             return web.Response(status=202)
         extra = {protocol.SESSION_HEADER: session.id} if session is not None else {}
-        answer = _Answer(request, "text/event-stream" in ctx.headers.get("Accept", ""), extra)
+        log = EventLog(self.book().store, self.scope, session.id) if session is not None else None
+        answer = Answer(request, "text/event-stream" in ctx.headers.get("Accept", ""), extra, log)
         caller = Caller(ctx.identity, session is None, session or self.shared.for_consumer(_consumer(ctx)),
                         answer.notify, self._credentials(ctx),
                         {k: v for k, v in ctx.headers.items() if k.lower().startswith(protocol.PARAM_HEADER_PREFIX)})
-        body, status, headers = await self._dispatch(ctx, message, caller, session is not None)
+        if not answer.resumable:
+            return await self._answer(ctx, message, caller, answer)
+        # A resumable answer is worked out to the end even if the client drops the connection meanwhile.
+        work = asyncio.create_task(self._answer(ctx, message, caller, answer))
+        self._working.add(work)
+        work.add_done_callback(self._working.discard)
+        return await asyncio.shield(work)
+
+    async def _answer(self, ctx: RequestContext, message: Message, caller: Caller, answer: Answer
+                      ) -> web.StreamResponse:
+        body, status, headers = await self._dispatch(ctx, message, caller, not caller.modern)
         return await answer.finish(body, status, headers)
 
     async def _dispatch(self, ctx: RequestContext, message: Message, caller: Caller, in_session: bool
@@ -150,6 +165,28 @@ class McpPolicy(Policy):
         protocol.check_session_header(ctx.headers, session.version)
         return session
 
+    async def _resume(self, ctx: RequestContext, request: web.BaseRequest) -> web.StreamResponse:
+        """GET with ``Last-Event-ID``: the rest of an SSE answer of this session, from the store."""
+        try:
+            session = await self._session(ctx)
+            position = parse_event_id(ctx.headers["Last-Event-ID"])
+            if position is None:
+                raise JsonRpcError(INVALID_REQUEST, "Last-Event-ID is not an event id of this gateway")
+            log = EventLog(self.book().store, self.scope, session.id, position[0])
+            if not await log.exists():
+                raise JsonRpcError(INVALID_REQUEST, "no such stream (or it has expired)", status=404)
+        except JsonRpcError as exc:
+            return jsonrpc.error_response(None, exc)
+        except StoreUnavailable:
+            return jsonrpc.error_response(None, JsonRpcError(INTERNAL_ERROR, "state store unavailable", status=503))
+        response = web.StreamResponse(status=200, headers={protocol.SESSION_HEADER: session.id,
+                                                           "Cache-Control": "no-cache",
+                                                           "Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await log.replay(position[1], response, float(self.config.get("timeout") or 30))
+        await response.write_eof()
+        return response
+
     async def _end_session(self, ctx: RequestContext) -> web.StreamResponse:
         try:
             session = await self._session(ctx)
@@ -190,33 +227,6 @@ class McpPolicy(Policy):
             return {}
         value = ctx.headers.get("Authorization")
         return {"Authorization": value} if value else {}
-
-
-class _Answer:
-    """One request's reply: JSON, unless an upstream notification must reach an SSE-accepting client first; then
-    the reply becomes an SSE stream that ends with the answer."""
-
-    def __init__(self, request: web.BaseRequest, accepts_sse: bool, headers: dict[str, str]):
-        self.request = request
-        self.accepts_sse = accepts_sse
-        self.headers = headers
-        self.stream: web.StreamResponse | None = None
-
-    async def notify(self, message: dict[str, Any]) -> None:
-        if not self.accepts_sse:
-            return
-        if self.stream is None:
-            self.stream = web.StreamResponse(status=200, headers={**self.headers, "Cache-Control": "no-cache",
-                                                                  "Content-Type": "text/event-stream"})
-            await self.stream.prepare(self.request)
-        await self.stream.write(jsonrpc.sse_event(message))
-
-    async def finish(self, body: dict[str, Any], status: int, headers: dict[str, str]) -> web.StreamResponse:
-        if self.stream is None:
-            return jsonrpc.json_response(body, status, {**headers, **self.headers})
-        await self.stream.write(jsonrpc.sse_event(body))
-        await self.stream.write_eof()
-        return self.stream
 
 
 def _consumer(ctx: RequestContext) -> str:

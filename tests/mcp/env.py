@@ -28,6 +28,19 @@ PLUGIN_IDS = {name: f"6d0c1e2a-0000-4000-8000-{i:012d}" for i, name in
               enumerate(["one", "all", "rest", "slow", "dead", "limited", "oauth"], start=1)}
 
 
+OPENAPI = """
+openapi: 3.0.3
+paths:
+  /api/users/{userId}:
+    get:
+      operationId: findUser
+      summary: A user, found through the OpenAPI document
+      parameters:
+        - $ref: '#/components/parameters/UserId'
+components:
+  parameters:
+    UserId: {name: userId, in: path, required: true, schema: {type: string}}
+"""
 OAUTH_RESOURCE = "https://gateway.test/mcp/oauth"
 OPEN_ROUTES = {"oauth": ["/mcp/oauth", "/.well-known/oauth-protected-resource/mcp/oauth"]}  # no key-auth
 
@@ -51,7 +64,7 @@ def mcp_configs(weather: Upstream, calc: Upstream, api: RestApi, idp: Issuer) ->
                 "tools": rest_tools, "rest": {"base_url": api.url, "headers": {"X-Api-Key": "rest-secret"}},
                 "strategy": "redis", "logging": {"log_payloads": False}},
         "rest": {"mode": "conversion-listener", "tools": rest_tools, "rest": {"base_url": api.url},
-                 "logging": {"log_payloads": True}},
+                 "openapi": {"spec": OPENAPI}, "logging": {"log_payloads": True}},
         "limited": {"upstream_url": calc.url, "strategy": "redis",
                     "limits": [{"tools": ["add"], "limit": 3, "window_size": "minute"}]},
         "slow": {"upstream_url": weather.url, "timeout": 1},

@@ -251,10 +251,13 @@ async def test_rest_tools_call_the_api_with_encoded_path_parameters(env: Env):
         user = await client.call_tool("get_user", {"id": "42", "q": "a b&c"})
         created = await client.call_tool("create_user", {"body": {"name": "Ada"}})
         missing = await client.call_tool("get_user", {"id": "nobody"})
+        found = await client.call_tool("findUser", {"userId": "a/../b"})
     assert tools["get_user"].input_schema["required"] == ["id"]
+    assert tools["findUser"].description == "A user, found through the OpenAPI document"
     assert user.structured_content == {"id": "42", "name": "user 42", "q": "a b&c"}
     assert created.structured_content == {"created": {"name": "Ada"}} and not created.is_error
     assert missing.is_error is False and missing.structured_content["id"] == "nobody"
+    assert found.structured_content["id"] == "a%2F..%2Fb"      # one segment, from the OpenAPI tool too
     assert env.api.paths[before:][:2] == ["/api/users/42?q=a+b%26c", "/api/users"]
     assert env.api.headers[-1].get("apikey") is None           # the client's key stays at the gateway
 

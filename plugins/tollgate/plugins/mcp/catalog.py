@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .openapi import tools_from_openapi
 from .rest import RestTool
 from .upstream import Upstream
 
@@ -42,6 +43,7 @@ class Catalog:
     def __init__(self, upstreams: list[Upstream], rest_tools: list[RestTool]):
         self.upstreams = upstreams
         self.rest = {tool.name: tool for tool in rest_tools}
+        self._rest_count = len(rest_tools)
         self._check()
 
     @classmethod
@@ -50,6 +52,9 @@ class Catalog:
         if config.get("upstream_url"):
             servers.insert(0, {"name": "upstream", "url": config["upstream_url"], "prefix": ""})
         tools = [t for t in config.get("tools") or [] if t.get("method") or t.get("path")]
+        openapi = config.get("openapi") or {}
+        if openapi.get("spec"):
+            tools += tools_from_openapi(openapi["spec"], openapi.get("operations") or None)
         for tool in tools:
             if not (tool.get("method") and tool.get("path")):
                 raise CatalogError(f"tool {tool['name']}: a converted tool needs both method and path")
@@ -70,6 +75,8 @@ class Catalog:
         return cls(upstreams, [RestTool.from_config(t, config.get("rest") or {}) for t in tools])
 
     def _check(self) -> None:
+        if len(self.rest) != self._rest_count:
+            raise CatalogError("converted tool names must be unique")
         names = [u.name for u in self.upstreams]
         if len(set(names)) != len(names):
             raise CatalogError("server names must be unique")

@@ -41,6 +41,10 @@ Schema = [
         {"annotations": {"type": "json"}},
         {"acl": ACL},
     ]}}},
+    {"openapi": {"type": "record", "fields": [             # converted tools from an OpenAPI 3 document
+        {"spec": {"type": "json"}},                       # the document (an object, or JSON / YAML text)
+        {"operations": {"type": "array", "elements": {"type": "string"}, "default": []}},   # default: all
+    ]}},
     {"rest": {"type": "record", "fields": [
         {"base_url": {"type": "string"}},
         {"headers": {"type": "map", "keys": {"type": "string"}, "values": {"type": "string"}, "default": {}}},

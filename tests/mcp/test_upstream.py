@@ -119,3 +119,27 @@ async def test_an_upstream_error_keeps_its_code_and_a_silent_one_times_out(upstr
     with pytest.raises(JsonRpcError) as slow:
         await server.request("slow", {}, sessions())
     assert slow.value.code == REQUEST_TIMEOUT and slow.value.status == 504
+
+
+async def test_a_server_request_to_its_client_is_declined_at_once(upstream):
+    declined: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if "error" in body:                                  # the gateway's answer to our elicitation request
+            declined.set_result(body)
+            return web.Response(status=202)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        ask = {"jsonrpc": "2.0", "id": "srv-1", "method": "elicitation/create", "params": {"message": "sure?"}}
+        await response.write(f"data: {json.dumps(ask)}\n\n".encode())
+        answer = await asyncio.wait_for(declined, 2)           # a server that waits for its client
+        result = {"content": [{"type": "text", "text": answer["error"]["message"]}]}
+        await response.write(f"data: {json.dumps({'jsonrpc': '2.0', 'id': body['id'], 'result': result})}\n\n"
+                             .encode())
+        return response
+
+    server = Upstream("s", await upstream(handle), "", protocol="2026-07-28", timeout=5)
+    result = await server.request("tools/call", {"name": "x"}, sessions())
+    assert result["content"][0]["text"] == "elicitation/create is not relayed by the MCP gateway"
+    assert (await declined)["id"] == "srv-1" and (await declined)["error"]["code"] == -32601

@@ -21,7 +21,7 @@ import orjson
 from ... import __version__, log
 from ...relay import upstream as http
 from . import protocol
-from .jsonrpc import HTTP_STATUS, INTERNAL_ERROR, REQUEST_TIMEOUT, UPSTREAM_ERROR, JsonRpcError
+from .jsonrpc import HTTP_STATUS, INTERNAL_ERROR, METHOD_NOT_FOUND, REQUEST_TIMEOUT, UPSTREAM_ERROR, JsonRpcError
 from .sessions import UpstreamSessions
 
 logger = log.get("mcp")
@@ -155,7 +155,7 @@ class Upstream:
                 raise SessionExpired()
             kind = answer.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if kind == "text/event-stream":
-                message = await _from_sse(answer, request_id, notify)
+                message = await _from_sse(answer, request_id, notify, lambda asked: self._decline(asked, headers))
             else:
                 raw = await answer.read()
                 message = _json_or_none(raw)
@@ -177,13 +177,23 @@ class Upstream:
             raise JsonRpcError(UPSTREAM_ERROR, f"upstream MCP server {self.name} sent a malformed answer")
         return result
 
+    async def _decline(self, asked: dict[str, Any], headers: dict[str, str]) -> None:
+        """Answer a server's request to its client (sampling, elicitation, roots) with an error at once: the gateway
+        relays none, and a server left waiting would hold the call until the timeout."""
+        body = {"jsonrpc": "2.0", "id": asked.get("id"), "error": {
+            "code": METHOD_NOT_FOUND, "message": f"{asked.get('method')} is not relayed by the MCP gateway"}}
+        async with http.session().post(self.url, data=orjson.dumps(body), headers=self._headers(headers)) as answer:
+            await answer.read()
+
     def _headers(self, headers: dict[str, str]) -> dict[str, str]:
         return {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
                 **self.headers, **headers}
 
 
-async def _from_sse(answer: aiohttp.ClientResponse, request_id: int, notify: Notify | None) -> Any:
-    """Read SSE events until the answer to ``request_id``; notifications before it go to ``notify``."""
+async def _from_sse(answer: aiohttp.ClientResponse, request_id: int, notify: Notify | None,
+                    decline: Callable[[dict[str, Any]], Awaitable[None]]) -> Any:
+    """Read SSE events until the answer to ``request_id``; notifications before it go to ``notify``, requests the
+    server makes of its client go to ``decline``."""
     data: list[bytes] = []
     async for raw in answer.content:
         line = raw.rstrip(b"\r\n")
@@ -201,6 +211,8 @@ async def _from_sse(answer: aiohttp.ClientResponse, request_id: int, notify: Not
             return message
         if "method" in message and "id" not in message and notify is not None:
             await notify(message)
+        elif "method" in message and "id" in message:
+            await decline(message)
     return None
 
 

@@ -25,7 +25,7 @@ from .upstreams import Issuer, RestApi, Upstream, calc_server, issuer, mcp_upstr
 
 KEYS = {"alice": "alice-key", "bob": "bob-key", "carol": "carol-key", "demo": "tollgate-demo-key"}
 PLUGIN_IDS = {name: f"6d0c1e2a-0000-4000-8000-{i:012d}" for i, name in
-              enumerate(["one", "all", "rest", "slow", "dead", "limited", "oauth"], start=1)}
+              enumerate(["one", "all", "rest", "slow", "dead", "limited", "oauth", "pass"], start=1)}
 
 
 OPENAPI = """
@@ -68,6 +68,7 @@ def mcp_configs(weather: Upstream, calc: Upstream, api: RestApi, idp: Issuer) ->
         "limited": {"upstream_url": calc.url, "strategy": "redis",
                     "limits": [{"tools": ["add"], "limit": 3, "window_size": "minute"}]},
         "slow": {"upstream_url": weather.url, "timeout": 1},
+        "pass": {"upstream_url": weather.url, "passthrough_credentials": True},
         "dead": {"upstream_url": "http://127.0.0.1:9/mcp", "timeout": 2},
         "oauth": {"upstream_url": weather.url, "default_acl": [{"scope": "tools", "allow": ["alice-sub"]}],
                   "oauth": {"resource": OAUTH_RESOURCE, "issuer": idp.url, "jwks_url": idp.jwks_url,

@@ -52,6 +52,24 @@ async def test_listener_aggregates_servers_with_prefixes_and_bridges_to_a_2025_s
                          and "mcp-method" not in s.headers for s in calls)
 
 
+async def test_client_credentials_reach_the_upstream_only_with_passthrough_credentials(env: Env):
+    token = {"apikey": KEYS["alice"], "Authorization": "Bearer upstream-token-123"}
+    for route, expected in (("one", None), ("pass", "Bearer upstream-token-123")):
+        before = len(env.weather.seen)
+        async with sdk_client(env.url(route), headers=token) as client:
+            await client.call_tool("forecast", {"city": "Rome"})
+        (called,) = [s for s in env.weather.seen[before:] if s.method == "tools/call"]
+        assert called.headers.get("authorization") == expected and "apikey" not in called.headers
+
+
+async def test_fifty_concurrent_sdk_clients_on_two_processes(env: Env):
+    async def one(i: int) -> str:
+        async with sdk_client(env.url("all", i % 2), user=("alice", "bob")[i % 2]) as client:
+            return (await client.call_tool("calc_add", {"a": i, "b": 1})).structured_content["result"]
+
+    assert await asyncio.gather(*(one(i) for i in range(50))) == [i + 1 for i in range(50)]
+
+
 async def test_prompts_and_resources_pass_through_the_gateway(env: Env):
     async with sdk_client(env.url("all")) as client:
         prompts = await client.list_prompts()

@@ -92,6 +92,26 @@ async def test_auto_falls_back_to_sessions_when_discover_is_refused(upstream):
     assert await server.request("tools/list", {}, sessions()) == {"version": "2025-06-18"}
 
 
+async def test_a_failing_probe_is_not_taken_for_an_answer(upstream):
+    replies = [web.Response(status=503, text="starting"), None]
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.json()
+        if replies[0] is not None:
+            return replies.pop(0)
+        if body["method"] == "server/discover":
+            return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": {
+                "supportedVersions": ["2026-07-28"], "capabilities": {}}})
+        return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": {
+            "version": request.headers.get("MCP-Protocol-Version")}})
+
+    server = Upstream("s", await upstream(handle), "")
+    with pytest.raises(JsonRpcError) as first:
+        await server.request("tools/list", {}, sessions())
+    assert first.value.status == 502
+    assert await server.request("tools/list", {}, sessions()) == {"version": "2026-07-28"}   # probed again
+
+
 @pytest.mark.parametrize("reply,code", [
     (web.Response(status=500, text="<html>oops</html>"), UPSTREAM_ERROR),
     (web.json_response({"jsonrpc": "2.0", "id": 1, "result": "not an object"}), UPSTREAM_ERROR),

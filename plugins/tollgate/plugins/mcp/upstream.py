@@ -30,6 +30,15 @@ Notify = Callable[[dict[str, Any]], Awaitable[None]]
 _ids = itertools.count(1)
 
 
+class NotJsonRpc(JsonRpcError):
+    """The server answered HTTP ``http_status`` without a JSON-RPC body."""
+
+    def __init__(self, server: str, http_status: int):
+        super().__init__(UPSTREAM_ERROR, f"upstream MCP server {server} answered HTTP {http_status} without a "
+                                         f"JSON-RPC body")
+        self.http_status = http_status
+
+
 class SessionExpired(Exception):
     """The upstream no longer knows the session id we sent (404): open a new one and try again once."""
 
@@ -91,6 +100,10 @@ class Upstream:
         version = protocol.MODERN_VERSIONS[0]
         try:
             result = await self._modern(version, "server/discover", {}, None, None)
+        except NotJsonRpc as exc:
+            if exc.http_status >= 500:
+                raise           # a server in trouble says nothing about its generation: ask again next time
+            return protocol.LATEST_SESSION_VERSION
         except JsonRpcError:
             return protocol.LATEST_SESSION_VERSION
         supported = result.get("supportedVersions") or []
@@ -160,8 +173,7 @@ class Upstream:
                 raw = await answer.read()
                 message = _json_or_none(raw)
                 if message is None:
-                    raise JsonRpcError(UPSTREAM_ERROR, f"upstream MCP server {self.name} answered HTTP "
-                                                       f"{answer.status} without a JSON-RPC body")
+                    raise NotJsonRpc(self.name, answer.status)
             return self._result(message), answer.headers
 
     def _result(self, message: Any) -> dict[str, Any]:

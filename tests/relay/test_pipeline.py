@@ -93,6 +93,7 @@ class Stage(Policy):
 
 
 class Terminal(Stage):
+    answers_llm_requests = True
     after = Policy.after        # only the stages' after hooks are logged
 
     def __init__(self, log: list[str], stream: bool):

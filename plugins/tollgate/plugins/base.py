@@ -23,6 +23,9 @@ def identity_of(consumer: Any) -> dict[str, Any]:
 class Policy:
     """Relay-side half of a plugin: hooks the relay calls for each request it serves."""
 
+    #: a terminal stage (one with ``serve``) whose requests are LLM calls, recorded with Kong's AI analytics
+    answers_llm_requests: ClassVar[bool] = False
+
     def __init__(self, config: dict[str, Any], plugin: str):
         self.config = config
         self.plugin = plugin

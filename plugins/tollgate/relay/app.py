@@ -18,6 +18,7 @@ from .errors import openai_error
 
 logger = log.get("relay")
 
+PROXY = "tollgate-proxy"
 HEALTH_PATH = "/__tollgate/health"
 
 
@@ -43,9 +44,9 @@ class Relay:
             return _refuse(f"Tollgate plugin(s) {', '.join(sorted(missing))} did not run on this request; "
                            "refusing rather than bypassing them")
         policies = {a.plugin: a.handler.policy for a in attachments}
-        terminal = next((p for p in policies.values() if hasattr(p, "serve")), None)
+        terminal = _terminal(policies)
         if terminal is None:
-            return openai_error(500, "this route has Tollgate plugins but none that answers it (tollgate-proxy or "
+            return openai_error(500, "this route has Tollgate plugins but none that answers it (tollgate-proxy, "
                                 "tollgate-mcp)", "server_error", "misconfigured")
         ctx = RequestContext(method=request.method, path=request.path, query=request.query_string,
                              headers=request.headers, body=await request.read(),
@@ -69,6 +70,13 @@ class Relay:
             return set()
         since = time.time() - self.runtime.settings.instance_active_window
         return instances.expected_on_route(route_id, since) - {a.plugin for a in attachments}
+
+
+def _terminal(policies: dict[str, Any]) -> Any:
+    """The stage that answers the request: the policy with a ``serve`` (the proxy first, else e.g. tollgate-mcp)."""
+    if PROXY in policies:
+        return policies[PROXY]
+    return next((p for p in policies.values() if hasattr(p, "serve")), None)
 
 
 def _route_of(attachments: list[Attachment]) -> str | None:

@@ -137,9 +137,10 @@ async def run(ctx: RequestContext, request: web.BaseRequest, ordered: Sequence[P
     finally:
         ctx.status = response.status if response is not None else 499
         await _after_stages(ctx, ordered)
-        entry = analytics.record(ctx, getattr(terminal, "config", {}).get("logging"))
-        if response is not None:
-            await kong_log.deliver(ctx, response, entry["ai"]["proxy"])
+        if terminal.answers_llm_requests:     # LLM analytics; other terminal stages (MCP) keep their own records
+            entry = analytics.record(ctx, terminal.config.get("logging"))
+            if response is not None:
+                await kong_log.deliver(ctx, response, entry["ai"]["proxy"])
 
 
 def _filters(ctx: RequestContext, ran: list[Policy]) -> Filters:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from ..base import AttachingPlugin, PendingPolicy
+from ..base import AttachingPlugin
+from .policy import McpPolicy
 
 
 class Plugin(AttachingPlugin):
     name = "tollgate-mcp"
-    policy_class = PendingPolicy
+    policy_class = McpPolicy

@@ -60,6 +60,8 @@ _background: set[asyncio.Task[Any]] = set()
 
 
 class ProxyPolicy(Policy):
+    answers_llm_requests = True
+
     def __init__(self, config: dict[str, Any], plugin: str):
         super().__init__(config, plugin)
         self.route_type: str = config["route_type"]

@@ -1,0 +1,111 @@
+"""What tollgate-mcp adds to a ``tools/call``: latency and the Tollgate process's CPU per call.
+
+    python bench/mcp.py [--requests 1000] [--concurrency 1]
+
+An MCP server built with the SDK (``mcp.server.mcpserver``, JSON answers, its own process) serves one tool. Calls go
+three ways, each a 2026-07-28 request with its routing headers:
+
+* direct: to the server;
+* kong: through the Kong double on a plain route to the server (what Kong's proxying costs here);
+* tollgate: through the Kong double, tollgate-mcp (passthrough-listener) and the relay.
+
+Printed: p50/p90 latency of each, Tollgate's added p50 (tollgate minus kong), and Tollgate's CPU ms per call (user +
+system of the process from /proc, over the measured calls). The double, the client and the server share the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+
+import orjson
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+for path in (os.path.dirname(BENCH), BENCH):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+from common import cpu_seconds, free_port, load, wait_http  # noqa: E402
+from tests.harness import KongDouble  # noqa: E402
+from tests.harness.procs import TollgateServer  # noqa: E402
+
+SERVER = textwrap.dedent("""
+    import sys, uvicorn
+    from mcp.server.mcpserver import MCPServer
+    server = MCPServer("bench")
+
+    @server.tool()
+    def echo(text: str) -> str:
+        return text
+
+    app = server.streamable_http_app(json_response=True)
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error")
+""")
+
+META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+BODY = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                     "params": {"name": "echo", "arguments": {"text": "hello"}, "_meta": META}})
+HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2026-07-28",
+           "Mcp-Method": "tools/call", "Mcp-Name": "echo"}
+
+
+async def main(requests: int, concurrency: int) -> None:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    upstream = f"http://127.0.0.1:{port}/mcp"
+    process = TollgateServer(log_level="warning")
+    try:
+        await wait_http(upstream, 30, server)
+        await process.astart()
+        routes = [
+            {"name": "plain", "paths": ["/plain"], "strip_path": True, "service": "upstream"},
+        ]
+        config = {"_format_version": "3.0", "services": [
+            {"name": "upstream", "url": upstream, "routes": routes},
+            {"name": "relay", "url": process.relay_url, "routes": [
+                {"name": "mcp", "paths": ["/mcp"], "strip_path": False, "plugins": [
+                    {"name": "tollgate-mcp", "config": {"mode": "passthrough-listener", "upstream_url": upstream,
+                                                        "logging": {"log_statistics": False}}}]}]}]}
+        for route in routes:
+            route.pop("service")
+        double = KongDouble(process.entries("3.9", ["tollgate-mcp"]), config)
+        await double.start()
+        try:
+            targets = {"direct": upstream, "kong": f"{double.url}/plain", "tollgate": f"{double.url}/mcp"}
+            for url in targets.values():
+                await load(url, BODY, 50, concurrency, HEADERS)                 # warm-up (and the upstream probe)
+            results = {}
+            for name, url in targets.items():
+                before = cpu_seconds([process.proc.pid])
+                results[name] = await load(url, BODY, requests, concurrency, HEADERS)
+                spent = cpu_seconds([process.proc.pid]) - before
+                if results[name].errors:
+                    raise RuntimeError(f"{name}: {results[name].errors} calls failed")
+                if name == "tollgate":
+                    cpu_ms = spent * 1000 / requests
+            for name, result in results.items():
+                print(f"{name:9s} p50 {result.percentile(50):6.2f} ms  p90 {result.percentile(90):6.2f} ms  "
+                      f"{result.rps:7.0f} calls/s")
+            added = results["tollgate"].percentile(50) - results["kong"].percentile(50)
+            load_average = os.getloadavg()[0]
+            print(f"tollgate-mcp added p50: {added:.2f} ms (goal <= 1 ms); Tollgate CPU per call: {cpu_ms:.3f} ms "
+                  f"(goal <= 0.5 ms); load average {load_average:.1f}")
+        finally:
+            await double.stop()
+    finally:
+        process.cleanup()
+        server.terminate()
+        server.wait(10)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=1)
+    args = parser.parse_args()
+    asyncio.run(main(args.requests, args.concurrency))

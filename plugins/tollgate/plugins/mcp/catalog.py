@@ -1,0 +1,105 @@
+"""What one tollgate-mcp endpoint offers: upstream MCP servers (their names prefixed when several share the
+endpoint) and converted REST tools, and which of them serves a given name.
+
+Names are fixed by config, so a collision is refused when the plugin instance starts: server names and prefixes
+are unique, no prefix starts another, and no converted tool's name starts with a server's prefix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .openapi import tools_from_openapi
+from .rest import RestTool
+from .upstream import Upstream
+
+# MCP list method -> (result key, the field that names an item, the method that uses one item).
+KINDS = {
+    "tools/list": ("tools", "name", "tools/call"),
+    "prompts/list": ("prompts", "name", "prompts/get"),
+    "resources/list": ("resources", "uri", "resources/read"),
+    "resources/templates/list": ("resourceTemplates", "uriTemplate", None),
+}
+SCOPE_OF = {"tools/call": "tools", "prompts/get": "prompts", "resources/read": "resources",
+            "tools/list": "tools", "prompts/list": "prompts", "resources/list": "resources",
+            "resources/templates/list": "resources"}
+
+
+class CatalogError(ValueError):
+    """The config names servers or tools in a way that would make two items share a name."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Who serves one named item: an upstream (under its own name there) or a converted tool."""
+
+    upstream: Upstream | None
+    name: str
+    rest: RestTool | None = None
+
+
+class Catalog:
+    def __init__(self, upstreams: list[Upstream], rest_tools: list[RestTool]):
+        self.upstreams = upstreams
+        self.rest = {tool.name: tool for tool in rest_tools}
+        self._rest_count = len(rest_tools)
+        self._check()
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Catalog":
+        servers = list(config.get("servers") or [])
+        if config.get("upstream_url"):
+            servers.insert(0, {"name": "upstream", "url": config["upstream_url"], "prefix": ""})
+        tools = [t for t in config.get("tools") or [] if t.get("method") or t.get("path")]
+        openapi = config.get("openapi") or {}
+        if openapi.get("spec"):
+            tools += tools_from_openapi(openapi["spec"], openapi.get("operations") or None)
+        for tool in tools:
+            if not (tool.get("method") and tool.get("path")):
+                raise CatalogError(f"tool {tool['name']}: a converted tool needs both method and path")
+        shared = len(servers) > 1 or (servers and tools)
+        timeout = float(config.get("timeout") or 30)
+        upstreams = [Upstream(name=s["name"], url=s["url"],
+                              prefix=s["prefix"] if s.get("prefix") is not None else (f"{s['name']}_" if shared
+                                                                                      else ""),
+                              protocol=s.get("protocol") or "auto", headers=dict(s.get("headers") or {}),
+                              timeout=float(s.get("timeout") or timeout)) for s in servers]
+        mode = config.get("mode") or "listener"
+        if mode == "passthrough-listener" and (len(upstreams) != 1 or tools):
+            raise CatalogError("mode passthrough-listener serves exactly one upstream MCP server")
+        if mode == "conversion-listener" and (upstreams or not tools):
+            raise CatalogError("mode conversion-listener serves converted tools only")
+        if not upstreams and not tools:
+            raise CatalogError("name at least one server (servers or upstream_url) or converted tool")
+        return cls(upstreams, [RestTool.from_config(t, config.get("rest") or {}) for t in tools])
+
+    def _check(self) -> None:
+        if len(self.rest) != self._rest_count:
+            raise CatalogError("converted tool names must be unique")
+        names = [u.name for u in self.upstreams]
+        if len(set(names)) != len(names):
+            raise CatalogError("server names must be unique")
+        if len(self.upstreams) > 1 and any(not u.prefix for u in self.upstreams):
+            raise CatalogError("several servers on one endpoint each need a prefix")
+        for a in self.upstreams:
+            for b in self.upstreams:
+                if a is not b and b.prefix.startswith(a.prefix) and a.prefix:
+                    raise CatalogError(f"server prefixes {a.prefix!r} and {b.prefix!r} overlap")
+            for tool in self.rest:
+                if tool.startswith(a.prefix):
+                    raise CatalogError(f"converted tool {tool!r} collides with server {a.name}'s names "
+                                       f"(prefix {a.prefix!r})")
+
+    def exposed(self, upstream: Upstream, name: str) -> str:
+        return upstream.prefix + name
+
+    def target(self, name: str) -> Target | None:
+        """Who serves the tool or prompt ``name`` (as the client sees it); None when nobody does."""
+        tool = self.rest.get(name)
+        if tool is not None:
+            return Target(None, name, tool)
+        for upstream in self.upstreams:
+            if name.startswith(upstream.prefix) and len(name) > len(upstream.prefix):
+                return Target(upstream, name[len(upstream.prefix):])
+        return None

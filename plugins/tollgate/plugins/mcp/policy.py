@@ -1,0 +1,246 @@
+"""The relay side of tollgate-mcp: the route's terminal stage, speaking MCP Streamable HTTP to the client.
+
+It decides the client's generation per request, keeps 2025-generation sessions in the store, and answers in JSON,
+or in SSE when the client accepts it and an upstream sends notifications (progress) before its result (see
+stream.py; resumable in a session). Every refusal is a JSON-RPC error with the HTTP status the spec gives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from ... import runtime
+from ...context import RequestContext
+from ...store import StoreUnavailable
+from ..base import Policy
+from . import jsonrpc, protocol
+from .acl import Acl
+from .audit import Record
+from .calls import CallLimits
+from .catalog import Catalog
+from .gateway import CAPABILITIES, SERVER_INFO, Caller, Gateway
+from .jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, JsonRpcError, Message
+from .oauth import METADATA_PATH, ResourceServer
+from .sessions import Session, SessionBook, SharedUpstreamSessions
+from .stream import Answer, EventLog, parse_event_id
+
+_MODERN_ONLY_FIELDS = ("resultType", "ttlMs", "cacheScope")
+_CACHEABLE = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read",
+                        "server/discover"})
+
+
+class McpPolicy(Policy):
+    def __init__(self, config: dict[str, Any], plugin: str):
+        super().__init__(config, plugin)
+        self.scope = str(config.get("__plugin_id") or config.get("route_id") or "default")
+        self.gateway = Gateway(Catalog.from_config(config), Acl.from_config(config),
+                               CallLimits.from_config(config, self.scope), config)
+        self.shared = SharedUpstreamSessions()
+        self._working: set[asyncio.Task[Any]] = set()   # resumable answers still being worked out
+        self.oauth = ResourceServer.from_config(config.get("oauth"))
+        self.max_body = int(config.get("max_request_body_size") or 1048576)
+        logging_config = config.get("logging") or {}
+        self.log_statistics = logging_config.get("log_statistics", True) is not False
+        self.log_payloads = bool(logging_config.get("log_payloads"))
+
+    def book(self) -> SessionBook:
+        return SessionBook(runtime.current().store_for(self.config), self.scope,
+                           float(self.config.get("session_ttl") or 3600))
+
+    async def serve(self, ctx: RequestContext, request: web.BaseRequest) -> web.StreamResponse:
+        if self.oauth is not None:
+            if ctx.method == "GET" and ctx.path.startswith(METADATA_PATH):
+                return jsonrpc.json_response(self.oauth.metadata())
+            try:
+                # The token's subject stands for the caller from here on (ACLs, limits, sessions, audit).
+                ctx.identity = await self.oauth.identify(ctx.headers.get("Authorization"))
+            except JsonRpcError as exc:
+                return jsonrpc.error_response(None, exc)
+        if ctx.method == "DELETE":
+            return await self._end_session(ctx)
+        if ctx.method == "GET" and "Last-Event-ID" in ctx.headers:
+            return await self._resume(ctx, request)
+        if ctx.method != "POST":
+            # No standing GET stream: the gateway sends nothing unasked (the spec allows a 405 here).
+            return web.Response(status=405, headers={"Allow": "POST, DELETE"})
+        if len(ctx.body) > self.max_body:
+            return jsonrpc.error_response(None, JsonRpcError(
+                INVALID_REQUEST, f"request body is larger than {self.max_body} bytes", status=413))
+        try:
+            parsed = jsonrpc.parse(ctx.body)
+        except JsonRpcError as exc:
+            return jsonrpc.error_response(None, exc)
+        if isinstance(parsed, list):
+            return await self._batch(ctx, parsed)
+        if isinstance(parsed, dict):
+            return web.Response(status=202)   # a client's answer to a server request: nobody here awaits it
+        return await self._one(ctx, request, parsed)
+
+    # -- one message -------------------------------------------------------------------------------------------
+
+    async def _one(self, ctx: RequestContext, request: web.BaseRequest, message: Message) -> web.StreamResponse:
+        session: Session | None = None
+        try:
+            generation = protocol.generation_of(message, ctx.headers)
+            if generation is not None:
+                protocol.check_modern(message, ctx.headers, ctx.headers.items())
+            elif message.method == "initialize":
+                return await self._initialize(ctx, message)
+            else:
+                session = await self._session(ctx)
+        except JsonRpcError as exc:
+            return jsonrpc.error_response(message.id if message.is_request else None, exc)
+        if not message.is_request:
+            return web.Response(status=202)
+        extra = {protocol.SESSION_HEADER: session.id} if session is not None else {}
+        log = EventLog(self.book().store, self.scope, session.id) if session is not None else None
+        answer = Answer(request, "text/event-stream" in ctx.headers.get("Accept", ""), extra, log)
+        caller = Caller(ctx.identity, session is None, session or self.shared.for_consumer(_consumer(ctx)),
+                        answer.notify, self._credentials(ctx),
+                        {k: v for k, v in ctx.headers.items() if k.lower().startswith(protocol.PARAM_HEADER_PREFIX)})
+        if not answer.resumable:
+            return await self._answer(ctx, message, caller, answer)
+        # A resumable answer is worked out to the end even if the client drops the connection meanwhile.
+        work = asyncio.create_task(self._answer(ctx, message, caller, answer))
+        self._working.add(work)
+        work.add_done_callback(self._working.discard)
+        return await asyncio.shield(work)
+
+    async def _answer(self, ctx: RequestContext, message: Message, caller: Caller, answer: Answer
+                      ) -> web.StreamResponse:
+        body, status, headers = await self._dispatch(ctx, message, caller, not caller.modern)
+        return await answer.finish(body, status, headers)
+
+    async def _dispatch(self, ctx: RequestContext, message: Message, caller: Caller, in_session: bool
+                        ) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """(JSON-RPC answer, HTTP status, headers) for one request, audited."""
+        record = Record(message.method, ctx.route_id, ctx.identity.get("id"), in_session)
+        try:
+            result = await self.gateway.handle(message, caller, record, ctx)
+            record.result = result if self.log_payloads else None
+        except JsonRpcError as exc:
+            record.status, record.error_code = exc.status, exc.code
+            return jsonrpc.error_body(message.id, exc), exc.status, exc.headers
+        except StoreUnavailable:
+            exc = JsonRpcError(INTERNAL_ERROR, "tollgate-mcp: its state store is unavailable", status=503)
+            record.status, record.error_code = 503, exc.code
+            return jsonrpc.error_body(message.id, exc), 503, {}
+        except asyncio.CancelledError:
+            record.status = 499                 # the client left; the upstream call was cancelled with it
+            raise
+        finally:
+            record.finish(self.log_statistics, self.log_payloads)
+        return jsonrpc.result_body(message.id, _for_client(message.method, result, caller.modern)), 200, {}
+
+    # -- sessions (2025 generation) ----------------------------------------------------------------------------
+
+    async def _initialize(self, ctx: RequestContext, message: Message) -> web.StreamResponse:
+        if not message.is_request:
+            raise JsonRpcError(INVALID_REQUEST, "initialize must be a request")
+        if protocol.SESSION_HEADER in ctx.headers:
+            raise JsonRpcError(INVALID_REQUEST, "initialize opens a session; it cannot carry one")
+        version = protocol.negotiate(message.params.get("protocolVersion"))
+        try:
+            session = await self.book().open(version, _consumer(ctx))
+        except StoreUnavailable:
+            raise JsonRpcError(INTERNAL_ERROR, "tollgate-mcp: its state store is unavailable", status=503) from None
+        result = {"protocolVersion": version, "capabilities": CAPABILITIES, "serverInfo": SERVER_INFO}
+        return jsonrpc.json_response(jsonrpc.result_body(message.id, result),
+                                     headers={protocol.SESSION_HEADER: session.id})
+
+    async def _session(self, ctx: RequestContext) -> Session:
+        session_id = ctx.headers.get(protocol.SESSION_HEADER)
+        if not session_id:
+            raise JsonRpcError(INVALID_REQUEST, "Bad Request: the Mcp-Session-Id header is required (or send "
+                                                "initialize, or speak 2026-07-28)", status=400)
+        try:
+            session = await self.book().find(session_id, _consumer(ctx))
+        except StoreUnavailable:
+            raise JsonRpcError(INTERNAL_ERROR, "tollgate-mcp: its state store is unavailable", status=503) from None
+        if session is None:
+            raise JsonRpcError(INVALID_REQUEST, "Session not found", status=404)
+        protocol.check_session_header(ctx.headers, session.version)
+        return session
+
+    async def _resume(self, ctx: RequestContext, request: web.BaseRequest) -> web.StreamResponse:
+        """GET with ``Last-Event-ID``: the rest of an SSE answer of this session, from the store."""
+        try:
+            session = await self._session(ctx)
+            position = parse_event_id(ctx.headers["Last-Event-ID"])
+            if position is None:
+                raise JsonRpcError(INVALID_REQUEST, "Last-Event-ID is not an event id of this gateway")
+            log = EventLog(self.book().store, self.scope, session.id, position[0])
+            if not await log.exists():
+                raise JsonRpcError(INVALID_REQUEST, "no such stream (or it has expired)", status=404)
+        except JsonRpcError as exc:
+            return jsonrpc.error_response(None, exc)
+        except StoreUnavailable:
+            return jsonrpc.error_response(None, JsonRpcError(INTERNAL_ERROR, "state store unavailable", status=503))
+        response = web.StreamResponse(status=200, headers={protocol.SESSION_HEADER: session.id,
+                                                           "Cache-Control": "no-cache",
+                                                           "Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await log.replay(position[1], response, float(self.config.get("timeout") or 30))
+        await response.write_eof()
+        return response
+
+    async def _end_session(self, ctx: RequestContext) -> web.StreamResponse:
+        try:
+            session = await self._session(ctx)
+            await self.book().end(session)
+        except JsonRpcError as exc:
+            return jsonrpc.error_response(None, exc)
+        except StoreUnavailable:
+            return jsonrpc.error_response(None, JsonRpcError(INTERNAL_ERROR, "state store unavailable", status=503))
+        await asyncio.gather(*(u.end(session) for u in self.gateway.catalog.upstreams))
+        return web.Response(status=200)
+
+    async def _batch(self, ctx: RequestContext, items: list[Any]) -> web.StreamResponse:
+        """A JSON-RPC batch: only in a session whose version still has them (2025-03-26)."""
+        try:
+            session = await self._session(ctx) if protocol.SESSION_HEADER in ctx.headers else None
+            if session is None or session.version not in protocol.BATCH_VERSIONS:
+                raise JsonRpcError(INVALID_REQUEST, "JSON-RPC batches are not supported in this protocol version")
+            if not items:
+                raise JsonRpcError(INVALID_REQUEST, "empty batch")
+        except JsonRpcError as exc:
+            return jsonrpc.error_response(None, exc)
+        caller = Caller(ctx.identity, False, session, None, self._credentials(ctx))
+        answers = []
+        for item in items:
+            try:
+                message = jsonrpc.message_of(item)
+            except JsonRpcError as exc:
+                answers.append(jsonrpc.error_body(None, exc))
+                continue
+            if isinstance(message, Message) and message.is_request:
+                answers.append((await self._dispatch(ctx, message, caller, True))[0])
+        if not answers:
+            return web.Response(status=202)
+        return jsonrpc.json_response(answers, headers={protocol.SESSION_HEADER: session.id})
+
+    def _credentials(self, ctx: RequestContext) -> dict[str, str]:
+        if not self.config.get("passthrough_credentials"):
+            return {}
+        value = ctx.headers.get("Authorization")
+        return {"Authorization": value} if value else {}
+
+
+def _consumer(ctx: RequestContext) -> str:
+    return str(ctx.identity.get("id") or "")
+
+
+def _for_client(method: str, result: dict[str, Any], modern: bool) -> dict[str, Any]:
+    """A result in the client's generation: 2026-07-28 results say they are complete, and cacheable ones carry
+    their caching hints, always ``private`` (what a caller sees depends on its ACL); older ones lack those fields."""
+    if modern:
+        out = result if "resultType" in result else {**result, "resultType": "complete"}
+        if method in _CACHEABLE:
+            out = {**out, "ttlMs": int(out.get("ttlMs") or 0), "cacheScope": "private"}
+        return out
+    if any(k in result for k in _MODERN_ONLY_FIELDS):
+        return {k: v for k, v in result.items() if k not in _MODERN_ONLY_FIELDS}
+    return result

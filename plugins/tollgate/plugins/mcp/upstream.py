@@ -1,0 +1,242 @@
+"""The gateway as a client of one upstream MCP server, in whichever generation the server speaks.
+
+A 2026-07-28 server gets self-contained requests (``_meta`` envelope, routing headers). A session-generation server
+gets an ``initialize`` once per conversation; its session id is kept where the caller says (the client's session in
+the store, or the process for stateless clients), so a 2026-07-28 client can use a 2025 server. Answers arrive as
+JSON or SSE; notifications on an SSE answer are handed to the caller as they come. Every failure, including a
+server that hangs, ends in a `JsonRpcError` within the timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import aiohttp
+import orjson
+
+from ... import __version__, log
+from ...relay import upstream as http
+from . import protocol
+from .jsonrpc import HTTP_STATUS, INTERNAL_ERROR, METHOD_NOT_FOUND, REQUEST_TIMEOUT, UPSTREAM_ERROR, JsonRpcError
+from .sessions import UpstreamSessions
+
+logger = log.get("mcp")
+
+Notify = Callable[[dict[str, Any]], Awaitable[None]]
+_ids = itertools.count(1)
+
+
+class NotJsonRpc(JsonRpcError):
+    """The server answered HTTP ``http_status`` without a JSON-RPC body."""
+
+    def __init__(self, server: str, http_status: int):
+        super().__init__(UPSTREAM_ERROR, f"upstream MCP server {server} answered HTTP {http_status} without a "
+                                         f"JSON-RPC body")
+        self.http_status = http_status
+
+
+class SessionExpired(Exception):
+    """The upstream no longer knows the session id we sent (404): open a new one and try again once."""
+
+
+@dataclass
+class Upstream:
+    name: str
+    url: str
+    prefix: str
+    protocol: str = "auto"                       # auto: probe server/discover once, else the session generation
+    headers: dict[str, str] = field(default_factory=dict)
+    timeout: float = 30.0
+    _detected: str | None = field(default=None, repr=False)
+
+    async def request(self, method: str, params: dict[str, Any], sessions: UpstreamSessions,
+                      notify: Notify | None = None, extra_headers: dict[str, str] | None = None) -> dict[str, Any]:
+        """``method`` on this server; its result, or `JsonRpcError` (the server's own error, or why it failed)."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                version = await self._version()
+                if version in protocol.MODERN_VERSIONS:
+                    return await self._modern(version, method, params, notify, extra_headers)
+                try:
+                    return await self._in_session(version, method, params, sessions, notify, extra_headers)
+                except SessionExpired:
+                    await sessions.forget(self.name)
+                    return await self._in_session(version, method, params, sessions, notify, extra_headers)
+        except TimeoutError:
+            raise JsonRpcError(REQUEST_TIMEOUT, f"upstream MCP server {self.name} did not answer within "
+                                                f"{self.timeout:g} s") from None
+        except aiohttp.ClientError as exc:
+            raise JsonRpcError(UPSTREAM_ERROR, f"upstream MCP server {self.name} is unreachable: "
+                                               f"{type(exc).__name__}") from None
+
+    async def end(self, sessions: UpstreamSessions) -> None:
+        """End our session on this server, if we opened one (best effort: it expires there anyway)."""
+        session_id = await sessions.get(self.name)
+        if not session_id:
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with http.session().delete(self.url, headers={**self.headers,
+                                                                    protocol.SESSION_HEADER: session_id}) as answer:
+                    await answer.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            log.event(logger, "upstream session end failed", 30, server=self.name, error=type(exc).__name__)
+
+    # -- generations -------------------------------------------------------------------------------------------
+
+    async def _version(self) -> str:
+        if self.protocol != "auto":
+            return self.protocol
+        if self._detected is None:
+            self._detected = await self._probe()
+        return self._detected
+
+    async def _probe(self) -> str:
+        """2026-07-28 when the server answers ``server/discover`` with it; else the newest session version."""
+        version = protocol.MODERN_VERSIONS[0]
+        try:
+            result = await self._modern(version, "server/discover", {}, None, None)
+        except NotJsonRpc as exc:
+            if exc.http_status >= 500:
+                raise           # a server in trouble says nothing about its generation: ask again next time
+            return protocol.LATEST_SESSION_VERSION
+        except JsonRpcError:
+            return protocol.LATEST_SESSION_VERSION
+        supported = result.get("supportedVersions") or []
+        return version if version in supported else protocol.LATEST_SESSION_VERSION
+
+    async def _modern(self, version: str, method: str, params: dict[str, Any], notify: Notify | None,
+                      extra_headers: dict[str, str] | None) -> dict[str, Any]:
+        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+        body_params = {**params, "_meta": {**meta, **protocol.modern_meta(version)}}
+        headers = {protocol.VERSION_HEADER: version, protocol.METHOD_HEADER: method}
+        key = protocol.NAME_PARAM.get(method)
+        if key is not None:
+            headers[protocol.NAME_HEADER] = _header_value(str(params.get(key, "")))
+        return await self._post(method, body_params, {**headers, **(extra_headers or {})}, notify)
+
+    async def _in_session(self, version: str, method: str, params: dict[str, Any], sessions: UpstreamSessions,
+                          notify: Notify | None, extra_headers: dict[str, str] | None) -> dict[str, Any]:
+        session_id = await sessions.get(self.name)
+        if session_id is None:
+            session_id, version = await self._initialize(version)
+            await sessions.put(self.name, session_id)
+        headers = {protocol.VERSION_HEADER: version, **(extra_headers or {})}
+        if session_id:
+            headers[protocol.SESSION_HEADER] = session_id
+        return await self._post(method, protocol.strip_meta(params), headers, notify, session_bound=bool(session_id))
+
+    async def _initialize(self, version: str) -> tuple[str, str]:
+        """Open a session: ``initialize``, then ``notifications/initialized``. Returns (session id, version);
+        the id is empty for a server that keeps no sessions."""
+        params = {"protocolVersion": version, "capabilities": {},
+                  "clientInfo": {"name": "tollgate-mcp", "version": __version__}}
+        result, answer_headers = await self._exchange("initialize", params, {})
+        negotiated = result.get("protocolVersion")
+        if negotiated not in protocol.SESSION_VERSIONS:
+            raise JsonRpcError(UPSTREAM_ERROR, f"upstream MCP server {self.name} negotiated an unsupported "
+                                               f"protocol version {negotiated!r}")
+        session_id = answer_headers.get(protocol.SESSION_HEADER, "")
+        headers = {protocol.VERSION_HEADER: negotiated}
+        if session_id:
+            headers[protocol.SESSION_HEADER] = session_id
+        body = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        async with http.session().post(self.url, data=orjson.dumps(body), headers=self._headers(headers)) as answer:
+            await answer.read()
+        return session_id, negotiated
+
+    # -- the wire ----------------------------------------------------------------------------------------------
+
+    async def _post(self, method: str, params: dict[str, Any], headers: dict[str, str], notify: Notify | None,
+                    session_bound: bool = False) -> dict[str, Any]:
+        result, _ = await self._exchange(method, params, headers, notify, session_bound)
+        return result
+
+    async def _exchange(self, method: str, params: dict[str, Any], headers: dict[str, str],
+                        notify: Notify | None = None, session_bound: bool = False
+                        ) -> tuple[dict[str, Any], Any]:
+        request_id = next(_ids)
+        body: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params:
+            body["params"] = params
+        async with http.session().post(self.url, data=orjson.dumps(body), headers=self._headers(headers)) as answer:
+            if answer.status == 404 and session_bound:
+                raise SessionExpired()
+            kind = answer.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if kind == "text/event-stream":
+                message = await _from_sse(answer, request_id, notify, lambda asked: self._decline(asked, headers))
+            else:
+                raw = await answer.read()
+                message = _json_or_none(raw)
+                if message is None:
+                    raise NotJsonRpc(self.name, answer.status)
+            return self._result(message), answer.headers
+
+    def _result(self, message: Any) -> dict[str, Any]:
+        if not isinstance(message, dict):
+            raise JsonRpcError(UPSTREAM_ERROR, f"upstream MCP server {self.name} sent no answer")
+        error = message.get("error")
+        if isinstance(error, dict):
+            code = error.get("code") if isinstance(error.get("code"), int) else INTERNAL_ERROR
+            raise JsonRpcError(code, str(error.get("message") or "upstream error"), error.get("data"),
+                               status=HTTP_STATUS.get(code, 502))
+        result = message.get("result")
+        if not isinstance(result, dict):
+            raise JsonRpcError(UPSTREAM_ERROR, f"upstream MCP server {self.name} sent a malformed answer")
+        return result
+
+    async def _decline(self, asked: dict[str, Any], headers: dict[str, str]) -> None:
+        """Answer a server's request to its client (sampling, elicitation, roots) with an error at once: the gateway
+        relays none, and a server left waiting would hold the call until the timeout."""
+        body = {"jsonrpc": "2.0", "id": asked.get("id"), "error": {
+            "code": METHOD_NOT_FOUND, "message": f"{asked.get('method')} is not relayed by the MCP gateway"}}
+        async with http.session().post(self.url, data=orjson.dumps(body), headers=self._headers(headers)) as answer:
+            await answer.read()
+
+    def _headers(self, headers: dict[str, str]) -> dict[str, str]:
+        return {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+                **self.headers, **headers}
+
+
+async def _from_sse(answer: aiohttp.ClientResponse, request_id: int, notify: Notify | None,
+                    decline: Callable[[dict[str, Any]], Awaitable[None]]) -> Any:
+    """Read SSE events until the answer to ``request_id``; notifications before it go to ``notify``, requests the
+    server makes of its client go to ``decline``."""
+    data: list[bytes] = []
+    async for raw in answer.content:
+        line = raw.rstrip(b"\r\n")
+        if line.startswith(b"data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(b" ") else value)
+            continue
+        if line or not data:
+            continue  # other fields (event, id, retry) and comments carry nothing we need
+        message = _json_or_none(b"\n".join(data))
+        data = []
+        if not isinstance(message, dict):
+            continue
+        if message.get("id") == request_id and ("result" in message or "error" in message):
+            return message
+        if "method" in message and "id" not in message and notify is not None:
+            await notify(message)
+        elif "method" in message and "id" in message:
+            await decline(message)
+    return None
+
+
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _header_value(value: str) -> str:
+    """A routing header value; names outside printable ASCII go base64-wrapped, as the spec says."""
+    if all(" " <= c <= "~" for c in value):
+        return value
+    return "=?base64?" + base64.b64encode(value.encode()).decode() + "?="

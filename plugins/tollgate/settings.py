@@ -30,5 +30,3 @@ class Settings:
     event_timeout: float = field(default_factory=lambda: float(_env("EVENT_TIMEOUT", "120")))
     # How long an attachment waits for its request to reach the relay.
     attachment_ttl: float = field(default_factory=lambda: float(_env("ATTACHMENT_TTL", "300")))
-    # An instance that handled an event this recently is expected on its route's requests.
-    instance_active_window: float = field(default_factory=lambda: float(_env("INSTANCE_ACTIVE_WINDOW", "600")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from typing import Any
 
@@ -113,6 +114,38 @@ async def test_one_limit_across_two_nodes_under_200_concurrent_requests(gateway,
     assert total == admitted * (ESTIMATE + 100)
     assert total <= limit  # reservations cover the whole answer, so not even one request's worth over
     assert mock_llm.request_count == admitted
+
+
+BURST_BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": " ".join(["hello"] * 53)}]}
+BURST_PROMPT = tokens.count_chat_prompt(BURST_BODY, "gpt-4o-mini")   # about 60
+
+
+async def test_a_burst_with_default_settings_ends_at_most_5_percent_over(gateway, mock_llm, redis_url, file_clock):
+    """Issue 19 (3b): 200 concurrent requests, no max_tokens anywhere, no reserve_max_tokens. Each admitted
+    request reserves an expected completion: the default before any answer, then the learnt 95th percentile."""
+    limit = 3000
+    (double,) = await gateway(limit_config(limit), proxy(mock_llm.url + "/v1/chat/completions"))
+    assert 55 <= BURST_PROMPT <= 65
+    rng = random.Random(19)
+    # answers of 20 to 70 completion tokens, about 44 on average as in the issue
+    mock_llm.default = lambda _: Reply(prompt_tokens=BURST_PROMPT, completion_tokens=rng.randint(20, 70))
+
+    async def burst() -> tuple[int, float]:
+        async with aiohttp.ClientSession() as http:
+            results = await asyncio.gather(*(post(http, double.url, BURST_BODY) for _ in range(200)))
+        assert {status for status, _, _ in results} <= {200, 429}
+        await double.settle()
+        return sum(1 for status, _, _ in results if status == 200), \
+            await used(redis_url, alice(double), limit, 60, file_clock.now)
+
+    cold_admitted, cold_used = await burst()          # nothing learnt yet: prompt + 256 each
+    assert cold_admitted == limit // (BURST_PROMPT + 256)
+    assert cold_used <= limit * 1.05
+    file_clock.advance(120)                            # a fresh window; the answers above were learnt
+    warm_admitted, warm_used = await burst()
+    assert warm_used <= limit * 1.05, (warm_admitted, warm_used)
+    assert warm_used >= limit * 0.7, (warm_admitted, warm_used)   # bounded, yet the limit is put to use
+    assert warm_admitted > cold_admitted
 
 
 STREAMS = {

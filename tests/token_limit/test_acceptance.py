@@ -138,14 +138,14 @@ async def test_a_burst_with_default_settings_ends_at_most_5_percent_over(gateway
         return sum(1 for status, _, _ in results if status == 200), \
             await used(redis_url, alice(double), limit, 60, file_clock.now)
 
-    cold_admitted, cold_used = await burst()          # nothing learnt yet: prompt + 256 each
-    assert cold_admitted == limit // (BURST_PROMPT + 256)
-    assert cold_used <= limit * 1.05
+    # Nothing learnt yet: prompt + 256 each, until the first answers come back (then their 95th percentile).
+    cold_admitted, cold_used = await burst()
+    assert cold_admitted >= limit // (BURST_PROMPT + 256)
+    assert cold_used <= limit * 1.05, (cold_admitted, cold_used)
     file_clock.advance(120)                            # a fresh window; the answers above were learnt
     warm_admitted, warm_used = await burst()
     assert warm_used <= limit * 1.05, (warm_admitted, warm_used)
     assert warm_used >= limit * 0.7, (warm_admitted, warm_used)   # bounded, yet the limit is put to use
-    assert warm_admitted > cold_admitted
 
 
 STREAMS = {

@@ -78,20 +78,24 @@ async def post(http: aiohttp.ClientSession, url: str, body: dict[str, Any] = BOD
 
 async def test_admission_follows_the_documented_rule_and_headers_agree(gateway, mock_llm, redis_url, file_clock):
     (double,) = await gateway(limit_config(1000, window_type="fixed"), proxy(mock_llm.url + "/v1/chat/completions"))
-    mock_llm.default = Reply(prompt_tokens=ESTIMATE, completion_tokens=300 - ESTIMATE)
+    completion = 300 - ESTIMATE
+    mock_llm.default = Reply(prompt_tokens=ESTIMATE, completion_tokens=completion)
     spent, predicted, seen = 0, [], []
+    expected_completion = 256   # default_completion_tokens, until an answer is known; then the answers' 95th pct
     async with aiohttp.ClientSession() as http:
         for _ in range(6):
-            admit = spent < 1000 and spent + ESTIMATE <= 1000  # the rule: the remaining budget covers the prompt
-            predicted.append(200 if admit else 429)
+            # the rule: the remaining budget covers the prompt and the expected completion
+            reserved = ESTIMATE + expected_completion
+            predicted.append(200 if spent + reserved <= 1000 else 429)
             status, headers, body = await post(http, double.url)
             seen.append(status)
             if status == 200:
                 assert headers["X-AI-RateLimit-Limit-minute"] == "1000"
-                assert headers["X-AI-RateLimit-Remaining-minute"] == str(1000 - spent - ESTIMATE)
+                assert headers["X-AI-RateLimit-Remaining-minute"] == str(1000 - spent - reserved)
                 assert headers["RateLimit-Remaining"] == headers["X-AI-RateLimit-Remaining-minute"]
                 assert 0 < int(headers["X-AI-RateLimit-Reset-minute"]) <= 60
                 spent += 300
+                expected_completion = completion
             else:
                 assert body["error"]["type"] == "rate_limit_exceeded"
                 assert "minute window" in body["error"]["message"]

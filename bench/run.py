@@ -36,7 +36,8 @@ LiteLLM run (``--no-litellm``), ``--litellm-cpu-ms`` gives the figure to compare
 
 The last line is ``RESULT cpu_ratio_vs_litellm=... cpu_ratio_with_kong_full_chain=... cpu_ratio_with_kong_proxy=...
 round_trips_full_chain=... round_trips_proxy=... rss_growth_pct=... ttft_added_ms_p50=...``: the full chain with the
-redis strategy (its CPU per request divided by LiteLLM's; with Kong's side added), and the proxy alone with Kong's side.
+redis strategy (else ``local``; its CPU per request divided by LiteLLM's; with Kong's side added), and the proxy alone
+with Kong's side.
 
 ``--profile DIR`` records py-spy collapsed stacks of every round (the CPU numbers then include py-spy's
 interruptions); ``--tollgate-code DIR`` runs the Tollgate processes from another copy of the package (before/after).
@@ -487,7 +488,7 @@ def report(results: dict[str, Measured], args: argparse.Namespace) -> str:
 
 def result_line(results: dict[str, Measured], args: argparse.Namespace) -> str:
     nan = float("nan")
-    full, proxy = results.get("redis"), results.get("proxy")
+    full, proxy = results.get("redis") or results.get("local"), results.get("proxy")
     base_ms = litellm_ms(results, args)
     ratio = full.cpu_ms / base_ms if full is not None and base_ms else nan
     full_kong = full.with_kong_ms / base_ms if full is not None and full.round_trips is not None and base_ms else nan

@@ -63,7 +63,10 @@ class AttachingPlugin:
     async def attach(self, kong: Any, extra: dict[str, Any] | None = None) -> str:
         """Record this instance's attachment for the request (with the consumer, if this plugin reads it)."""
         identity = identity_of(await kong.client.get_consumer()) if self.reads_consumer else {}
-        return runtime.current().attachments.issue(self.name, self, identity, extra)
+        process = runtime.current()
+        # The instance, taken now: Kong may close it (a config change) before the request reaches the relay.
+        instance = process.instances.of_handler(self) if process.instances is not None else None
+        return process.attachments.issue(self.name, self, identity, extra, instance)
 
 
 class PendingPolicy(Policy):

@@ -95,10 +95,13 @@ class WorkerView:
     """
 
     running: dict[Any, Instance] = field(default_factory=dict)
+    by_route: dict[str | None, dict[Any, Instance]] = field(default_factory=dict)   # the same, by route_id
     replaced: tuple[int, int] = (0, 0)   # highest (start order, __seq__) of an instance replaced by a newer build
 
     def start(self, instance: Instance) -> None:
         previous = self.running.get(instance.key)
+        if previous is not None:
+            self.stop(previous)
         if previous is not None and instance.seq > previous.seq:
             order, seq = self.replaced
             if not previous.regressive:
@@ -110,7 +113,18 @@ class WorkerView:
             instance.regressive = True
         # An equal __seq__ is Kong starting the same config again after "no plugin instance": no new build.
         self.running[instance.key] = instance
+        self.by_route.setdefault(instance.route_id, {})[instance.key] = instance
         instance.floor = self.replaced
+
+    def stop(self, instance: Instance) -> None:
+        if self.running.get(instance.key) is not instance:
+            return
+        del self.running[instance.key]
+        on_route = self.by_route.get(instance.route_id)
+        if on_route is not None:
+            on_route.pop(instance.key, None)
+            if not on_route:
+                del self.by_route[instance.route_id]
 
 
 class InstanceTable:
@@ -144,8 +158,8 @@ class InstanceTable:
             raise NoInstance(instance_id)
         self._by_handler.pop(id(instance.handler), None)
         view = self._workers.get(instance.worker)
-        if view is not None and view.running.get(instance.key) is instance:
-            del view.running[instance.key]
+        if view is not None:
+            view.stop(instance)
         return instance
 
     def __iter__(self):
@@ -164,18 +178,19 @@ class InstanceTable:
         started after the worker began the build, so above ``anchor.floor``. An instance of a plugin the build no
         longer has is one Kong never replaces nor closes; it is left out as soon as the worker has replaced a newer
         or equal one (`WorkerView`), which the first request of the new build on the route does for ``anchor``'s
-        own predecessor.
+        own predecessor. What stays open errs on the side of refusing: the old instance of a consumer-scoped plugin
+        whose first request came after the anchor's predecessor started, with a ``__seq__`` above every replaced
+        one, still counts for that consumer until the worker's next build.
         """
         view = self._workers.get(anchor.worker)
         if view is None:
             return set()
         order, seq = anchor.floor
         names = set()
-        for instance in view.running.values():
+        candidates = [*view.by_route.get(route_id, {}).values()] if route_id is not None else []
+        for instance in [*candidates, *view.by_route.get(None, {}).values()]:
             if instance.order <= order or (seq and instance.seq <= seq):
                 continue                     # from an older build of this worker
-            if instance.route_id is not None and instance.route_id != route_id:
-                continue
             if instance.service_id is not None and instance.service_id != service_id:
                 continue
             if instance.consumer_id is not None and instance.consumer_id != consumer_id:

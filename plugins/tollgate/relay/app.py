@@ -95,8 +95,7 @@ class Relay:
         table = self.runtime.instances
         if table is None:
             return set()
-        ran = [(table.of_handler(a.handler), a) for a in attachments]
-        known = [(instance, a) for instance, a in ran if instance is not None]
+        known = [(a.instance, a) for a in attachments if a.instance is not None]
         if not known:
             return set()
         anchor = min(known, key=lambda pair: self.priorities.get(pair[1].plugin, 0))[0]

@@ -111,7 +111,7 @@ class TokenLimitPolicy(LimitPolicy):
         store = runtime.current().store_for(self.config)
         try:
             await grant.settle(store, actual)
-            if usage is not None and ctx.status == 200:
+            if usage is not None and ctx.status == 200 and not ctx.meta.get("client_disconnected"):  # whole answers
                 await ESTIMATES.record(ctx.meta[f"{self.plugin}:samples"], store, usage.completion_tokens)
         except StoreUnavailable as exc:
             store_failure(self.plugin, ctx, {"fail_open": True}, exc)

@@ -11,7 +11,7 @@ sends chat completions through the double, non-streaming and streaming (``includ
 * requests per second (wall clock, for information only: the double, the client and the mock share the machine).
 
 Scenarios: ``proxy`` (a route with tollgate-proxy alone, one model), ``three`` (tollgate-token-limit,
-tollgate-cost-quota and tollgate-proxy on one route: the benchmark budget is at most 12 round trips for the three)
+tollgate-cost-quota and tollgate-proxy on one route: at most 7 round trips for the three, issue 19)
 and ``routed`` (tollgate-proxy with two targets, lowest-latency: balancer state read and written per request).
 """
 

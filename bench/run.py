@@ -29,8 +29,15 @@ streams have 20 content chunks, 2 ms apart. The mock records the instant it wrot
 perf_counter, i.e. CLOCK_MONOTONIC, comparable across processes on one host); the client notes when the first
 content chunk reached it; the difference is the TTFT the gateway added.
 
-The last line is ``RESULT cpu_ratio_vs_litellm=... round_trips_full_chain=... rss_growth_pct=... ttft_added_ms_p50=...``
-for the full chain with the redis strategy (its CPU per request divided by LiteLLM's).
+Kong's side is added to each Tollgate target's CPU, as measured in a real Kong 3.9.3 (1 worker, issue 19):
+``KONG_PROXY_MS`` (0.055 ms) for Kong's own proxying of the request plus ``KONG_ROUND_TRIP_MS`` (0.022 ms) per PDK
+round trip the double counted; the ``+Kong`` column and its ratio to LiteLLM are what a Kong user pays. Without a
+LiteLLM run (``--no-litellm``), ``--litellm-cpu-ms`` gives the figure to compare with (the issue measured 7.93 ms).
+
+The last line is ``RESULT cpu_ratio_vs_litellm=... cpu_ratio_with_kong_full_chain=... cpu_ratio_with_kong_proxy=...
+round_trips_full_chain=... round_trips_proxy=... rss_growth_pct=... ttft_added_ms_p50=...``: the full chain with the
+redis strategy (else ``local``; its CPU per request divided by LiteLLM's; with Kong's side added), and the proxy alone
+with Kong's side.
 
 ``--profile DIR`` records py-spy collapsed stacks of every round (the CPU numbers then include py-spy's
 interruptions); ``--tollgate-code DIR`` runs the Tollgate processes from another copy of the package (before/after).
@@ -68,6 +75,8 @@ from tests.harness.procs import TollgateServer  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
 LITELLM_VERSION = "1.108.7"
+KONG_PROXY_MS = 0.055        # real Kong 3.9.3, 1 worker: CPU of proxying one 4.4 KB request with no plugin
+KONG_ROUND_TRIP_MS = 0.022   # ... and of Kong's side of one plugin-server round trip
 OUT = os.path.join(BENCH, "out")
 VENV = os.path.join(OUT, f"litellm-{LITELLM_VERSION}")
 SEED = 7
@@ -306,6 +315,13 @@ class Measured:
     errors: int = 0
 
     @property
+    def with_kong_ms(self) -> float:
+        """Tollgate's CPU plus Kong's side (its proxying and its half of each round trip); LiteLLM's as measured."""
+        if self.round_trips is None:
+            return self.cpu_ms
+        return self.cpu_ms + KONG_PROXY_MS + KONG_ROUND_TRIP_MS * self.round_trips
+
+    @property
     def rss_growth_pct(self) -> float:
         return (self.rss_after_kb - self.rss_before_kb) / self.rss_before_kb * 100 if self.rss_before_kb else 0.0
 
@@ -420,23 +436,33 @@ def fmt(value: float | None, spec: str) -> str:
     return format(value, spec)
 
 
-def report(results: dict[str, Measured], args: argparse.Namespace) -> str:
+def litellm_ms(results: dict[str, Measured], args: argparse.Namespace) -> float:
     base = results.get("litellm")
+    if base is not None and base.cpu_ms == base.cpu_ms:
+        return base.cpu_ms
+    return args.litellm_cpu_ms if args.litellm_cpu_ms else float("nan")
+
+
+def report(results: dict[str, Measured], args: argparse.Namespace) -> str:
+    base_ms = litellm_ms(results, args)
     lines = [
         "",
         f"Tollgate vs LiteLLM {LITELLM_VERSION}: {args.requests} requests at concurrency {CONCURRENCY} "
         f"in {args.rounds} rounds (~4.4 KB chat bodies, a different user message each), {args.latency_requests} at "
         f"concurrency 1, {args.stream_requests} streams of {STREAM_CHUNKS} chunks; {os.cpu_count()} CPUs",
         "",
-        f"{'target':<34} {'CPU ms/req':>10} {'rounds':>13} {'x LiteLLM':>9} {'req/s c32':>9} {'req/s/core':>10} "
+        f"{'target':<34} {'CPU ms/req':>10} {'rounds':>13} {'x LiteLLM':>9} {'+Kong ms':>8} {'x LiteLLM':>9} "
+        f"{'req/s c32':>9} {'req/s/core':>10} "
         f"{'p50 ms':>7} {'p99 ms':>7} {'p99 c32':>8} {'RT/req':>6} {'TTFT+ p50':>9} {'TTFT+ p99':>9} "
         f"{'RSS MB':>13} {'RSS +%':>6}",
     ]
     for m in results.values():
-        ratio = m.cpu_ms / base.cpu_ms if base is not None and base.cpu_ms else float("nan")
+        ratio = m.cpu_ms / base_ms if base_ms else float("nan")
+        with_kong = m.with_kong_ms if m.round_trips is not None else float("nan")
         lines.append(
             f"{m.label:<34} {fmt(m.cpu_ms, '.3f'):>10} {fmt(m.cpu_spread[0], '.3f'):>6}-{fmt(m.cpu_spread[1], '.3f'):<6} "
-            f"{fmt(ratio, '.3f'):>9} {fmt(m.rps, '.0f'):>9} "
+            f"{fmt(ratio, '.3f'):>9} {fmt(with_kong, '.3f'):>8} {fmt(with_kong / base_ms, '.3f'):>9} "
+            f"{fmt(m.rps, '.0f'):>9} "
             f"{fmt(1000 / m.cpu_ms if m.cpu_ms else None, '.0f'):>10} {fmt(m.p50, '.2f'):>7} {fmt(m.p99, '.2f'):>7} "
             f"{fmt(m.p99_c32, '.1f'):>8} {fmt(m.round_trips, '.2f'):>6} {fmt(m.ttft_p50, '.2f'):>9} "
             f"{fmt(m.ttft_p99, '.2f'):>9} "
@@ -445,7 +471,12 @@ def report(results: dict[str, Measured], args: argparse.Namespace) -> str:
         "",
         "CPU ms/req: the gateway's own processes only (/proc user+system; Tollgate: the one `tollgate serve` process,",
         "  LiteLLM: its process tree), per request of a concurrency-32 round: the median of the rounds (rounds: the",
-        "  lowest and highest). The targets take turns round by round. x LiteLLM: that CPU divided by LiteLLM's.",
+        "  lowest and highest). The targets take turns round by round. x LiteLLM: that CPU divided by LiteLLM's"
+        + (f" ({base_ms:.3f} ms given with --litellm-cpu-ms)." if "litellm" not in results and base_ms == base_ms
+           else "."),
+        f"+Kong ms: Tollgate's CPU plus Kong's side, {KONG_PROXY_MS} ms for Kong's proxying + {KONG_ROUND_TRIP_MS} ms per",
+        "  round trip (real Kong 3.9.3, 1 worker); x LiteLLM next to it: with Kong's side (the goals: full chain <= 0.10,",
+        "  proxy alone <= 0.04).",
         "req/s c32: wall clock, for information: the load generator, the Kong double (Tollgate targets only), the",
         "  mock and the gateway share this machine. req/s/core: 1000 / CPU ms, what one core of the gateway serves.",
         "p50/p99 ms: concurrency 1. RT/req: PDK round trips per request counted by the Kong double at the socket.",
@@ -455,15 +486,20 @@ def report(results: dict[str, Measured], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def result_line(results: dict[str, Measured]) -> str:
-    full = results.get("redis")
-    base = results.get("litellm")
-    ratio = full.cpu_ms / base.cpu_ms if full is not None and base is not None and base.cpu_ms else float("nan")
-    trips = full.round_trips if full is not None and full.round_trips is not None else float("nan")
-    growth = full.rss_growth_pct if full is not None else float("nan")
-    ttft = full.ttft_p50 if full is not None else float("nan")
-    return (f"RESULT cpu_ratio_vs_litellm={ratio:.3f} round_trips_full_chain={trips:g} "
-            f"rss_growth_pct={growth:.2f} ttft_added_ms_p50={ttft:.2f}")
+def result_line(results: dict[str, Measured], args: argparse.Namespace) -> str:
+    nan = float("nan")
+    full, proxy = results.get("redis") or results.get("local"), results.get("proxy")
+    base_ms = litellm_ms(results, args)
+    ratio = full.cpu_ms / base_ms if full is not None and base_ms else nan
+    full_kong = full.with_kong_ms / base_ms if full is not None and full.round_trips is not None and base_ms else nan
+    proxy_kong = proxy.with_kong_ms / base_ms if proxy is not None and proxy.round_trips is not None and base_ms else nan
+    trips = full.round_trips if full is not None and full.round_trips is not None else nan
+    proxy_trips = proxy.round_trips if proxy is not None and proxy.round_trips is not None else nan
+    growth = full.rss_growth_pct if full is not None else nan
+    ttft = full.ttft_p50 if full is not None else nan
+    return (f"RESULT cpu_ratio_vs_litellm={ratio:.3f} cpu_ratio_with_kong_full_chain={full_kong:.3f} "
+            f"cpu_ratio_with_kong_proxy={proxy_kong:.3f} round_trips_full_chain={trips:g} "
+            f"round_trips_proxy={proxy_trips:g} rss_growth_pct={growth:.2f} ttft_added_ms_p50={ttft:.2f}")
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -513,7 +549,7 @@ async def main(args: argparse.Namespace) -> None:
             results[bench.target.name] = await bench.finish(mock_url, args)
     print(report(results, args))
     print(f"\n(measured in {time.monotonic() - started:.0f} s)")
-    print(result_line(results))
+    print(result_line(results, args))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -531,7 +567,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "DIR (e.g. an older checkout's plugins/) instead of the installed one: before/after tables")
     parser.add_argument("--same-body", action="store_true", help="send one body over and over (content caches "
                         "then hit on every request) instead of a different user message per request")
-    parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (no RESULT ratio)")
+    parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (ratios need --litellm-cpu-ms)")
+    parser.add_argument("--litellm-cpu-ms", type=float, help="LiteLLM's CPU ms per request to compare with when it "
+                        "is not run here (issue 19 measured 7.93 beside a real Kong)")
     return parser.parse_args(argv)
 
 

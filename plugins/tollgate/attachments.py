@@ -30,6 +30,7 @@ class Attachment:
     identity: dict[str, Any]
     issued_at: float = field(default_factory=time.monotonic)
     extra: dict[str, Any] = field(default_factory=dict)   # what else access learnt for the relay (uri captures)
+    instance: Any = None            # the plugin-server instance that attached it (pluginserver/instances.py)
 
 
 _TOKEN_BYTES = 16
@@ -55,9 +56,10 @@ class AttachmentTable:
         self._ttl = ttl
         self._pending: dict[str, Attachment] = {}
 
-    def issue(self, plugin: str, handler: Any, identity: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
+    def issue(self, plugin: str, handler: Any, identity: dict[str, Any], extra: dict[str, Any] | None = None,
+              instance: Any = None) -> str:
         token = _token()
-        self._pending[token] = Attachment(plugin, handler, identity, extra=extra or {})
+        self._pending[token] = Attachment(plugin, handler, identity, extra=extra or {}, instance=instance)
         return token
 
     def claim(self, tokens: list[str]) -> list[Attachment]:

@@ -35,8 +35,6 @@ class Settings:
     event_timeout: float = field(default_factory=lambda: float(_env("EVENT_TIMEOUT", "120")))
     # How long an attachment waits for its request to reach the relay.
     attachment_ttl: float = field(default_factory=lambda: float(_env("ATTACHMENT_TTL", "300")))
-    # An instance that handled an event this recently is expected on its route's requests.
-    instance_active_window: float = field(default_factory=lambda: float(_env("INSTANCE_ACTIVE_WINDOW", "600")))
     # The plugin sockets: whoever can connect to them can act as Kong (and have requests attached), so they are
     # created for their owner and one group only. Kong's nginx workers must be able to connect: run Tollgate as the
     # user they run as (kong.conf nginx_user; `kong` in the official image), or give their group here.

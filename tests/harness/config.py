@@ -184,8 +184,13 @@ class PluginConfig:
     protocols: list[str] = field(default_factory=lambda: ["grpc", "grpcs", "http", "https"])
     instance_name: str | None = None
     created_at: int = 0
-    #: the table Kong hands the handler (config + route_id... + __key__, __seq__): built once per load
+    #: the table Kong hands the handler (config + route_id... + __key__, __seq__), as worker 0 built it
     conf: dict[str, Any] | None = None
+    #: the same per nginx worker: each worker builds its own plugins iterator, so each has its own ``__seq__``
+    confs: list[dict[str, Any]] = field(default_factory=list)
+
+    def conf_of(self, worker_id: int) -> dict[str, Any] | None:
+        return self.confs[worker_id] if worker_id < len(self.confs) else self.conf
 
     @property
     def combo_key(self) -> tuple[str | None, str | None, str | None]:

@@ -7,6 +7,7 @@ import copy
 import ipaddress
 import itertools
 import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from .router import match_route, normalize_path, upstream_uri
 from .rpc import Connection, Rpc, SocketPool
 from .servers import PluginServerEntry, Supervisor, query_entry, register, wait_for_socket
 from .stats import RequestStats, Stats
+from .workerproc import WorkerProcess
 
 logger = logging.getLogger("tests.harness.kong")
 
@@ -64,11 +66,20 @@ class Worker:
         self.pools: dict[str, SocketPool] = {}
         self.rpcs: dict[str, Rpc] = {}
         self.running_instances: dict[Any, Any] = {}
+        # nginx workers are processes: every worker but the first connects from a process of its own
+        self.process: WorkerProcess | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid if self.process is not None else os.getpid()
 
     def pool(self, path: str) -> SocketPool:
         p = self.pools.get(path)
         if p is None:
-            p = self.pools[path] = SocketPool(path)
+            if self.id > 0 and self.process is None:
+                self.process = WorkerProcess()
+            opener = self.process.open_unix_connection if self.process is not None else None
+            p = self.pools[path] = SocketPool(path, opener=opener)
         return p
 
     def rpc(self, key: str, path: str) -> Rpc:
@@ -90,6 +101,9 @@ class Worker:
     def close(self) -> None:
         for p in self.pools.values():
             p.close_all()
+        if self.process is not None:
+            self.process.close()
+            self.process = None
 
 
 def _parse_version(v: str | tuple) -> tuple[int, int]:
@@ -308,19 +322,29 @@ class KongDouble:
         self._sorted = sorted(handlers.values(), key=prio_key, reverse=True)
 
     def load_config(self, doc: dict[str, Any]) -> Declarative:
-        """Load (or replace) the declarative config; every plugin gets a new ``__seq__``
-        (so running instances are replaced and the old ones closed)."""
+        """Load (or replace) the declarative config (``POST /config``).
+
+        As in Kong, every worker then builds its own plugins iterator, in which each plugin gets a new ``__seq__``
+        from a counter the workers share (worker 0's build first, then worker 1's...). Nothing is started or
+        closed here: each worker starts an instance lazily, at the plugin's first event under the new build, and
+        closes the instance that had the same plugin id, if any. The instance of a plugin the new config no
+        longer has is never closed."""
         decl = parse_declarative(doc, ws_id=self.ws_id)
         combos: dict[str, dict[tuple, PluginConfig]] = {}
+        configs = []
         for pc in decl.plugins:
             handler = self.handlers.get(pc.name)
             if handler is None:
                 raise ConfigError(f"plugin '{pc.name}' not enabled; add it to the 'plugins' configuration property")
             fields = config_record_fields(handler.schema)
-            config = process_config(fields, pc.config, f"{pc.name}.config")
-            pc.conf = self._plugin_conf(pc, config)
+            configs.append((pc, process_config(fields, pc.config, f"{pc.name}.config")))
             if pc.enabled and any(p in ("http", "https") for p in pc.protocols):
                 combos.setdefault(pc.name, {})[pc.combo_key] = pc
+        for _worker in self.worker_list:
+            for pc, config in configs:
+                pc.confs.append(self._plugin_conf(pc, copy.deepcopy(config)))
+        for pc, _ in configs:
+            pc.conf = pc.confs[0]
         self.declarative = decl
         self._combos = combos
         return decl
@@ -548,7 +572,7 @@ class KongDouble:
         req.ngx_ctx["plugin_id"] = cfg.id
         try:
             if handler.external:
-                await handler.handle_event(worker, req, cfg, cfg.conf, phase)
+                await handler.handle_event(worker, req, cfg, cfg.conf_of(worker.id), phase)
             else:
                 await handler.run(phase, self, req, copy.deepcopy(cfg.conf))
         except ExitSignal:
@@ -985,7 +1009,7 @@ class KongDouble:
                          saved: Saved) -> None:
         await asyncio.sleep(0)  # ngx.timer.at(0, ...)
         try:
-            await handler.handle_event(worker, req, cfg, cfg.conf, "log", saved=saved)
+            await handler.handle_event(worker, req, cfg, cfg.conf_of(worker.id), "log", saved=saved)
         except KongLuaError as e:
             self._record_log("err", f"lua entry thread aborted: runtime error: {e}", plugin=handler.name,
                              request=req)

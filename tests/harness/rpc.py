@@ -66,11 +66,13 @@ class Connection:
 class SocketPool:
     """A worker's keepalive pool for one unix socket (``lua_socket_pool_size`` 30)."""
 
-    def __init__(self, path: str, size: int = 30):
+    def __init__(self, path: str, size: int = 30, opener: Any = None):
         self.path = path
         self.size = size
         self.idle: list[Connection] = []
         self.opened = 0
+        # how the worker opens a connection (its own process: see workerproc.py)
+        self._open = opener or asyncio.open_unix_connection
 
     async def acquire(self, timeout: float) -> Connection:
         while self.idle:
@@ -78,7 +80,7 @@ class SocketPool:
             if not conn.dead and not conn.unpacker_has_data():
                 return conn
             conn.close()
-        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(self.path, limit=1 << 24), timeout)
+        reader, writer = await asyncio.wait_for(self._open(self.path, limit=1 << 24), timeout)
         self.opened += 1
         return Connection(reader, writer, self.path)
 

@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import msgpack
 
+from tests.harness.workerproc import peer_pid
+
 
 def query_cmd_printing(document: Any) -> list[str]:
     """A query command (no shell) that prints ``document`` as JSON."""
@@ -56,6 +58,7 @@ class FakeServer:
         #: hook(message) -> None or a list of raw replies (bytes) to send instead
         self.hook: Callable[[list], Any] | None = None
         self.connections = 0
+        self.peers: list[int | None] = []  # per received message: the pid of the process that connected
         self._server: asyncio.AbstractServer | None = None
 
     def entry(self, **kw: Any) -> dict:
@@ -84,6 +87,7 @@ class FakeServer:
     async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
         counted = False
+        peer = peer_pid(writer.get_extra_info("socket"))
         try:
             while True:
                 chunk = await reader.read(65536)
@@ -95,6 +99,7 @@ class FakeServer:
                 unpacker.feed(chunk)
                 for msg in unpacker:
                     self.received.append(msg)
+                    self.peers.append(peer)
                     if self.hook is not None:
                         custom = self.hook(msg)
                         if custom is not None:

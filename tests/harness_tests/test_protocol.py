@@ -4,6 +4,8 @@ steps, nil answers, exits, the instance cache, restarts, errors and fail-open.""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 
 import msgpack
 import pytest
@@ -132,6 +134,36 @@ async def test_seq_change_replaces_and_closes_the_instance(fake, kong, echo_upst
     close = [m for m in srv.received if m[0] == 0 and m[2] == "plugin.CloseInstance"]
     assert close and close[0][3] == [0]
     assert len(srv.instances) == 1
+
+
+async def test_config_change_with_two_workers_is_per_worker_and_lazy(fake, kong, echo_upstream):
+    """Each nginx worker is its own process with its own instance cache and its own build of the plugins
+    iterator (its own ``__seq__`` from the shared counter); instances start at the first event."""
+    srv = await fake()
+    cfg = route_config(echo_upstream, [{"name": "fake"}])
+    k = await kong(cfg, entries=[srv.entry()], workers=2)
+
+    def starts():
+        return [(peer, json.loads(m[3][0]["Config"])["__seq__"])
+                for m, peer in zip(srv.received, srv.peers) if m[0] == 0 and m[2] == "plugin.StartInstance"]
+
+    assert starts() == []                               # nothing starts before a request needs it
+    for _ in range(4):
+        await k.request("GET", "/")
+    first = starts()
+    assert len(first) == 2 and len({peer for peer, _ in first}) == 2   # two processes, one start each
+    assert os.getpid() in {peer for peer, _ in first}
+    k.load_config(cfg)
+    assert len(starts()) == 2
+    for _ in range(2):
+        await k.request("GET", "/")
+    second = starts()[2:]
+    assert {peer for peer, _ in second} == {peer for peer, _ in first}
+    assert min(seq for _, seq in second) > max(seq for _, seq in first)   # every build draws higher numbers
+    assert len({seq for _, seq in first + second}) == 4                   # and each worker its own
+    closes = [peer for m, peer in zip(srv.received, srv.peers) if m[0] == 0 and m[2] == "plugin.CloseInstance"]
+    assert sorted(closes) == sorted(peer for peer, _ in first)            # each worker closes what it replaced
+    assert len(srv.instances) == 2
 
 
 async def test_start_instance_failure_is_a_500(fake, kong, echo_upstream):

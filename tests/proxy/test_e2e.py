@@ -144,6 +144,15 @@ async def test_access_sets_ai_proxy_meta_in_one_call(env: Env):
     assert meta["provider_name"] == "openai" and meta["request_model"] == "gpt-4o-mini" and meta["plugin_id"]
 
 
+async def test_without_kong_analytics_access_is_three_round_trips(env: Env):
+    await chat(env, "chat-openai")            # logging.log_statistics off (the default)
+    await env.kong.settle()
+    stats = env.kong.stats.last
+    assert stats.by_phase[("tollgate-proxy", "access")] == 3   # HandleEvent, consumer, attachment
+    assert ("tollgate-proxy", "kong.log.set_serialize_value") not in stats.pdk_calls
+    assert "ai" not in env.logs.entries[-1]
+
+
 # -- chat per provider, streamed usage ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("provider", CHAT_PROVIDERS)

@@ -40,7 +40,7 @@ def routes(mock_url: str) -> dict[str, list[dict[str, Any]]]:
 
     limit = {"name": "tollgate-token-limit", "config": {
         "limits": [{"limit": LIMIT, "window_size": "day", "tokens_count_strategy": "total_tokens"}],
-        "identifier": "ip", "window_type": "fixed", "strategy": "local"}}
+        "identifier": "ip", "window_type": "fixed", "strategy": "local", "reserve_max_tokens": True}}
     anthropic_auth = {"header_name": "x-api-key", "header_value": PROVIDER_KEYS["anthropic"]}
     return {
         "anthropic-native": [limit, proxy("anthropic", CLAUDE, anthropic_auth, anthropic_version="2023-06-01")],
@@ -180,7 +180,8 @@ async def test_a_token_limit_settles_on_the_native_usage(env: Env):
                 assert answer.status == 200
                 remaining.append(int(answer.headers["X-AI-RateLimit-Remaining-day"]))
             await asyncio.sleep(0.05)
-    # each request is charged 1234 tokens once the answer is in (the native prompt is not estimated: 0 reserved)
+    # each request is charged 1234 tokens once the answer is in (the native prompt is not estimated: 0 reserved;
+    # each request reserves its max_tokens, the same 32, so the remaining counts differ by the settled usage)
     assert remaining[0] - remaining[1] == 1234 and remaining[1] - remaining[2] == 1234
 
 

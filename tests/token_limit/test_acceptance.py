@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from typing import Any
 
@@ -77,20 +78,24 @@ async def post(http: aiohttp.ClientSession, url: str, body: dict[str, Any] = BOD
 
 async def test_admission_follows_the_documented_rule_and_headers_agree(gateway, mock_llm, redis_url, file_clock):
     (double,) = await gateway(limit_config(1000, window_type="fixed"), proxy(mock_llm.url + "/v1/chat/completions"))
-    mock_llm.default = Reply(prompt_tokens=ESTIMATE, completion_tokens=300 - ESTIMATE)
+    completion = 300 - ESTIMATE
+    mock_llm.default = Reply(prompt_tokens=ESTIMATE, completion_tokens=completion)
     spent, predicted, seen = 0, [], []
+    expected_completion = 256   # default_completion_tokens, until an answer is known; then the answers' 95th pct
     async with aiohttp.ClientSession() as http:
         for _ in range(6):
-            admit = spent < 1000 and spent + ESTIMATE <= 1000  # the rule: the remaining budget covers the prompt
-            predicted.append(200 if admit else 429)
+            # the rule: the remaining budget covers the prompt and the expected completion
+            reserved = ESTIMATE + expected_completion
+            predicted.append(200 if spent + reserved <= 1000 else 429)
             status, headers, body = await post(http, double.url)
             seen.append(status)
             if status == 200:
                 assert headers["X-AI-RateLimit-Limit-minute"] == "1000"
-                assert headers["X-AI-RateLimit-Remaining-minute"] == str(1000 - spent - ESTIMATE)
+                assert headers["X-AI-RateLimit-Remaining-minute"] == str(1000 - spent - reserved)
                 assert headers["RateLimit-Remaining"] == headers["X-AI-RateLimit-Remaining-minute"]
                 assert 0 < int(headers["X-AI-RateLimit-Reset-minute"]) <= 60
                 spent += 300
+                expected_completion = completion
             else:
                 assert body["error"]["type"] == "rate_limit_exceeded"
                 assert "minute window" in body["error"]["message"]
@@ -113,6 +118,38 @@ async def test_one_limit_across_two_nodes_under_200_concurrent_requests(gateway,
     assert total == admitted * (ESTIMATE + 100)
     assert total <= limit  # reservations cover the whole answer, so not even one request's worth over
     assert mock_llm.request_count == admitted
+
+
+BURST_BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": " ".join(["hello"] * 53)}]}
+BURST_PROMPT = tokens.count_chat_prompt(BURST_BODY, "gpt-4o-mini")   # about 60
+
+
+async def test_a_burst_with_default_settings_ends_at_most_5_percent_over(gateway, mock_llm, redis_url, file_clock):
+    """Issue 19 (3b): 200 concurrent requests, no max_tokens anywhere, no reserve_max_tokens. Each admitted
+    request reserves an expected completion: the default before any answer, then the learnt 95th percentile."""
+    limit = 3000
+    (double,) = await gateway(limit_config(limit), proxy(mock_llm.url + "/v1/chat/completions"))
+    assert 55 <= BURST_PROMPT <= 65
+    rng = random.Random(19)
+    # answers of 20 to 70 completion tokens, about 44 on average as in the issue
+    mock_llm.default = lambda _: Reply(prompt_tokens=BURST_PROMPT, completion_tokens=rng.randint(20, 70))
+
+    async def burst() -> tuple[int, float]:
+        async with aiohttp.ClientSession() as http:
+            results = await asyncio.gather(*(post(http, double.url, BURST_BODY) for _ in range(200)))
+        assert {status for status, _, _ in results} <= {200, 429}
+        await double.settle()
+        return sum(1 for status, _, _ in results if status == 200), \
+            await used(redis_url, alice(double), limit, 60, file_clock.now)
+
+    # Nothing learnt yet: prompt + 256 each, until the first answers come back (then their 95th percentile).
+    cold_admitted, cold_used = await burst()
+    assert cold_admitted >= limit // (BURST_PROMPT + 256)
+    assert cold_used <= limit * 1.05, (cold_admitted, cold_used)
+    file_clock.advance(120)                            # a fresh window; the answers above were learnt
+    warm_admitted, warm_used = await burst()
+    assert warm_used <= limit * 1.05, (warm_admitted, warm_used)
+    assert warm_used >= limit * 0.7, (warm_admitted, warm_used)   # bounded, yet the limit is put to use
 
 
 STREAMS = {

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import socket
+import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -70,7 +72,6 @@ class PluginServer:
         self.calls = 0
         self._watchdog: asyncio.Future | None = None
         self._methods: dict[str, Callable[[Any], Any]] = {
-            "plugin.StartInstance": self.start_instance,
             "plugin.CloseInstance": self.close_instance,
             "plugin.InstanceStatus": self.instance_status,
             "plugin.GetStatus": self.get_status,
@@ -79,11 +80,12 @@ class PluginServer:
 
     # --- RPC methods --------------------------------------------------------------------
 
-    def receive(self, method: str, args: list[Any], reply: Reply) -> None:
+    def receive(self, method: str, args: list[Any], reply: Reply, worker: Any = None) -> None:
         """Handle one request from Kong; ``reply(error, result)`` is called exactly once, now or later.
 
         Steps and HandleEvent (every request's traffic) are answered straight from the event's
-        callback when the handler produces its next step: no task per message.
+        callback when the handler produces its next step: no task per message. ``worker`` is the
+        nginx worker the message came from (its pid; None when unknown).
         """
         self.calls += 1
         try:
@@ -98,6 +100,9 @@ class PluginServer:
                     raise RpcError(str(exc)) from None
             elif method == "plugin.HandleEvent":
                 event = self._start_event(args[0])
+            elif method == "plugin.StartInstance":
+                reply(None, self.start_instance(args[0], worker))
+                return
             else:
                 handler = self._methods.get(method)
                 if handler is None:
@@ -124,7 +129,7 @@ class PluginServer:
         if self._watchdog is None:
             self._watchdog = asyncio.ensure_future(self._watch_stalls())
 
-    async def dispatch(self, method: str, args: list[Any]) -> Any:
+    async def dispatch(self, method: str, args: list[Any], worker: Any = None) -> Any:
         """``receive`` as a coroutine: the result, or the error raised (tests and tools)."""
         answer = asyncio.get_running_loop().create_future()
 
@@ -136,10 +141,10 @@ class PluginServer:
             else:
                 answer.set_result(result)
 
-        self.receive(method, args, reply)
+        self.receive(method, args, reply, worker)
         return await answer
 
-    def start_instance(self, request: dict[str, Any]) -> dict[str, Any]:
+    def start_instance(self, request: dict[str, Any], worker: Any = None) -> dict[str, Any]:
         name = request.get("Name")
         plugin = self.plugins.get(name)
         if plugin is None:
@@ -154,11 +159,11 @@ class PluginServer:
         except ValueError as exc:
             log.event(logger, "invalid plugin config", 40, plugin=name, error=str(exc))
             raise RpcError(f"{name}: invalid config: {exc}") from None
-        instance = self.instances.add(plugin, config, handler)
+        instance = self.instances.add(plugin, config, handler, worker)
         if self._on_instance_start:
             self._on_instance_start(instance)
         log.event(logger, "instance started", 10, plugin=name, instance=instance.id,
-                  route_id=instance.route_id, seq=config.get("__seq__"))
+                  route_id=instance.route_id, seq=config.get("__seq__"), worker=worker)
         return {"Name": name, "Id": instance.id, "Config": config, "StartTime": instance.started_at}
 
     def close_instance(self, instance_id: Any) -> dict[str, Any]:
@@ -190,7 +195,6 @@ class PluginServer:
         plugin = instance.plugin
         if phase not in plugin.phases:
             raise RpcError(f"{instance.name} has no {phase} phase")
-        instance.last_event_at = time.time()
         loop = asyncio.get_running_loop()
         event = Event(next(self._event_ids), instance.id, phase, partial(self._error_step, instance), loop)
         self.events[event.id] = event
@@ -264,9 +268,11 @@ class RpcConnection(asyncio.Protocol):
         self._unpacker = msgpack.Unpacker(raw=False, max_buffer_size=0, read_size=UNPACK_BUFFER, strict_map_key=False)
         self._pack = msgpack.Packer(use_bin_type=True).pack
         self._transport: asyncio.Transport | None = None
+        self._worker: int | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        self._worker = peer_pid(transport.get_extra_info("socket"))
 
     def data_received(self, data: bytes) -> None:
         unpacker = self._unpacker
@@ -283,7 +289,7 @@ class RpcConnection(asyncio.Protocol):
                     and isinstance(args[0], dict) and args[0].get("Name") not in self._allowed:
                 self._respond(msgid, method, RpcError(f"{args[0].get('Name')} is not served on this socket"), None)
                 continue
-            receive(method, args, partial(self._respond, msgid, method))
+            receive(method, args, partial(self._respond, msgid, method), self._worker)
 
     def _respond(self, msgid: int, method: str, error: BaseException | None, result: Any) -> None:
         text: str | None = None
@@ -301,13 +307,7 @@ class RpcConnection(asyncio.Protocol):
         self._transport = None
 
 
-async def listen(server: PluginServer, path: str, plugin_names: Iterable[str] | None = None, *, mode: int = 0o660,
-                 gid: int = -1) -> asyncio.AbstractServer:
-    """Serve ``server`` on the unix socket ``path`` (replacing a stale socket file).
-
-    Connecting needs write permission on the socket, and whoever connects can act as Kong: the socket is born
-    owner-only (umask) and then opened to ``mode`` and group ``gid`` (-1: the process's), never wider.
-    """
+        instance = self.instances.add(plugin, config, handler, worker)
     if os.path.exists(path):
         os.unlink(path)
     allowed = frozenset(plugin_names) if plugin_names is not None else None

@@ -4,7 +4,6 @@ policies (`pipeline`) around the call that answers it."""
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from aiohttp import web
@@ -64,12 +63,22 @@ class Relay:
             contexts.close(ctx)
 
     def _missing_plugins(self, attachments: list[Attachment]) -> set[str]:
-        route_id = _route_of(attachments)
-        instances = self.runtime.instances
-        if route_id is None or instances is None:
+        """Tollgate plugins that the config this request ran under puts on it, and that did not attach.
+
+        The anchor is the attachment of the plugin that ran last (the lowest priority): its instance tells which
+        nginx worker and which config build the request ran under (see `InstanceTable.expected`).
+        """
+        table = self.runtime.instances
+        if table is None:
             return set()
-        since = time.time() - self.runtime.settings.instance_active_window
-        return instances.expected_on_route(route_id, since) - {a.plugin for a in attachments}
+        known = [(a.instance, a) for a in attachments if a.instance is not None]
+        if not known:
+            return set()
+        anchor = min(known, key=lambda pair: self.priorities.get(pair[1].plugin, 0))[0]
+        service_id = next((i.service_id for i, _ in known if i.service_id), None)
+        consumer_id = next((a.identity.get("id") for a in attachments if a.identity.get("id")), None)
+        expected = table.expected(anchor, _route_of(attachments), service_id, consumer_id)
+        return expected - {a.plugin for a in attachments}
 
 
 def _terminal(policies: dict[str, Any]) -> Any:

@@ -1,19 +1,19 @@
 """Kong side of tollgate-proxy: attach this instance's policy to the request, and tell Kong's log what is known.
 
-Round trips per request in access: HandleEvent, the consumer, the attachment header (as every Tollgate plugin,
-see plugins/base.py), plus one ``kong.log.set_serialize_value("ai.proxy.meta", {...})`` with what the config alone
-decides (plugin_id, and provider_name / request_model when every target agrees), so Kong's own log plugins see
-Kong's ai-proxy keys. Routes whose targets use ``$(uri_captures.x)`` templates add one call to read the captures,
-which only Kong's router knows.
+Round trips per request in access: HandleEvent, the consumer (read here once for every Tollgate plugin of the
+request, see plugins/base.py) and the attachment header. With ``logging.log_statistics`` (Kong's ai-proxy switch for
+its analytics in Kong's log), one more: ``kong.log.set_serialize_value("ai.proxy.meta", {...})`` with what the config
+alone decides (plugin_id, and provider_name / request_model when every target agrees), so Kong's own log plugins see
+Kong's ai-proxy keys; only that crosses the socket for them. Routes whose targets use ``$(uri_captures.x)`` templates
+add one call to read the captures, which only Kong's router knows.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ... import runtime
 from ...attachments import HEADER
-from ..base import AttachingPlugin, identity_of
+from ..base import AttachingPlugin
 from .policy import ProxyPolicy
 
 
@@ -23,12 +23,10 @@ class Plugin(AttachingPlugin):
 
     async def access(self, kong: Any) -> None:
         policy: ProxyPolicy = self.policy  # type: ignore[assignment]
-        consumer = await kong.client.get_consumer()
         extra = None
         if policy.needs_uri_captures:
             extra = {"uri_captures": captures_of(await kong.request.get_uri_captures())}
-        token = runtime.current().attachments.issue(self.name, self, identity_of(consumer), extra)
-        await kong.service.request.add_header(HEADER, token)
+        await kong.service.request.add_header(HEADER, await self.attach(kong, extra))
         if policy.access_meta:
             await kong.log.set_serialize_value("ai.proxy.meta", policy.access_meta)
 

@@ -102,7 +102,8 @@ class ProxyPolicy(Policy):
         self.models = ModelRule.of(self.specs)
         _register_secrets(secrets_of(self.specs))
         self.needs_uri_captures = "uri_captures" in kinds_in(self.specs)
-        self.access_meta = self._access_meta()
+        # ai.proxy.meta for Kong's log plugins: only when the route asks for Kong's analytics (log_statistics).
+        self.access_meta = self._access_meta() if (config.get("logging") or {}).get("log_statistics") else {}
 
     # -- what Kong's access phase can already say ---------------------------------------------------------------
 

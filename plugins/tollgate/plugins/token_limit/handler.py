@@ -1,4 +1,8 @@
-"""Kong side of tollgate-token-limit: attach this instance's policy to the request (see plugins/base.py)."""
+"""Kong side of tollgate-token-limit: attach this instance's policy to the request (see plugins/base.py).
+
+Two round trips per request: HandleEvent and the attachment header; the consumer comes with tollgate-proxy's
+attachment (``reads_consumer``).
+"""
 
 from __future__ import annotations
 
@@ -9,3 +13,4 @@ from .policy import TokenLimitPolicy
 class Plugin(AttachingPlugin):
     name = "tollgate-token-limit"
     policy_class = TokenLimitPolicy
+    reads_consumer = False

@@ -1,9 +1,9 @@
 """The relay side of tollgate-token-limit: admit on estimated tokens, settle on exact usage.
 
 Admission reserves the prompt's tokens (counted with tiktoken on the request as it goes
-upstream, plus ``max_tokens`` when ``reserve_max_tokens`` is on) in every window at once;
-once the answer is complete, the reservation is corrected to the provider's usage, so a
-request is charged in the same request, streams included.
+upstream) plus an expected completion (see expected.py for the rule and the bound it gives)
+in every window at once; once the answer is complete, the reservation is corrected to the
+provider's usage, so a request is charged in the same request, streams included.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from ...relay.errors import openai_error
 from ...store import Reservation, StoreUnavailable, Window, WindowState
 from ..limits import (Answer, Grant, LimitPolicy, Plan, UnknownIdentity, candidate_targets, count_refusal,
                       identifier_value, now, proxy_of, requested_max_tokens, store_failure)
+from .expected import ESTIMATES, reservation
 from .schema import WINDOW_NAMES
 
 
@@ -64,7 +65,17 @@ class TokenLimitPolicy(LimitPolicy):
             prompt = estimate.prompt_tokens(ctx, proxy.route_type if proxy else "llm/v1/chat", model)
         except BodyError:
             return None  # the proxy answers malformed bodies with its own 400
-        completion = _max_tokens(ctx, candidates) if self.config.get("reserve_max_tokens") else 0
+        store = runtime.current().store_for(self.config)
+        samples = self._samples_key(ctx, model)
+        counted = {limit["tokens_count_strategy"] for limit in applicable}
+        completion = 0
+        if counted != {"prompt_tokens"}:
+            room = min(limit["limit"] - (prompt if limit["tokens_count_strategy"] == "total_tokens" else 0)
+                       for limit in applicable if limit["tokens_count_strategy"] != "prompt_tokens")
+            completion = reservation(cap=_max_tokens(ctx, candidates), learnt=ESTIMATES.expected(samples, store),
+                                     default=self.config.get("default_completion_tokens", 256),
+                                     exact=bool(self.config.get("reserve_max_tokens")), room=room)
+        ctx.meta[f"{self.plugin}:samples"] = samples
         amounts = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
         sliding = self.config.get("window_type", "sliding") == "sliding"
         groups: dict[str, list[Window]] = {}
@@ -74,7 +85,7 @@ class TokenLimitPolicy(LimitPolicy):
             groups.setdefault(limit["tokens_count_strategy"], []).append(
                 Window(key, limit["limit"], limit["seconds"], sliding))
             named[key] = limit["window_size"]
-        return Plan(runtime.current().store_for(self.config),
+        return Plan(store,
                     [(counts, amounts[counts], windows) for counts, windows in groups.items()], now(),
                     partial(self._conclude, ctx, named))
 
@@ -97,10 +108,17 @@ class TokenLimitPolicy(LimitPolicy):
         usage = ctx.usage
         actual = ({"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
                    "total_tokens": usage.total_tokens} if usage is not None else {})
+        store = runtime.current().store_for(self.config)
         try:
-            await grant.settle(runtime.current().store_for(self.config), actual)
+            await grant.settle(store, actual)
+            if usage is not None and ctx.status == 200 and not ctx.meta.get("client_disconnected"):  # whole answers
+                await ESTIMATES.record(ctx.meta[f"{self.plugin}:samples"], store, usage.completion_tokens)
         except StoreUnavailable as exc:
             store_failure(self.plugin, ctx, {"fail_open": True}, exc)
+
+    def _samples_key(self, ctx: RequestContext, model: str | None) -> str:
+        """Where the completions of this route and model are learnt (one Redis hash slot per plugin instance)."""
+        return f"{{tle:{self.plugin_id}}}:{ctx.route_id or ''}:{model or ''}"
 
     def _refuse(self, ctx: RequestContext, denied: WindowState | None, retry_after: float | None,
                 states: list[WindowState], named: dict[str, str]) -> Any:

@@ -20,7 +20,11 @@ Schema = [
                                "route", "global"]}},
     {"header_name": {"type": "string"}},
     {"window_type": {"type": "string", "default": "sliding", "one_of": ["sliding", "fixed"]}},
+    # Each request reserves its prompt plus an expected completion, settled to the exact usage after (expected.py):
+    # the output cap with reserve_max_tokens (the limit then holds exactly), else the recent 95th percentile of the
+    # route's and model's completions (never more than the cap), and this before the first answer.
     {"reserve_max_tokens": {"type": "boolean", "default": False}},
+    {"default_completion_tokens": {"type": "integer", "default": 256, "between": [0, 1000000]}},
     {"hide_client_headers": {"type": "boolean", "default": False}},
     {"error_code": {"type": "integer", "default": 429}},
     {"error_message": {"type": "string", "default": "AI token rate limit exceeded"}},

@@ -1,73 +1,160 @@
-"""Fixtures of the semantic-cache acceptance tests: the Kong double in front of real ``tollgate serve`` processes
-(key-auth, tollgate-semantic-cache, tollgate-proxy on one route), the mock LLM, real Redis, a clock moved through a
-file (tests/clocks.py)."""
+"""The semantic-cache acceptance environment, started once per test module: the Kong double (key-auth, then
+tollgate-semantic-cache and tollgate-proxy over their sockets) in front of two real ``tollgate serve`` processes
+that share one Redis, the mock LLM, and a clock the test moves through a file (tests/clocks.py).
+
+One route per cache configuration (``/<name>/v1/...``); entries are kept apart by route (the default scope), so
+tests on different routes never see each other's entries.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import tempfile
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import openai
-import pytest
+import pytest_asyncio
 
 from tests.clocks import CLOCK_PLUGIN_DIR, EPOCH, FileClock
-from tests.gateway.routes import deck
+from tests.harness import KongDouble
+from tests.harness.procs import TollgateServer
+from tests.redis_server import RedisServer
+from tollgate.mock import MockLLM
 
-CACHE_ID = "7c0c0a11-0000-4000-8000-00000000cac1"
-CONSUMERS = [{"username": "alice", "keyauth_credentials": [{"key": "alice-key"}]},
-             {"username": "bob", "keyauth_credentials": [{"key": "bob-key"}]}]
+PLUGINS = ["tollgate-proxy", "tollgate-semantic-cache"]
 
 
-def proxy(mock_url: str, **extra: Any) -> dict[str, Any]:
+def proxy(mock_url: str) -> dict[str, Any]:
     return {"route_type": "llm/v1/chat",
-            "model": {"provider": "openai", "name": extra.pop("model", None),
-                      "options": {"upstream_url": mock_url + "/v1/chat/completions"}},
-            "auth": {"header_name": "Authorization", "header_value": "Bearer sk-cache-test-0123456789"}, **extra}
+            "model": {"provider": "openai", "options": {"upstream_url": mock_url + "/v1/chat/completions"}},
+            "auth": {"header_name": "Authorization", "header_value": "Bearer sk-cache-test-0123456789"}}
 
 
-@pytest.fixture
-def file_clock(tmp_path) -> FileClock:
-    return FileClock(str(tmp_path / "clock"), EPOCH)
+def routes(redis_url: str, down_url: str, mock_url: str) -> dict[str, dict[str, Any]]:
+    """Route name -> tollgate-semantic-cache config."""
+    redis = {"strategy": "redis", "redis": {"url": redis_url}}
+    down = {"strategy": "redis", "redis": {"url": down_url, "timeout": 0.2}}
+    return {
+        "local": {},
+        "redis": {"vectordb": redis},
+        "routescope": {"scope": "route"},
+        "ttl": {"cache_ttl": 60, "cache_control": True},
+        "history": {"message_countback": 1},
+        "length": {"cache_finish_reasons": ["stop", "length"]},
+        "down-open": {"vectordb": down},
+        "down-closed": {"vectordb": down, "stop_on_failure": True},
+        "provider-emb": {"embeddings": {"model": {"provider": "openai", "name": "text-embedding-3-small",
+                                                  "options": {"upstream_url": mock_url + "/v1/embeddings"}},
+                                        "auth": {"header_name": "Authorization", "header_value": "Bearer sk-emb-0123456789"}},
+                         "vectordb": {"dimensions": 1536}},
+        "bad-dims": {"vectordb": {"dimensions": 512}},
+    }
 
 
-@pytest.fixture
-async def gateway(tollgate_process, kong, mock_llm, file_clock):
-    """``await gateway(cache_config, count=1, proxy_config=None, redis_url=None)`` -> Kong doubles, one per process."""
-    async def make(cache: dict[str, Any], *, count: int = 1, proxy_config: dict[str, Any] | None = None,
-                   redis_url: str | None = None, anonymous: bool = True):
-        doubles = []
-        for _ in range(count):
-            process = tollgate_process(plugins_dir=CLOCK_PLUGIN_DIR, redis_url=redis_url,
-                                       env={"TOLLGATE_TEST_CLOCK_FILE": file_clock.path})
-            auth = {"key_names": ["apikey"], **({"anonymous": "anonymous"} if anonymous else {})}
-            config = deck(process.relay_url, {"/v1": [
-                {"name": "key-auth", "config": auth},
-                {"id": CACHE_ID, "name": "tollgate-semantic-cache", "config": cache},
-                {"name": "tollgate-proxy", "config": proxy_config or proxy(mock_llm.url)}]},
-                consumers=[*CONSUMERS, {"username": "anonymous"}])
-            double = await kong(config, process=process)
-            double.process = process
-            doubles.append(double)
-        return doubles
-    return make
+def declarative(relay_url: str, caches: dict[str, dict[str, Any]], mock_url: str) -> dict[str, Any]:
+    return {
+        "_format_version": "3.0",
+        "services": [{"name": "relay", "url": relay_url, "retries": 0, "routes": [
+            {"name": name, "paths": [f"/{name}/"], "strip_path": False, "plugins": [
+                {"name": "key-auth", "config": {"key_names": ["apikey"], "anonymous": "anonymous"}},
+                {"name": "tollgate-semantic-cache", "config": cache},
+                {"name": "tollgate-proxy", "config": proxy(mock_url)}]}
+            for name, cache in caches.items()]}],
+        "consumers": [{"username": "alice", "keyauth_credentials": [{"key": "alice-key"}]},
+                      {"username": "bob", "keyauth_credentials": [{"key": "bob-key"}]},
+                      {"username": "anonymous"}],
+    }
 
 
-def sdk(double, key: str = "alice-key") -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=double.url + "/v1", api_key="unused", max_retries=0,
+@dataclass
+class Node:
+    proc: TollgateServer
+    kong: KongDouble
+
+    @property
+    def url(self) -> str:
+        return self.kong.url
+
+    @property
+    def status_url(self) -> str:
+        return f"http://127.0.0.1:{self.proc.status_port}"
+
+    async def logs(self, count: int) -> list[dict[str, Any]]:
+        """The process's analytics lines, once at least ``count`` are written (the log writer is asynchronous)."""
+        lines: list[dict[str, Any]] = []
+        for _ in range(100):
+            lines = [json.loads(line) for line in self.proc.stderr_text().splitlines()
+                     if line.startswith("{") and '"msg":"ai request"' in line]
+            if len(lines) >= count:
+                return lines
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"expected {count} analytics lines, got {len(lines)}")
+
+    async def mark(self) -> int:
+        """How many analytics lines the process has written so far (give it to `caches`)."""
+        await asyncio.sleep(0.1)     # lines of earlier requests still on their way
+        return len(await self.logs(0))
+
+    async def caches(self, mark: int, count: int) -> list[dict[str, Any]]:
+        """``ai.proxy.cache`` of the ``count`` requests logged after ``mark``."""
+        lines = await self.logs(mark + count)
+        return [line["ai"]["proxy"].get("cache") or {} for line in lines[mark:mark + count]]
+
+
+@dataclass
+class Env:
+    nodes: list[Node]
+    mock: MockLLM
+    redis: RedisServer
+    down: RedisServer
+    clock: FileClock
+
+    @property
+    def node(self) -> Node:
+        return self.nodes[0]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def env(redis_server):
+    mock = MockLLM(shutdown_timeout=0.1, embedding_dims=1536)
+    await mock.start()
+    down = RedisServer().start()
+    clock = FileClock(tempfile.mktemp(prefix="tg-clock-"), EPOCH)
+    caches = routes(redis_server.url, down.url, mock.url)
+    nodes = []
+    for _ in range(2):
+        proc = TollgateServer(plugins_dir=CLOCK_PLUGIN_DIR, env={"TOLLGATE_TEST_CLOCK_FILE": clock.path})
+        await proc.astart()
+        kong = KongDouble(proc.entries("3.9", PLUGINS), declarative(proc.relay_url, caches, mock.url))
+        await kong.start()
+        nodes.append(Node(proc, kong))
+    yield Env(nodes, mock, redis_server, down, clock)
+    for node in nodes:
+        await node.kong.stop()
+        node.proc.cleanup()
+    down.stop()
+    await mock.stop()
+
+
+def sdk(node: Node, route: str, key: str = "alice-key") -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{node.url}/{route}/v1", api_key="unused", max_retries=0,
                               default_headers={"apikey": key})
 
 
-async def ask(double, content: str | None = None, *, key: str = "alice-key", headers: dict[str, str] | None = None,
-              **body: Any) -> tuple[int, Any, Any]:
+async def ask(node: Node, route: str, content: str | None = None, *, key: str = "alice-key",
+              headers: dict[str, str] | None = None, **body: Any) -> tuple[int, Any, Any]:
     """POST a chat request; returns (status, headers, JSON body)."""
     if content is not None:
         body.setdefault("messages", [{"role": "user", "content": content}])
     body.setdefault("model", "gpt-4o-mini")
     async with aiohttp.ClientSession() as http:
-        async with http.post(double.url + "/v1/chat/completions", json=body,
+        async with http.post(f"{node.url}/{route}/v1/chat/completions", json=body,
                              headers={"apikey": key, **(headers or {})}) as answer:
             return answer.status, answer.headers, await answer.json(content_type=None)
 
 
-def answer_text(body: Any) -> str:
+def text(body: Any) -> str:
     return body["choices"][0]["message"]["content"]

@@ -45,7 +45,7 @@ from ..proxy import costs
 from .agreement import Features, agree
 from .answers import Assembler, cacheable, replay_body, replay_chunks
 from .keys import Described, NotCacheable, describe
-from .vectordb import StoreVectorDB, VectorDB
+from .vectordb import StoreVectorDB, VectorDB, latest_purge
 
 logger = log.get("semantic-cache")
 
@@ -196,11 +196,11 @@ class SemanticCachePolicy(Policy):
     async def _find(self, ctx: RequestContext, lookup: Lookup, max_age: float | None) -> Reply | None:
         described = lookup.described
         exact_key = described.exact if self.config.get("exact_caching", True) else ""
-        found, purged = await self.db.exact(exact_key, ctx.route_id, ctx.identity.get("id"))
+        found, purges = await self.db.exact(exact_key)
         now = runtime.current().clock()
         if found is not None:
             entry = _decode(found)
-            if entry is not None and self._usable(entry, now, purged, max_age):
+            if entry is not None and self._usable(entry, now, purges, max_age):
                 return self._hit(ctx, lookup, entry, now, None)
         vector = await self._embed(ctx, lookup)
         lookup.vector = vector
@@ -208,7 +208,7 @@ class SemanticCachePolicy(Policy):
         candidates = await self.db.search(lookup.namespace, vector, CANDIDATES, self.threshold)
         for score, payload in candidates:
             entry = _decode(payload)
-            if entry is None or not self._usable(entry, now, purged, max_age):
+            if entry is None or not self._usable(entry, now, purges, max_age):
                 continue
             disagreement = agree(lookup.features, Features.from_json(entry["features"]))
             if disagreement is None:
@@ -228,10 +228,12 @@ class SemanticCachePolicy(Policy):
     def _embed_timeout(self) -> float:
         return float(getattr(self.embedder, "timeout", 5.0))
 
-    def _usable(self, entry: dict[str, Any], now: float, purged: float, max_age: float | None) -> bool:
+    def _usable(self, entry: dict[str, Any], now: float, purges: dict[str, Any], max_age: float | None) -> bool:
         created = float(entry.get("created") or 0)
         age = now - created
-        return created > purged and age < self.ttl and (max_age is None or age <= max_age)
+        if age >= self.ttl or (max_age is not None and age > max_age):
+            return False
+        return not purges or created > latest_purge(purges, entry.get("route"), entry.get("consumers") or [])
 
     def _scope(self, ctx: RequestContext) -> str:
         scope = self.config.get("scope") or "consumer"
@@ -341,7 +343,7 @@ class SemanticCachePolicy(Policy):
         if cost is None and target is not None and usage is not None:
             cost = costs.of_usage(costs.prices(target.provider, target.model, target.options or {}), usage)
         entry = {"v": 1, "created": runtime.current().clock(), "route": ctx.route_id,
-                 "consumer": ctx.identity.get("id"), "answer": answer, "usage": answer.get("usage"),
+                 "consumers": [str(ctx.identity[k]) for k in ("id", "username", "custom_id") if ctx.identity.get(k)], "answer": answer, "usage": answer.get("usage"),
                  "provider": ctx.meta.get("provider"), "model": ctx.meta.get("model"), "cost": cost,
                  "features": features.as_json()}
         exact = lookup.described.exact if self.config.get("exact_caching", True) else None

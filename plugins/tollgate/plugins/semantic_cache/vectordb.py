@@ -17,15 +17,20 @@ PURGE_KEY = "sc:purge"
 EXACT_PREFIX = "sc:x:"
 
 
-def purge_fields(route: str | None, consumer: str | None) -> list[str]:
-    return ["all", *([f"route:{route}"] if route else []), *([f"consumer:{consumer}"] if consumer else [])]
+def purge_fields(route: str | None, consumers: list[str]) -> list[str]:
+    """The purge stamps that apply to a request (a consumer may be purged by id, username or custom id)."""
+    return ["all", *([f"route:{route}"] if route else []), *(f"consumer:{c}" for c in consumers if c)]
+
+
+# Every pgvector database this process uses, so a purge reaches them all (the stores are in runtime.stores).
+pg_databases: dict[str, "VectorDB"] = {}
 
 
 class VectorDB(Protocol):
     name: str
 
-    async def exact(self, key: str, route: str | None, consumer: str | None) -> tuple[bytes | None, float]:
-        """The exact tier's entry (or None) and the latest purge that applies to this route and consumer."""
+    async def exact(self, key: str) -> tuple[bytes | None, dict[str, Any]]:
+        """The exact tier's entry (or None; no lookup for an empty key) and the purge stamps (see latest_purge)."""
 
     async def search(self, namespace: str, vector: np.ndarray, k: int, min_score: float) -> list[tuple[float, bytes]]:
         """Up to ``k`` entries of the partition with cosine similarity >= ``min_score``, best first."""
@@ -43,12 +48,12 @@ class StoreVectorDB:
         self.store = store
         self.name = name
 
-    async def exact(self, key: str, route: str | None, consumer: str | None) -> tuple[bytes | None, float]:
+    async def exact(self, key: str) -> tuple[bytes | None, dict[str, Any]]:
         if key:
             found, stamps = await asyncio.gather(self.store.get(EXACT_PREFIX + key), self.store.hgetall(PURGE_KEY))
         else:
             found, stamps = None, await self.store.hgetall(PURGE_KEY)
-        return found, latest_purge(stamps, route, consumer)
+        return found, stamps
 
     async def search(self, namespace: str, vector: np.ndarray, k: int, min_score: float) -> list[tuple[float, bytes]]:
         hits = await self.store.vector_search(namespace, vector, k, min_score)
@@ -62,13 +67,26 @@ class StoreVectorDB:
             await self.store.vector_put(namespace, entry_id, vector, payload, ttl)
 
     async def purge(self, at: float, route: str | None = None, consumer: str | None = None) -> None:
-        field = f"route:{route}" if route else f"consumer:{consumer}" if consumer else "all"
-        await self.store.hset(PURGE_KEY, {field: repr(at).encode()})
+        await self.store.hset(PURGE_KEY, {purge_field(route, consumer): repr(at).encode()})
 
 
-def latest_purge(stamps: dict[str, bytes], route: str | None, consumer: str | None) -> float:
+def purge_field(route: str | None, consumer: str | None) -> str:
+    return f"route:{route}" if route else f"consumer:{consumer}" if consumer else "all"
+
+
+async def purge_all(stores: list[Any], at: float, route: str | None = None, consumer: str | None = None) -> int:
+    """Purge every store and pgvector database given (and known to this process); returns how many."""
+    targets: list[Any] = [StoreVectorDB(store, repr(store)) for store in stores] + list(pg_databases.values())
+    for db in targets:
+        await db.purge(at, route, consumer)
+    return len(targets)
+
+
+def latest_purge(stamps: dict[str, Any], route: str | None, consumers: list[str]) -> float:
+    """The latest purge of everything, of ``route`` or of one of ``consumers`` (the names of the consumer whose
+    request made an entry)."""
     latest = 0.0
-    for field in purge_fields(route, consumer):
+    for field in purge_fields(route, consumers):
         raw = stamps.get(field)
         if raw is not None:
             try:

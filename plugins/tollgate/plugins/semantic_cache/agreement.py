@@ -118,8 +118,10 @@ class Features:
         negations = sum(1 for w in lowered if w in _NEGATIONS or w.endswith("n't") or w.endswith("n’t"))
         poles = frozenset(w for w in lowered if w in _OPPOSITES)
         names.update(_names(text))
-        sequence = tuple(w for w in (_number(x) if x[:1].isdigit() else x for x in lowered)
-                         if w in names or w in numbers)
+        lowered_text = text.lower()
+        placed = [(m.start(), _number(m.group(0))) for m in _NUMBER.finditer(text)]
+        placed += [(lowered_text.find(name), name) for name in names]
+        sequence = tuple(token for _, token in sorted(placed))
         return cls(frozenset(numbers), negations, poles, quoted, frozenset(names), frozenset(lowered),
                    _language(lowered, text), sequence)
 

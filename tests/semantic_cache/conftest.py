@@ -108,13 +108,33 @@ class Node:
 class Env:
     nodes: list[Node]
     mock: MockLLM
-    redis: RedisServer
-    down: RedisServer
     clock: FileClock
+    redis: RedisServer | None = None
+    down: RedisServer | None = None
 
     @property
     def node(self) -> Node:
         return self.nodes[0]
+
+
+async def start_env(caches: dict[str, dict[str, Any]], mock: MockLLM, nodes: int = 2,
+                    **extra: Any) -> Env:
+    """``nodes`` processes, each behind its own Kong double with the routes of ``caches``."""
+    clock = FileClock(tempfile.mktemp(prefix="tg-clock-"), EPOCH)
+    made = []
+    for _ in range(nodes):
+        proc = TollgateServer(plugins_dir=CLOCK_PLUGIN_DIR, env={"TOLLGATE_TEST_CLOCK_FILE": clock.path})
+        await proc.astart()
+        kong = KongDouble(proc.entries("3.9", PLUGINS), declarative(proc.relay_url, caches, mock.url))
+        await kong.start()
+        made.append(Node(proc, kong))
+    return Env(made, mock, clock=clock, **extra)
+
+
+async def stop_env(env: Env) -> None:
+    for node in env.nodes:
+        await node.kong.stop()
+        node.proc.cleanup()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -122,19 +142,9 @@ async def env(redis_server):
     mock = MockLLM(shutdown_timeout=0.1, embedding_dims=1536)
     await mock.start()
     down = RedisServer().start()
-    clock = FileClock(tempfile.mktemp(prefix="tg-clock-"), EPOCH)
-    caches = routes(redis_server.url, down.url, mock.url)
-    nodes = []
-    for _ in range(2):
-        proc = TollgateServer(plugins_dir=CLOCK_PLUGIN_DIR, env={"TOLLGATE_TEST_CLOCK_FILE": clock.path})
-        await proc.astart()
-        kong = KongDouble(proc.entries("3.9", PLUGINS), declarative(proc.relay_url, caches, mock.url))
-        await kong.start()
-        nodes.append(Node(proc, kong))
-    yield Env(nodes, mock, redis_server, down, clock)
-    for node in nodes:
-        await node.kong.stop()
-        node.proc.cleanup()
+    made = await start_env(routes(redis_server.url, down.url, mock.url), mock, redis=redis_server, down=down)
+    yield made
+    await stop_env(made)
     down.stop()
     await mock.stop()
 

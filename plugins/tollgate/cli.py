@@ -1,4 +1,5 @@
-"""``tollgate``: run the process (``serve``), describe the plugins to Kong (``dump``), list budget spend (``spend``)."""
+"""``tollgate``: run the process (``serve``), describe the plugins to Kong (``dump``), list budget spend (``spend``),
+purge the semantic cache (``cache purge``)."""
 
 from __future__ import annotations
 
@@ -115,6 +116,60 @@ def _spend(args: argparse.Namespace) -> int:
     return 1 if any("error" in row for row in rows) else 0
 
 
+def _cache_purge(args: argparse.Namespace) -> int:
+    """Purge tollgate-semantic-cache entries: in Redis or pgvector directly, or through a running process (which
+    reaches its local cache and every store it uses)."""
+    import json
+    import time
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    if args.route and args.consumer:
+        print("tollgate cache purge: give --route or --consumer, not both", file=sys.stderr)
+        return 2
+    what = args.route or args.consumer or "everything"
+    if args.redis_url or args.pgvector_uri:
+        from .plugins.semantic_cache.vectordb import StoreVectorDB
+        from .store import StoreError, create_store
+
+        async def purge() -> None:
+            at = time.time()
+            if args.redis_url:
+                store = create_store(args.redis_url, timeout=args.timeout, connect_timeout=args.timeout,
+                                     socket_timeout=args.timeout)
+                try:
+                    await StoreVectorDB(store, "redis").purge(at, args.route, args.consumer)
+                finally:
+                    await store.close()
+            if args.pgvector_uri:
+                from .plugins.semantic_cache.pgvector import PgVectorDB
+
+                for dimensions in args.dimensions:
+                    await PgVectorDB(args.pgvector_uri, args.table, dimensions, args.timeout).purge(
+                        at, args.route, args.consumer)
+
+        try:
+            asyncio.run(purge())
+        except (StoreError, OSError) as exc:
+            print(f"tollgate cache purge: {exc}", file=sys.stderr)
+            return 1
+        print(f"purged {what}")
+        return 0
+    settings = Settings()
+    url = args.status_url or f"http://{settings.status_host}:{settings.status_port}"
+    query = {k: v for k, v in (("route", args.route), ("consumer", args.consumer)) if v}
+    target = url.rstrip("/") + "/cache" + ("?" + urllib.parse.urlencode(query) if query else "")
+    try:
+        with urllib.request.urlopen(urllib.request.Request(target, method="DELETE"), timeout=args.timeout) as answer:
+            json.loads(answer.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        print(f"tollgate cache purge: cannot reach {target}: {exc}", file=sys.stderr)
+        return 1
+    print(f"purged {what}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tollgate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -146,7 +201,24 @@ def main(argv: list[str] | None = None) -> int:
     spend.add_argument("--timeout", type=float, default=5.0)
     spend.set_defaults(run=_spend)
 
+    cache = commands.add_parser("cache", help="manage tollgate-semantic-cache entries")
+    cache_commands = cache.add_subparsers(dest="cache_command", required=True)
+    purge = cache_commands.add_parser("purge", help="never serve the matching entries again (they expire by TTL)")
+    purge.add_argument("--route", help="only entries made on this route (its id)")
+    purge.add_argument("--consumer", help="only entries made for this consumer (its id, username or custom id)")
+    purge.add_argument("--status-url", help="a running process's status listener (default: TOLLGATE_STATUS_HOST/"
+                                            "PORT); it purges its local cache and every store it uses")
+    purge.add_argument("--redis-url", help="purge vectordb strategy redis in this Redis directly")
+    purge.add_argument("--pgvector-uri", help="purge vectordb strategy pgvector in this database directly")
+    purge.add_argument("--table", default="tollgate_semantic_cache", help="vectordb.pgvector.table")
+    purge.add_argument("--dimensions", type=int, action="append", default=None,
+                       help="vectordb.dimensions of the tables to purge (repeatable; default 384)")
+    purge.add_argument("--timeout", type=float, default=5.0)
+    purge.set_defaults(run=_cache_purge)
+
     args = parser.parse_args(argv)
+    if getattr(args, "cache_command", None) == "purge" and not args.dimensions:
+        args.dimensions = [384]
     return args.run(args)
 
 

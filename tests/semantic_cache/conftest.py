@@ -40,6 +40,7 @@ def routes(redis_url: str, down_url: str, mock_url: str) -> dict[str, dict[str, 
     return {
         "local": {},
         "redis": {"vectordb": redis},
+        "cli": {"vectordb": redis},
         "routescope": {"scope": "route"},
         "ttl": {"cache_ttl": 60, "cache_control": True},
         "history": {"message_countback": 1},

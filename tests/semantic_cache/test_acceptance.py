@@ -261,3 +261,26 @@ async def test_bad_config_is_refused(env: Env):
     status, _, body = await ask(node, "bad-dims", "Anything")      # dimensions the local model cannot give
     assert status == 500
     assert "vectordb.dimensions is 512" in node.proc.stderr_text()
+
+
+async def test_tollgate_cache_purge_from_the_command_line(env: Env):
+    import subprocess
+    import sys
+
+    one, two = env.nodes
+    route_id = next(r.id for r in one.kong.declarative.routes if r.name == "cli")
+    await ask(one, "cli", "What is a purge command?")
+    await ask(one, "local", "What is a purge command?", key="bob-key")
+    env.clock.advance(1)
+
+    def purge(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "tollgate", "cache", "purge", *args], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "purged" in purge("--redis-url", env.redis.url, "--route", route_id)
+    assert (await ask(two, "cli", "What is a purge command?"))[1]["X-Cache-Status"] == "Miss"
+    assert (await ask(one, "local", "What is a purge command?", key="bob-key"))[1]["X-Cache-Status"] == "Hit"
+    purge("--status-url", one.status_url, "--consumer", "bob")
+    assert (await ask(one, "local", "What is a purge command?", key="bob-key"))[1]["X-Cache-Status"] == "Miss"

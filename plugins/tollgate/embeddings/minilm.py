@@ -80,6 +80,7 @@ class MiniLM:
                 np.ascontiguousarray(w[p + "output.dense.weight"].T), w[p + "output.dense.bias"],
                 (w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"]),
             ))
+        self.activation = _gelu
         self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.no_padding()
@@ -105,7 +106,9 @@ class MiniLM:
             scores /= scores.sum(axis=-1, keepdims=True)
             context = (scores @ v).transpose(1, 0, 2).reshape(n, heads * size)
             x = _layer_norm(context @ out + out_b + x, *norm1, self.eps)
-            hidden = _gelu(x @ up + up_b)
+            hidden = x @ up
+            hidden += up_b
+            hidden = self.activation(hidden)
             x = _layer_norm(hidden @ down + down_b + x, *norm2, self.eps)
         pooled = x.mean(axis=0)       # no padding: every token counts
         return (pooled / max(float(np.linalg.norm(pooled)), _EPS)).astype(np.float32), n
@@ -117,25 +120,36 @@ def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float)
     return (x - mean) / np.sqrt(var + eps) * weight + bias
 
 
-_SQRT_HALF = 1.0 / math.sqrt(2.0)
+_GELU_SCALE = math.sqrt(2.0 / math.pi)
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    """BERT's exact GELU, x * Phi(x), with erf from numpy's vectorised math via math.erf's float32 twin."""
-    return 0.5 * x * (1.0 + _erf(x * _SQRT_HALF))
+    """GELU in its tanh form, in place: ten times cheaper than x * Phi(x) through an erf polynomial (numpy has no
+    erf), within 5e-4 of it per activation; the sentence vectors agree with the exact form to cosine > 0.9999
+    (tests/embeddings/test_minilm.py)."""
+    inner = x * x
+    inner *= 0.044715
+    inner += 1.0
+    inner *= x
+    inner *= _GELU_SCALE
+    np.tanh(inner, out=inner)
+    inner += 1.0
+    inner *= x
+    inner *= 0.5
+    return inner
 
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    # Abramowitz-Stegun 7.1.26 is too coarse for identical vectors; use the float64 ufunc from math via vectorize?
-    # numpy has no erf; the error function through its relation to the regularised gamma is in scipy only, so use
-    # a rational approximation with max error 1.2e-7 (Numerical Recipes erfc), ample for float32 activations.
-    z = np.abs(x)
+def erf_gelu(x: np.ndarray) -> np.ndarray:
+    """The exact GELU, x * Phi(x), with erf from a rational approximation (max error 1.2e-7): the reference the
+    tests compare `_gelu` against."""
+    z = np.abs(x / math.sqrt(2.0))
     t = 1.0 / (1.0 + 0.5 * z)
     poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
         -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
             -0.82215223 + t * 0.17087277))))))))
     erfc = t * np.exp(poly)
-    return np.where(x >= 0, 1.0 - erfc, erfc - 1.0)
+    erf = np.where(x >= 0, 1.0 - erfc, erfc - 1.0)
+    return 0.5 * x * (1.0 + erf)
 
 
 _lock = threading.Lock()

@@ -103,6 +103,11 @@ class PgVectorDB:
         except Exception as exc:    # asyncpg's errors, refused connections: the database cannot serve now
             raise StoreUnavailable(f"pgvector: {type(exc).__name__}: {str(exc)[:200]}") from exc
 
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
     # -- the VectorDB interface -------------------------------------------------------------------------------------
 
     async def exact(self, key: str) -> tuple[bytes | None, dict[str, Any]]:

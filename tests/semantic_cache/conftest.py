@@ -24,7 +24,9 @@ from tests.harness.procs import TollgateServer
 from tests.redis_server import RedisServer
 from tollgate.mock import MockLLM
 
-PLUGINS = ["tollgate-proxy", "tollgate-semantic-cache"]
+PLUGINS = ["tollgate-proxy", "tollgate-semantic-cache", "tollgate-token-limit"]
+LIMIT = {"limits": [{"limit": 100000, "window_size": "hour", "tokens_count_strategy": "total_tokens"}],
+         "identifier": "consumer", "strategy": "local"}
 
 
 def proxy(mock_url: str) -> dict[str, Any]:
@@ -52,7 +54,12 @@ def routes(redis_url: str, down_url: str, mock_url: str) -> dict[str, dict[str, 
                                         "auth": {"header_name": "Authorization", "header_value": "Bearer sk-emb-0123456789"}},
                          "vectordb": {"dimensions": 1536}},
         "bad-dims": {"vectordb": {"dimensions": 512}},
+        "limited": {},
     }
+
+
+# Routes with more plugins than the cache and the proxy.
+EXTRA_PLUGINS = {"limited": [{"name": "tollgate-token-limit", "config": LIMIT}]}
 
 
 def declarative(relay_url: str, caches: dict[str, dict[str, Any]], mock_url: str) -> dict[str, Any]:
@@ -62,7 +69,7 @@ def declarative(relay_url: str, caches: dict[str, dict[str, Any]], mock_url: str
             {"name": name, "paths": [f"/{name}/"], "strip_path": False, "plugins": [
                 {"name": "key-auth", "config": {"key_names": ["apikey"], "anonymous": "anonymous"}},
                 {"name": "tollgate-semantic-cache", "config": cache},
-                {"name": "tollgate-proxy", "config": proxy(mock_url)}]}
+                {"name": "tollgate-proxy", "config": proxy(mock_url)}, *EXTRA_PLUGINS.get(name, [])]}
             for name, cache in caches.items()]}],
         "consumers": [{"username": "alice", "keyauth_credentials": [{"key": "alice-key"}]},
                       {"username": "bob", "keyauth_credentials": [{"key": "bob-key"}]},

@@ -29,9 +29,9 @@ LIMIT = {"limits": [{"limit": 100000, "window_size": "hour", "tokens_count_strat
          "identifier": "consumer", "strategy": "local"}
 
 
-def proxy(mock_url: str) -> dict[str, Any]:
-    return {"route_type": "llm/v1/chat",
-            "model": {"provider": "openai", "options": {"upstream_url": mock_url + "/v1/chat/completions"}},
+def proxy(mock_url: str, route_type: str = "llm/v1/chat") -> dict[str, Any]:
+    path = "/v1/completions" if route_type == "llm/v1/completions" else "/v1/chat/completions"
+    return {"route_type": route_type, "model": {"provider": "openai", "options": {"upstream_url": mock_url + path}},
             "auth": {"header_name": "Authorization", "header_value": "Bearer sk-cache-test-0123456789"}}
 
 
@@ -55,9 +55,11 @@ def routes(redis_url: str, down_url: str, mock_url: str) -> dict[str, dict[str, 
                          "vectordb": {"dimensions": 1536}},
         "bad-dims": {"vectordb": {"dimensions": 512}},
         "limited": {},
+        "completions": {},
     }
 
 
+ROUTE_TYPES = {"completions": "llm/v1/completions"}
 # Routes with more plugins than the cache and the proxy.
 EXTRA_PLUGINS = {"limited": [{"name": "tollgate-token-limit", "config": LIMIT}]}
 
@@ -69,7 +71,8 @@ def declarative(relay_url: str, caches: dict[str, dict[str, Any]], mock_url: str
             {"name": name, "paths": [f"/{name}/"], "strip_path": False, "plugins": [
                 {"name": "key-auth", "config": {"key_names": ["apikey"], "anonymous": "anonymous"}},
                 {"name": "tollgate-semantic-cache", "config": cache},
-                {"name": "tollgate-proxy", "config": proxy(mock_url)}, *EXTRA_PLUGINS.get(name, [])]}
+                {"name": "tollgate-proxy", "config": proxy(mock_url, ROUTE_TYPES.get(name, "llm/v1/chat"))},
+                *EXTRA_PLUGINS.get(name, [])]}
             for name, cache in caches.items()]}],
         "consumers": [{"username": "alice", "keyauth_credentials": [{"key": "alice-key"}]},
                       {"username": "bob", "keyauth_credentials": [{"key": "bob-key"}]},

@@ -135,6 +135,24 @@ async def test_openai_sdk_streams_fill_the_cache_and_hits_replay_as_valid_stream
     assert env.mock.request_count == 1
 
 
+async def test_the_completions_route_is_cached_and_replayed_in_its_own_format(env: Env):
+    node = env.node
+    env.mock.default = Reply(content="Roses are red, violets are blue.", chunks=4)
+    client = sdk(node, "completions")
+    stream = await client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Write a short poem about roses.",
+                                             stream=True)
+    first = "".join([c.choices[0].text async for c in stream if c.choices])
+    raw = await client.completions.with_raw_response.create(model="gpt-3.5-turbo-instruct",
+                                                            prompt="Write a short poem about roses.")
+    assert raw.headers["X-Cache-Status"] == "Hit"
+    answer = raw.parse()
+    assert answer.object == "text_completion" and answer.choices[0].text == first
+    stream = await client.completions.create(model="gpt-3.5-turbo-instruct", stream=True,
+                                             prompt="Write a short poem about roses.")
+    assert "".join([c.choices[0].text async for c in stream if c.choices]) == first
+    assert env.mock.request_count == 1
+
+
 async def test_errors_and_broken_streams_are_never_cached(env: Env):
     node = env.node
     mark = await node.mark()

@@ -254,6 +254,13 @@ async def test_store_down_follows_stop_on_failure_and_never_hangs(env: Env, stop
         assert '"cache unavailable"' in node.proc.stderr_text()
 
 
+async def test_an_unreachable_embeddings_provider_is_a_bypass(env: Env):
+    node = env.node
+    status, headers, body = await ask(node, "emb-down", "Is the embeddings provider up?")
+    assert status == 200 and headers["X-Cache-Status"] == "Bypass" and env.mock.request_count == 1
+    assert '"part":"embeddings"' in node.proc.stderr_text()
+
+
 async def test_purge_everything_one_route_or_one_consumer(env: Env):
     node = env.node
     for route in ("local", "routescope"):

@@ -7,7 +7,6 @@ import asyncio
 import urllib.request
 
 import aiohttp
-import openai
 import pytest
 
 from tollgate.mock import Reply

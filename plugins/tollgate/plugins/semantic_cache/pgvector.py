@@ -68,8 +68,10 @@ class PgVectorDB:
             self._ready, self._loop, self._pool = asyncio.Lock(), loop, None
         async with self._ready:
             if self._pool is None:
+                # iterative index scans for every connection, set once at its start (no round trip per search)
                 pool = await asyncpg.create_pool(self.uri, min_size=1, max_size=8, timeout=self.timeout,
-                                                 command_timeout=self.timeout)
+                                                 command_timeout=self.timeout,
+                                                 server_settings={"hnsw.iterative_scan": "relaxed_order"})
                 async with pool.acquire() as conn:
                     await self._create(conn)
                 self._pool = pool
@@ -128,12 +130,10 @@ class PgVectorDB:
         literal = _literal(vector)
 
         async def work(conn: Any) -> list[tuple[float, bytes]]:
-            async with conn.transaction():
-                await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-                rows = await conn.fetch(
-                    f"SELECT payload, 1 - (embedding <=> $1::vector) AS score FROM {self.table} "
-                    f"WHERE namespace = $2 AND expires_at > $3 ORDER BY embedding <=> $1::vector LIMIT $4",
-                    literal, namespace, now, k)
+            rows = await conn.fetch(
+                f"SELECT payload, 1 - (embedding <=> $1::vector) AS score FROM {self.table} "
+                f"WHERE namespace = $2 AND expires_at > $3 ORDER BY embedding <=> $1::vector LIMIT $4",
+                literal, namespace, now, k)
             return [(float(r["score"]), bytes(r["payload"])) for r in rows if float(r["score"]) >= min_score]
 
         return await self._run(work)

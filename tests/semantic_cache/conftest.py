@@ -108,6 +108,14 @@ class Node:
             await asyncio.sleep(0.05)
         raise AssertionError(f"expected {count} analytics lines, got {len(lines)}")
 
+    async def logged(self, text: str) -> bool:
+        """Whether the process logs ``text`` within 5 s (the log writer is asynchronous)."""
+        for _ in range(100):
+            if text in self.proc.stderr_text():
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
     async def mark(self) -> int:
         """How many analytics lines the process has written so far (give it to `caches`)."""
         await asyncio.sleep(0.1)     # lines of earlier requests still on their way

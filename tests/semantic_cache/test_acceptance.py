@@ -250,22 +250,14 @@ async def test_store_down_follows_stop_on_failure_and_never_hangs(env: Env, stop
         assert env.mock.request_count == 0
     else:
         assert status == 200 and headers["X-Cache-Status"] == "Bypass"
-        for _ in range(100):                                       # the log writer is asynchronous
-            if '"cache unavailable"' in node.proc.stderr_text():
-                break
-            await asyncio.sleep(0.05)
-        assert '"cache unavailable"' in node.proc.stderr_text()
+        assert await node.logged('"cache unavailable"')
 
 
 async def test_an_unreachable_embeddings_provider_is_a_bypass(env: Env):
     node = env.node
     status, headers, body = await ask(node, "emb-down", "Is the embeddings provider up?")
     assert status == 200 and headers["X-Cache-Status"] == "Bypass" and env.mock.request_count == 1
-    for _ in range(100):                                           # the log writer is asynchronous
-        if '"part":"embeddings"' in node.proc.stderr_text():
-            break
-        await asyncio.sleep(0.05)
-    assert '"part":"embeddings"' in node.proc.stderr_text()
+    assert await node.logged('"part":"embeddings"')
 
 
 async def test_purge_everything_one_route_or_one_consumer(env: Env):
@@ -311,11 +303,7 @@ async def test_bad_config_is_refused(env: Env):
             {"name": "tollgate-semantic-cache", "config": {"vectordb": {"threshold": 1.5}}}]})
     status, _, body = await ask(node, "bad-dims", "Anything")      # dimensions the local model cannot give
     assert status == 500
-    for _ in range(100):                                           # the log writer is asynchronous
-        if "vectordb.dimensions is 512" in node.proc.stderr_text():
-            break
-        await asyncio.sleep(0.05)
-    assert "vectordb.dimensions is 512" in node.proc.stderr_text()
+    assert await node.logged("vectordb.dimensions is 512")
 
 
 async def test_tollgate_cache_purge_from_the_command_line(env: Env):

@@ -28,19 +28,24 @@ class _Series(NamedTuple):
     ttft: Any
 
 
-_series: dict[tuple[str, str, str], _Series] = {}
+_series: dict[tuple[str, ...], _Series] = {}
 _MAX_SERIES = 10_000   # beyond this many label sets, look them up each time rather than hold more
 
 
 def _labels(ctx: RequestContext) -> dict[str, str]:
+    cache = ctx.meta.get("cache") or {}
     return {"ai_provider": str(ctx.meta.get("provider") or ""), "ai_model": str(ctx.meta.get("model") or ""),
-            "cache_status": str(ctx.meta.get("cache_status") or ""), "vector_db": "", "embeddings_provider": "",
-            "embeddings_model": "", "workspace": "default"}
+            "cache_status": str(ctx.meta.get("cache_status") or ""), "vector_db": str(cache.get("vector_db") or ""),
+            "embeddings_provider": str(cache.get("embeddings_provider") or ""),
+            "embeddings_model": str(cache.get("embeddings_model") or ""), "workspace": "default"}
 
 
 def _series_of(ctx: RequestContext) -> _Series:
     meta = ctx.meta
-    key = (str(meta.get("provider") or ""), str(meta.get("model") or ""), str(meta.get("cache_status") or ""))
+    cache = meta.get("cache") or {}
+    key = (str(meta.get("provider") or ""), str(meta.get("model") or ""), str(meta.get("cache_status") or ""),
+           str(cache.get("vector_db") or ""), str(cache.get("embeddings_provider") or ""),
+           str(cache.get("embeddings_model") or ""))
     series = _series.get(key)
     if series is None:
         labels = _labels(ctx)

@@ -1,5 +1,5 @@
 """``tollgate``: run the process (``serve``), describe the plugins to Kong (``dump``), check the plugin configs of decK
-files (``validate``), list budget spend (``spend``) and usage (``usage``)."""
+files (``validate``), list budget spend (``spend``) and usage (``usage``), purge the semantic cache (``cache purge``)."""
 
 from __future__ import annotations
 
@@ -156,8 +156,9 @@ def _instant(text: str | None) -> float | None:
     return moment.timestamp()
 
 
-def _status_get(command: str, path: str, query: dict[str, Any], args: argparse.Namespace) -> Any:
-    """GET a running process's status listener (with TOLLGATE_STATUS_TOKEN as the bearer, when set); None and a
+def _status_get(command: str, path: str, query: dict[str, Any], args: argparse.Namespace,
+                method: str = "GET") -> Any:
+    """Ask a running process's status listener (with TOLLGATE_STATUS_TOKEN as the bearer, when set); None and a
     message on stderr when it cannot be read."""
     import json
     import urllib.error
@@ -169,7 +170,8 @@ def _status_get(command: str, path: str, query: dict[str, Any], args: argparse.N
     target = url.rstrip("/") + path + ("?" + urllib.parse.urlencode(query) if query else "")
     headers = {"Authorization": f"Bearer {settings.status_token}"} if settings.status_token else {}
     try:
-        with urllib.request.urlopen(urllib.request.Request(target, headers=headers), timeout=args.timeout) as answer:
+        request = urllib.request.Request(target, headers=headers, method=method)
+        with urllib.request.urlopen(request, timeout=args.timeout) as answer:
             return json.loads(answer.read())
     except urllib.error.HTTPError as exc:
         try:
@@ -235,6 +237,49 @@ def _spend(args: argparse.Namespace) -> int:
     return 1 if any("error" in row for row in rows) else 0
 
 
+def _cache_purge(args: argparse.Namespace) -> int:
+    """Purge tollgate-semantic-cache entries: in Redis or pgvector directly, or through a running process (which
+    reaches its local cache and every store it uses)."""
+    import time
+
+    if args.route and args.consumer:
+        print("tollgate cache purge: give --route or --consumer, not both", file=sys.stderr)
+        return 2
+    what = args.route or args.consumer or "everything"
+    if args.redis_url or args.pgvector_uri:
+        from .plugins.semantic_cache.vectordb import StoreVectorDB
+        from .store import StoreError, create_store
+
+        async def purge() -> None:
+            at = time.time()
+            if args.redis_url:
+                store = create_store(args.redis_url, timeout=args.timeout, connect_timeout=args.timeout,
+                                     socket_timeout=args.timeout)
+                try:
+                    await StoreVectorDB(store, "redis").purge(at, args.route, args.consumer)
+                finally:
+                    await store.close()
+            if args.pgvector_uri:
+                from .plugins.semantic_cache.pgvector import PgVectorDB
+
+                for dimensions in args.dimensions:
+                    await PgVectorDB(args.pgvector_uri, args.table, dimensions, args.timeout).purge(
+                        at, args.route, args.consumer)
+
+        try:
+            asyncio.run(purge())
+        except (StoreError, OSError) as exc:
+            print(f"tollgate cache purge: {exc}", file=sys.stderr)
+            return 1
+        print(f"purged {what}")
+        return 0
+    query = {k: v for k, v in (("route", args.route), ("consumer", args.consumer)) if v}
+    if _status_get("cache purge", "/cache", query, args, method="DELETE") is None:
+        return 1
+    print(f"purged {what}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tollgate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -283,7 +328,24 @@ def main(argv: list[str] | None = None) -> int:
     usage.add_argument("--timeout", type=float, default=5.0)
     usage.set_defaults(run=_usage)
 
+    cache = commands.add_parser("cache", help="manage tollgate-semantic-cache entries")
+    cache_commands = cache.add_subparsers(dest="cache_command", required=True)
+    purge = cache_commands.add_parser("purge", help="never serve the matching entries again (they expire by TTL)")
+    purge.add_argument("--route", help="only entries made on this route (its id)")
+    purge.add_argument("--consumer", help="only entries made for this consumer (its id, username or custom id)")
+    purge.add_argument("--status-url", help="a running process's status listener (default: TOLLGATE_STATUS_HOST/"
+                                            "PORT); it purges its local cache and every store it uses")
+    purge.add_argument("--redis-url", help="purge vectordb strategy redis in this Redis directly")
+    purge.add_argument("--pgvector-uri", help="purge vectordb strategy pgvector in this database directly")
+    purge.add_argument("--table", default="tollgate_semantic_cache", help="vectordb.pgvector.table")
+    purge.add_argument("--dimensions", type=int, action="append", default=None,
+                       help="vectordb.dimensions of the tables to purge (repeatable; default 384)")
+    purge.add_argument("--timeout", type=float, default=5.0)
+    purge.set_defaults(run=_cache_purge)
+
     args = parser.parse_args(argv)
+    if getattr(args, "cache_command", None) == "purge" and not args.dimensions:
+        args.dimensions = [384]
     return args.run(args)
 
 

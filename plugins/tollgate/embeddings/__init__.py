@@ -1,0 +1,132 @@
+"""Text to vectors for the semantic cache: the embedded model (``local``) or a provider's embeddings API.
+
+`embedder_for` gives one `Embedder` per distinct model config, shared by every plugin instance of the process, so
+the local model loads once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+
+from ..providers import UnknownProvider, driver_for
+from ..providers.base import EMBEDDINGS, ProviderError, Target
+
+LOCAL = "local"
+PROVIDERS = ("local", "openai", "azure", "mistral", "gemini", "bedrock", "cohere", "openai-compatible")
+
+
+class EmbeddingError(Exception):
+    """No vector could be had for a text (the provider failed, the model is missing...)."""
+
+
+@dataclass
+class Embedding:
+    vector: np.ndarray
+    tokens: int
+    latency_ms: float
+
+
+class Embedder(Protocol):
+    provider: str
+    model: str
+
+    async def embed(self, text: str) -> Embedding: ...
+
+
+# One thread runs the local model: numpy releases the GIL in its matrix products, so the event loop keeps serving
+# while a prompt is embedded; a second thread would only compete for the same cores.
+_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tollgate-embed")
+
+
+@dataclass
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 in this process (see minilm.py)."""
+
+    provider: str = LOCAL
+    model: str = "all-MiniLM-L6-v2"
+
+    async def embed(self, text: str) -> Embedding:
+        from . import minilm
+
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            vector, tokens = await loop.run_in_executor(_executor, _run_local, text)
+        except minilm.ModelMissing as exc:
+            raise EmbeddingError(str(exc)) from None
+        return Embedding(vector, tokens, (time.perf_counter() - started) * 1000)
+
+
+def _run_local(text: str) -> tuple[np.ndarray, int]:
+    from . import minilm
+
+    return minilm.shared().embed(text)
+
+
+@dataclass
+class ProviderEmbedder:
+    """A provider's embeddings API through the proxy's own driver for it (the same wire formats and auth)."""
+
+    provider: str
+    model: str
+    options: dict[str, Any] = field(default_factory=dict)
+    auth: dict[str, Any] = field(default_factory=dict)
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        try:
+            self.driver = driver_for(self.provider)
+        except UnknownProvider as exc:
+            raise ValueError(f"embeddings provider {exc} is not known") from None
+        self.target = Target(provider=self.provider, model=self.model, options=self.options, auth=self.auth)
+
+    async def embed(self, text: str) -> Embedding:
+        from ..plugins.proxy.attempt import Answer, call
+
+        started = time.perf_counter()
+        try:
+            request = self.driver.build_request(EMBEDDINGS, {"model": self.model, "input": text}, self.target, False)
+        except ProviderError as exc:
+            raise EmbeddingError(f"embeddings request cannot be built: {exc.message}") from None
+        outcome = await call(self.driver, EMBEDDINGS, self.target, request, stream=False,
+                             connect_timeout=min(5.0, self.timeout), read_timeout=self.timeout,
+                             deadline=time.monotonic() + self.timeout)
+        if not isinstance(outcome, Answer):
+            raise EmbeddingError(f"embeddings provider {self.provider} failed: {outcome.status} "
+                                 f"{outcome.message[:200]}")
+        try:
+            vector = np.asarray(outcome.data["data"][0]["embedding"], dtype=np.float32)
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise EmbeddingError(f"embeddings provider {self.provider} answered without an embedding") from None
+        tokens = outcome.usage.prompt_tokens if outcome.usage is not None else 0
+        return Embedding(vector, tokens, (time.perf_counter() - started) * 1000)
+
+
+_embedders: dict[bytes, Embedder] = {}
+
+
+def embedder_for(model: dict[str, Any], auth: dict[str, Any] | None = None) -> Embedder:
+    """The process's embedder for an ``embeddings.model`` config (``provider``, ``name``, ``options``)."""
+    key = orjson.dumps([model, auth or {}], option=orjson.OPT_SORT_KEYS)
+    found = _embedders.get(key)
+    if found is not None:
+        return found
+    provider = model.get("provider") or LOCAL
+    if provider == LOCAL:
+        name = model.get("name") or "all-MiniLM-L6-v2"
+        if name != "all-MiniLM-L6-v2":
+            raise ValueError(f"the local embeddings model is all-MiniLM-L6-v2, not {name!r}")
+        made: Embedder = LocalEmbedder()
+    else:
+        if not model.get("name"):
+            raise ValueError(f"embeddings.model.name is required for provider {provider}")
+        made = ProviderEmbedder(provider, model["name"], dict(model.get("options") or {}), dict(auth or {}))
+    _embedders[key] = made
+    return made

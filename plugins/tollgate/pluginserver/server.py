@@ -307,7 +307,29 @@ class RpcConnection(asyncio.Protocol):
         self._transport = None
 
 
-        instance = self.instances.add(plugin, config, handler, worker)
+def peer_pid(sock: Any) -> int | None:
+    """The pid of the process that connected (SO_PEERCRED): which nginx worker a Kong connection belongs to.
+
+    Each nginx worker has its own connections, and its own cache of plugin instances; None where the
+    platform does not say (every connection then counts as one worker).
+    """
+    option = getattr(socket, "SO_PEERCRED", None)
+    if sock is None or option is None:
+        return None
+    try:
+        pid, _uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
+    except OSError:
+        return None
+    return pid or None
+
+
+async def listen(server: PluginServer, path: str, plugin_names: Iterable[str] | None = None, *, mode: int = 0o660,
+                 gid: int = -1) -> asyncio.AbstractServer:
+    """Serve ``server`` on the unix socket ``path`` (replacing a stale socket file).
+
+    Connecting needs write permission on the socket, and whoever connects can act as Kong: the socket is born
+    owner-only (umask) and then opened to ``mode`` and group ``gid`` (-1: the process's), never wider.
+    """
     if os.path.exists(path):
         os.unlink(path)
     allowed = frozenset(plugin_names) if plugin_names is not None else None

@@ -74,11 +74,13 @@ async def env():
     logs = CaptureLog()
     routes = [{"name": name, "paths": [f"/{name}/"], "strip_path": True,
                "plugins": [{"name": "tollgate-proxy", "config": proxy_config(mock.url)}, {"name": "file-log"},
-                           *([{"name": "tollgate-analytics"}] if name == "companion" else [])]}
-              for name in ("companion", "bare")]
+                           *([{"name": "tollgate-analytics"}] if name != "bare" else []),
+                           *([{"name": "tollgate-semantic-cache", "config": {"scope": "route"}}]
+                             if name == "cached" else [])]}
+              for name in ("companion", "bare", "cached")]
     config = {"_format_version": "3.0",
               "services": [{"name": "relay", "url": proc.relay_url, "retries": 0, "routes": routes}]}
-    kong = KongDouble(proc.entries("3.9", ["tollgate-proxy"]), config,
+    kong = KongDouble(proc.entries("3.9", ["tollgate-proxy", "tollgate-semantic-cache"]), config,
                       bundled={"file-log": logs, "tollgate-analytics": LuaPlugin("tollgate-analytics")})
     await kong.start()
     yield Env(mock, proc, kong, logs)
@@ -159,3 +161,22 @@ async def test_without_the_companion_the_relay_adds_nothing(env: Env):
     assert kong_log.HEADER not in headers and kong_log.TRAILER not in body
     entry = await env.kong_entry()
     assert "usage" not in entry.get("ai", {}).get("proxy", {})
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_cache_hit_reaches_kongs_log_with_its_cache_status(env: Env, stream: bool):
+    question = [{"role": "user", "content": f"What is the capital of France? (stream={stream})"}]
+    env.mock.enqueue(Reply(content="Paris.", prompt_tokens=12, completion_tokens=2))
+    client = env.client("cached")
+    for expected in ("Miss", "Hit"):
+        env.logs.entries.clear()
+        if stream:
+            chunks = [c async for c in await client.chat.completions.create(
+                model="gpt-4o-mini", messages=question, stream=True)]
+            assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Paris."
+        else:
+            answer = await client.chat.completions.create(model="gpt-4o-mini", messages=question)
+            assert answer.choices[0].message.content == "Paris."
+        entry = (await env.kong_entry())["ai"]["proxy"]
+        assert entry["cache"]["cache_status"] == expected
+    assert len(env.mock.requests) == 1                     # the hit never reached the provider

@@ -46,8 +46,8 @@ def stream_start(ctx: RequestContext) -> dict[str, str]:
 async def deliver(ctx: RequestContext, response: web.StreamResponse, proxy: dict[str, Any]) -> None:
     """Hand ``proxy`` (the ``ai.proxy`` entry) to the companion: as the header of a response not yet sent, or as
     the trailer of a stream that has been."""
-    if not ctx.meta.get("provider") or not wanted(ctx):
-        return   # no provider was called: nothing for Kong's AI metrics, as with Kong's own ai-proxy
+    if not (ctx.meta.get("provider") or ctx.meta.get("cache_status") == "Hit") or not wanted(ctx):
+        return   # neither a provider nor the cache answered: nothing for Kong's AI metrics, as with Kong's ai-proxy
     data = encode({"proxy": proxy})
     if not response.prepared:
         response.headers[HEADER] = data

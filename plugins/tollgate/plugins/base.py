@@ -75,16 +75,3 @@ class AttachingPlugin:
         # The instance, taken now: Kong may close it (a config change) before the request reaches the relay.
         instance = process.instances.of_handler(self) if process.instances is not None else None
         return process.attachments.issue(self.name, self, identity, extra, instance)
-
-
-class PendingPolicy(Policy):
-    """For a plugin whose relay work is not built yet: refuse rather than silently pass.
-
-    A route that names a limit or a guard must never run without it.
-    """
-
-    async def before(self, ctx: Any) -> Any:
-        from ..relay.errors import openai_error
-
-        return openai_error(501, f"{self.plugin} is not available in this Tollgate version yet",
-                            "server_error", "not_implemented")

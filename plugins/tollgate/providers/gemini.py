@@ -36,7 +36,8 @@ from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlencode, urlsplit
 import orjson
 
 from . import native
-from .base import CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UpstreamRequest, Usage
+from .base import (CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UnreadableAnswer, UpstreamRequest,
+                   Usage, not_json, token_counts, unexpected)
 from .framing import SSEDecoder
 from .http import apply_auth
 from .openai import retry_after_of
@@ -88,18 +89,20 @@ def _bad_request(message: str, code: str | None = None) -> ProviderError:
 # --------------------------------------------------------------------------------------------------- usage
 
 
+_USAGE_TOTALS = ("promptTokenCount", "candidatesTokenCount", "totalTokenCount")
+
+
 def usage_from(meta: Any) -> Usage | None:
     """Gemini's ``usageMetadata`` as Tollgate's Usage; completion tokens include the thinking tokens."""
-    if not isinstance(meta, dict):
-        return None
-    if not any(key in meta for key in ("promptTokenCount", "candidatesTokenCount", "totalTokenCount")):
+    if not isinstance(meta, dict) or not any(key in meta for key in _USAGE_TOTALS):
         return None  # e.g. Vertex's early stream frames carry only {"trafficType": ...}
-    prompt = int(meta.get("promptTokenCount") or 0)
-    thoughts = int(meta.get("thoughtsTokenCount") or 0)
-    completion = int(meta.get("candidatesTokenCount") or 0) + thoughts
-    return Usage(prompt_tokens=prompt, completion_tokens=completion,
-                 total_tokens=int(meta.get("totalTokenCount") or 0) or prompt + completion,
-                 cached_tokens=int(meta.get("cachedContentTokenCount") or 0), reasoning_tokens=thoughts)
+    counts = token_counts(meta, *_USAGE_TOTALS, "thoughtsTokenCount", "cachedContentTokenCount")
+    if counts is None:
+        return None
+    prompt, candidates, total, thoughts, cached = counts
+    completion = candidates + thoughts
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total or prompt + completion,
+                 cached_tokens=cached, reasoning_tokens=thoughts)
 
 
 def finish_reason(reason: str | None, called: bool) -> str:
@@ -729,11 +732,11 @@ class GeminiDriver:
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
-            raise ProviderError(502, "upstream answered with a body that is not JSON") from None
+            raise not_json() from None
         if isinstance(data, list) and len(data) == 1:
             data = data[0]
         if not isinstance(data, dict):
-            raise ProviderError(502, "upstream answered with an unexpected JSON body")
+            raise unexpected("the answer is not a JSON object")
         if data.get("error"):
             raise _stream_error(data["error"])
         if route_type == EMBEDDINGS:
@@ -759,7 +762,9 @@ class GeminiDriver:
                 message["tool_calls"] = calls
             choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": reason})
         if not choices:  # the prompt itself was blocked: promptFeedback.blockReason, no candidates
-            reason = "content_filter" if _blocked(data) else "stop"
+            if not _blocked(data):
+                raise UnreadableAnswer("upstream_empty_answer", "the answer has no candidates")
+            reason = "content_filter"
             choices = [{"text": "", "index": 0, "logprobs": None, "finish_reason": reason} if completions else
                        {"index": 0, "message": {"role": "assistant", "content": None}, "logprobs": None,
                         "finish_reason": reason}]
@@ -777,13 +782,13 @@ class GeminiDriver:
         elif isinstance(data.get("embedding"), dict):
             vectors = [data["embedding"]]
         else:
-            raise ProviderError(502, "upstream answered embeddings without 'embedding' or 'embeddings'")
+            raise unexpected("the embeddings answer has no 'embedding' or 'embeddings'")
         items = [{"object": "embedding", "index": i, "embedding": (vector or {}).get("values") or []}
                  for i, vector in enumerate(vectors)]
         usage = usage_from(data.get("usageMetadata"))  # Vertex reports it; the Generative Language API does not
-        answer = {"object": "list", "data": items, "model": target.model or "gemini",
-                  "usage": {"prompt_tokens": usage.prompt_tokens if usage else 0,
-                            "total_tokens": usage.total_tokens if usage else 0}}
+        answer: dict[str, Any] = {"object": "list", "data": items, "model": target.model or "gemini"}
+        if usage is not None:   # else the proxy adds its estimate, marked as such (never a zero)
+            answer["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens}
         return answer, usage
 
     def parse_error(self, status: int, headers: Any, body: bytes) -> ProviderError:

@@ -38,7 +38,7 @@ import orjson
 from . import native
 from .base import (CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UnreadableAnswer, UpstreamRequest,
                    Usage, not_json, token_counts, unexpected)
-from .framing import SSEDecoder
+from .framing import JSONArrayDecoder, JSONArrayError, SSEDecoder, SSEvent
 from .http import apply_auth
 from .openai import retry_after_of
 
@@ -516,14 +516,16 @@ class _Candidate:
 
 
 class GeminiStreamDecoder:
-    """``streamGenerateContent?alt=sse`` frames as OpenAI chunks, emitted as each frame arrives.
+    """``streamGenerateContent`` frames as OpenAI chunks, emitted as each frame arrives: SSE (``alt=sse``, what the
+    driver asks for) or, when a server does not honour it, the one JSON array Gemini otherwise sends, read element by
+    element as its bytes arrive (which form it is, the first byte says).
 
     Older models repeat ``finishReason`` on every frame, so the finish chunk is sent when the stream ends,
     followed by the usage chunk (the last frame's ``usageMetadata``).
     """
 
     def __init__(self, route_type: str, model: str | None) -> None:
-        self._sse = SSEDecoder()
+        self._framing: SSEDecoder | JSONArrayDecoder | None = None   # chosen by the stream's first byte
         self._completions = route_type == COMPLETIONS
         self._out = ChunkWriter(route_type, model or "gemini", int(time.time()))
         self._response_id: str | None = None
@@ -533,10 +535,15 @@ class GeminiStreamDecoder:
         self.usage: Usage | None = None
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
-        return self._frames(self._sse.feed(data))
+        if self._framing is None:
+            head = data.lstrip()
+            if not head:
+                return []
+            self._framing = JSONArrayDecoder() if head[:1] == b"[" else SSEDecoder()
+        return self._frames(self._payloads(self._framing.feed, data))
 
     def close(self) -> list[dict[str, Any]]:
-        chunks = self._frames(self._sse.close())
+        chunks = self._frames(self._payloads(self._framing.close)) if self._framing is not None else []
         if self._error is not None:
             raise self._error
         if not self._candidates and self._blocked:
@@ -564,22 +571,31 @@ class GeminiStreamDecoder:
             self._out.id = ("cmpl-" if self._completions else "chatcmpl-") + (self._response_id or uuid.uuid4().hex)
         return self._out.chunk(choices)
 
-    def _frames(self, events: list) -> list[dict[str, Any]]:
+    @staticmethod
+    def _payloads(step: Any, *data: bytes) -> list[str | bytes]:
+        """The JSON texts of the frames ``step`` completes: SSE ``data:`` fields, or JSON array elements."""
+        try:
+            frames = step(*data)
+        except JSONArrayError as exc:
+            raise UnreadableAnswer("upstream_incomplete_stream" if "closed" in str(exc) else
+                                   "upstream_unexpected_shape", str(exc)) from None
+        return [frame.data if isinstance(frame, SSEvent) else frame for frame in frames]
+
+    def _frames(self, payloads: list[str | bytes]) -> list[dict[str, Any]]:
         if self._error is not None:
             raise self._error
         chunks: list[dict[str, Any]] = []
-        for event in events:
+        for payload in payloads:
             try:
-                frame = orjson.loads(event.data)
-                if isinstance(frame, list):  # a JSON-array stream element, if alt=sse was not honoured
+                frame = orjson.loads(payload)
+                if isinstance(frame, list):  # an SSE frame holding a one-element array
                     frame = frame[0] if frame and isinstance(frame[0], dict) else {}
                 if not isinstance(frame, dict):
-                    raise ProviderError(502, "upstream sent an unexpected stream frame")
+                    raise unexpected("a stream frame is not a JSON object")
                 if frame.get("error"):
                     raise _stream_error(frame["error"])
             except (orjson.JSONDecodeError, ProviderError) as exc:
-                error = exc if isinstance(exc, ProviderError) else ProviderError(
-                    502, "upstream sent a malformed stream frame")
+                error = exc if isinstance(exc, ProviderError) else not_json("stream frame")
                 if not chunks:
                     raise error from None
                 self._error = error  # hand over what came before it; raise on the next call

@@ -144,6 +144,9 @@ class JSONArrayDecoder:
                     self._depth += 1
                 elif c in b"]}":
                     self._depth -= 1
+                    if self._depth == 1:       # an object or array element is complete: out at once
+                        out.append(bytes(buffer[self._start:i + 1]))
+                        self._start = None
             i += 1
         keep = self._start if self._start is not None else i
         del buffer[:keep]

@@ -73,8 +73,8 @@ from botocore.credentials import Credentials
 
 from . import native
 from .anthropic import usage_of as anthropic_usage
-from .base import (CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UpstreamRequest, Usage, not_json,
-                   token_count, token_counts, unexpected)
+from .base import (CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UnreadableAnswer, UpstreamRequest,
+                   Usage, not_json, token_count, token_counts, unexpected)
 from .eventstream import EventMessage, EventStreamDecoder, EventStreamError
 from .http import apply_auth
 from .openai import retry_after_of
@@ -505,8 +505,7 @@ class BedrockStreamDecoder:
         try:
             messages = self._frames.feed(data)
         except EventStreamError as exc:
-            raise ProviderError(502, f"Bedrock sent a broken event stream: {exc}", "api_error",
-                                "upstream_broken") from None
+            raise UnreadableAnswer("upstream_invalid_frame", f"a broken event stream frame ({exc})") from None
         chunks: list[dict[str, Any]] = []
         for message in messages:
             try:
@@ -524,8 +523,7 @@ class BedrockStreamDecoder:
         try:
             self._frames.close()
         except EventStreamError as exc:
-            raise ProviderError(502, f"Bedrock sent a broken event stream: {exc}", "api_error",
-                                "upstream_broken") from None
+            raise UnreadableAnswer("upstream_invalid_frame", f"a broken event stream frame ({exc})") from None
         return []
 
     # --------------------------------------------------------------------------------------------- chunks
@@ -544,7 +542,7 @@ class BedrockStreamDecoder:
         try:
             data = message.json()
         except EventStreamError as exc:
-            raise ProviderError(502, str(exc), "api_error", "upstream_broken") from None
+            raise UnreadableAnswer("upstream_invalid_frame", f"an event stream frame is not JSON ({exc})") from None
         if not isinstance(data, dict):
             return []
         event = message.event_type

@@ -94,7 +94,7 @@ _USAGE_TOTALS = ("promptTokenCount", "candidatesTokenCount", "totalTokenCount")
 
 def usage_from(meta: Any) -> Usage | None:
     """Gemini's ``usageMetadata`` as Tollgate's Usage; completion tokens include the thinking tokens."""
-    if not isinstance(meta, dict) or not any(key in meta for key in _USAGE_TOTALS):
+    if not _counts_reported(meta):
         return None  # e.g. Vertex's early stream frames carry only {"trafficType": ...}
     counts = token_counts(meta, *_USAGE_TOTALS, "thoughtsTokenCount", "cachedContentTokenCount")
     if counts is None:
@@ -103,6 +103,11 @@ def usage_from(meta: Any) -> Usage | None:
     completion = candidates + thoughts
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total or prompt + completion,
                  cached_tokens=cached, reasoning_tokens=thoughts)
+
+
+def _counts_reported(meta: Any) -> bool:
+    """Whether ``meta`` claims token counts (Vertex's early frames carry only ``trafficType``)."""
+    return isinstance(meta, dict) and any(key in meta for key in _USAGE_TOTALS)
 
 
 def finish_reason(reason: str | None, called: bool) -> str:
@@ -608,9 +613,10 @@ class GeminiStreamDecoder:
             self._response_id = frame["responseId"]
         if isinstance(frame.get("modelVersion"), str) and frame["modelVersion"]:
             self._out.model = frame["modelVersion"]
-        usage = usage_from(frame.get("usageMetadata"))
-        if usage is not None:
-            self.usage = usage
+        if "usageMetadata" in frame:   # the last frame that reports usage decides (unreadable there: none)
+            usage = usage_from(frame["usageMetadata"])
+            if usage is not None or _counts_reported(frame["usageMetadata"]):
+                self.usage = usage
         if _blocked(frame):
             self._blocked = True
         chunks = []

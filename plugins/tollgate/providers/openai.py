@@ -113,7 +113,9 @@ class OpenAIStreamDecoder:
                 raise ProviderError(502, str(error.get("message", error) if isinstance(error, dict) else error))
             if chunk.get("usage") is not None:
                 self.usage = usage_from(chunk["usage"])
-                if self.usage is None:       # unreadable: dropped, the proxy's estimate takes its place
+                if self.usage is not None:
+                    chunk["usage"] = self.usage.as_openai()    # what is charged is what the client sees
+                else:                        # unreadable: dropped, the proxy's estimate takes its place
                     del chunk["usage"]
                     if not chunk.get("choices"):
                         continue
@@ -152,6 +154,10 @@ class OpenAIDriver(JSONDriver):
         usage = usage_from(data.get("usage"))
         if usage is None:
             data.pop("usage", None)  # missing or unreadable: the proxy's estimate takes its place
+        elif route_type == EMBEDDINGS:
+            data["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens}
+        else:
+            data["usage"] = usage.as_openai()   # what is charged is what the client sees
         return data, usage
 
     def parse_error(self, status: int, headers: Any, body: bytes) -> ProviderError:

@@ -269,7 +269,7 @@ def mutated(draw: st.DrawFn, doc: Any) -> Any:
     return doc
 
 
-PROPERTY = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+PROPERTY = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                             HealthCheck.function_scoped_fixture])
 
 # --------------------------------------------------------------------------------------------------- answers

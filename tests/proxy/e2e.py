@@ -123,6 +123,9 @@ def proxy_configs(mock_url: str) -> dict[str, dict[str, Any]]:
     for provider in CHAT_PROVIDERS:
         model, auth = provider_model(provider, m)
         configs[f"chat-{provider}"] = {"route_type": "llm/v1/chat", "model": model, "auth": auth, "timeout": 10}
+    v1, auth = provider_model("cohere", m)
+    configs["chat-cohere-v1"] = {"route_type": "llm/v1/chat", "auth": auth, "timeout": 10,
+                                 "model": {**v1, "name": "command-r-plus", "options": {"upstream_url": m + "/v1/chat"}}}
     for provider in EMBEDDING_PROVIDERS:
         model, auth = provider_model(provider, m, "embeddings")
         configs[f"emb-{provider}"] = {"route_type": "llm/v1/embeddings", "model": model, "auth": auth}

@@ -111,9 +111,11 @@ class CheckedStream:
                 delta = choice.get("delta")
                 if not isinstance(delta, dict):
                     raise UnreadableAnswer("upstream_unexpected_shape", "a stream choice has no delta")
-                if not isinstance(delta.get("content") or "", str):
+                content = delta.get("content")
+                if content is not None and type(content) is not str:
                     raise UnreadableAnswer("upstream_unexpected_shape", "a delta's content is not a string")
-                self.produced = self.produced or any(delta.get(key) for key in _OUTPUT_KEYS)
+                if not self.produced:
+                    self.produced = bool(content) or any(delta.get(key) for key in _OUTPUT_KEYS)
             choice.setdefault("index", 0)
             finish = choice.get("finish_reason")
             if finish is not None:
@@ -188,6 +190,12 @@ def _check_answer(route_type: str, data: Any, model: str | None) -> None:
 def _envelope(data: dict[str, Any], route_type: str, model: str, id_: str, created: int, *, stream: bool) -> None:
     """The fields OpenAI's format requires around the choices, with OpenAI's types, where the provider left them
     out (OpenAI-compatible servers often do)."""
+    expected = "text_completion" if route_type == COMPLETIONS else "chat.completion.chunk" if stream \
+        else "chat.completion"
+    if (data.get("object") == expected and type(data.get("created")) is int and type(data.get("model")) is str
+            and type(data.get("id")) is str and data["id"]):
+        return                                   # the common case: every field there with its type
+    data["object"] = expected
     if not isinstance(data.get("id"), str) or not data["id"]:
         data["id"] = id_ or ("cmpl-" if route_type == COMPLETIONS else "chatcmpl-") + uuid.uuid4().hex
     if isinstance(data.get("created"), float) and data["created"] >= 0:
@@ -196,7 +204,3 @@ def _envelope(data: dict[str, Any], route_type: str, model: str, id_: str, creat
         data["created"] = created
     if not isinstance(data.get("model"), str):
         data["model"] = model
-    if route_type == COMPLETIONS:
-        data["object"] = "text_completion"
-    else:
-        data["object"] = "chat.completion.chunk" if stream else "chat.completion"

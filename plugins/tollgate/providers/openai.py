@@ -38,6 +38,18 @@ def _detail(data: dict[str, Any], group: str, name: str) -> int:
     return (token_count(details.get(name)) or 0) if isinstance(details, dict) else 0
 
 
+def usage_as_sent(raw: dict[str, Any], usage: Usage) -> dict[str, Any]:
+    """The provider's usage object as the client gets it: as the provider sent it (its extra breakdowns included)
+    when every count in it is an integer, else what is charged (``usage``), so a client never reads a broken count."""
+    if not all(key in raw for key in ("prompt_tokens", "completion_tokens", "total_tokens")):
+        return usage.as_openai()
+    for value in raw.values():
+        counts = value.values() if isinstance(value, dict) else (value,)
+        if not all(count is None or (type(count) is int and count >= 0) for count in counts):
+            return usage.as_openai()
+    return raw
+
+
 def native_usage_of(data: Any) -> Usage | None:
     """Usage in a native OpenAI answer or stream event: ``usage`` of chat, completions and embeddings
     (``prompt_tokens``...), or of the Responses API (``input_tokens``/``output_tokens``, also inside a
@@ -114,7 +126,7 @@ class OpenAIStreamDecoder:
             if chunk.get("usage") is not None:
                 self.usage = usage_from(chunk["usage"])
                 if self.usage is not None:
-                    chunk["usage"] = self.usage.as_openai()    # what is charged is what the client sees
+                    chunk["usage"] = usage_as_sent(chunk["usage"], self.usage)
                 else:                        # unreadable: dropped, the proxy's estimate takes its place
                     del chunk["usage"]
                     if not chunk.get("choices"):
@@ -157,7 +169,7 @@ class OpenAIDriver(JSONDriver):
         elif route_type == EMBEDDINGS:
             data["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens}
         else:
-            data["usage"] = usage.as_openai()   # what is charged is what the client sees
+            data["usage"] = usage_as_sent(data["usage"], usage)
         return data, usage
 
     def parse_error(self, status: int, headers: Any, body: bytes) -> ProviderError:

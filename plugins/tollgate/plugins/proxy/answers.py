@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Any, NoReturn
 
 from ... import log
 from ...providers.base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UnreadableAnswer, Usage
@@ -58,21 +58,24 @@ class CheckedStream:
         self.finished = False
         self.produced = False
         self._only_stop = True       # every finish_reason seen so far was a plain "stop"
+        self._last = b""             # the last bytes fed (what an incomplete stream's log shows)
 
     @property
     def usage(self) -> Usage | None:
         return self._decoder.usage
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
+        self._last = data
         return self._step(self._decoder.feed, data)
 
     def close(self) -> list[dict[str, Any]]:
         chunks = self._step(self._decoder.close)
         if not self.finished:
             self._fail(UnreadableAnswer("upstream_incomplete_stream", "the stream ended without a finish reason"),
-                       b"")
-        if not self.produced and self._route_type in (CHAT, COMPLETIONS) and self._only_stop:
-            self._fail(UnreadableAnswer("upstream_empty_answer", "the stream finished without any output"), b"")
+                       self._last[-SAMPLE_BYTES:])
+        if not self.produced and self._only_stop:
+            self._fail(UnreadableAnswer("upstream_empty_answer", "the stream finished without any output"),
+                       self._last[-SAMPLE_BYTES:])
         return chunks
 
     def _step(self, step: Any, *data: bytes) -> list[dict[str, Any]]:
@@ -90,7 +93,7 @@ class CheckedStream:
                                                                f"({type(exc).__name__})"), sample)
         return chunks
 
-    def _fail(self, exc: UnreadableAnswer, data: bytes) -> None:
+    def _fail(self, exc: UnreadableAnswer, data: bytes) -> NoReturn:
         raise unreadable(exc, self._provider, data) from None
 
     def _check(self, chunk: Any) -> None:

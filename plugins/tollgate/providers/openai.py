@@ -38,16 +38,19 @@ def _detail(data: dict[str, Any], group: str, name: str) -> int:
     return (token_count(details.get(name)) or 0) if isinstance(details, dict) else 0
 
 
-def usage_as_sent(raw: dict[str, Any], usage: Usage) -> dict[str, Any]:
+def usage_as_sent(raw: dict[str, Any], usage: Usage, route_type: str = CHAT) -> dict[str, Any]:
     """The provider's usage object as the client gets it: as the provider sent it (its extra breakdowns included)
     when every count in it is an integer, else what is charged (``usage``), so a client never reads a broken count."""
-    if not all(key in raw for key in ("prompt_tokens", "completion_tokens", "total_tokens")):
-        return usage.as_openai()
-    for value in raw.values():
-        counts = value.values() if isinstance(value, dict) else (value,)
-        if not all(count is None or (type(count) is int and count >= 0) for count in counts):
-            return usage.as_openai()
-    return raw
+    embeddings = route_type == EMBEDDINGS
+    required = ("prompt_tokens", "total_tokens") if embeddings else ("prompt_tokens", "completion_tokens",
+                                                                      "total_tokens")
+    if all(key in raw for key in required) and all(
+            count is None or (type(count) is int and count >= 0)
+            for value in raw.values() for count in (value.values() if isinstance(value, dict) else (value,))):
+        return raw
+    if embeddings:
+        return {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens}
+    return usage.as_openai()
 
 
 def native_usage_of(data: Any) -> Usage | None:
@@ -166,10 +169,8 @@ class OpenAIDriver(JSONDriver):
         usage = usage_from(data.get("usage"))
         if usage is None:
             data.pop("usage", None)  # missing or unreadable: the proxy's estimate takes its place
-        elif route_type == EMBEDDINGS:
-            data["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens}
         else:
-            data["usage"] = usage_as_sent(data["usage"], usage)
+            data["usage"] = usage_as_sent(data["usage"], usage, route_type)
         return data, usage
 
     def parse_error(self, status: int, headers: Any, body: bytes) -> ProviderError:

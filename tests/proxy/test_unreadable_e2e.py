@@ -32,11 +32,12 @@ def fresh_mock(env: Env):
     yield
 
 
-def _lines(env: Env, msg: str, deadline: float = 5) -> list[dict]:
-    """Log lines with ``msg``; they leave the process at the end of its loop turn, so allow a moment."""
+def _lines(env: Env, msg: str, where=lambda line: True, deadline: float = 5) -> list[dict]:
+    """Log lines with ``msg`` (that ``where`` accepts); they leave the process at the end of its loop turn, so
+    allow a moment."""
     until = time.monotonic() + deadline
     while True:
-        found = env.log_lines(msg)
+        found = [line for line in env.log_lines(msg) if where(line)]
         if found or time.monotonic() > until:
             return found
         time.sleep(0.02)
@@ -79,7 +80,7 @@ async def test_unreadable_usage_is_estimated_in_the_answer_and_the_analytics(env
     assert answer.usage.model_extra.get("estimated") is True and answer.usage.completion_tokens > 0
     await env.kong.settle()
     route = next(r.id for r in env.kong.declarative.routes if r.name == "chat-anthropic")
-    lines = [line for line in _lines(env, "ai request") if line.get("route_id") == route]
+    lines = _lines(env, "ai request", lambda line: line.get("route_id") == route and line.get("status") == 200)
     usage = lines[-1]["ai"]["proxy"]["usage"]
     assert usage["estimated"] is True and usage["total_tokens"] == answer.usage.total_tokens
 

@@ -38,8 +38,8 @@ from typing import Any
 import orjson
 
 from . import native
-from .base import (CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UpstreamRequest, Usage, not_json,
-                   token_count, token_counts, unexpected)
+from .base import (CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UpstreamRequest, Usage,
+                   json_object, token_count, token_counts, unexpected)
 from .framing import SSEDecoder
 from .http import apply_auth
 from .openai import error_from
@@ -415,12 +415,7 @@ class AnthropicStreamDecoder:
         for event in events:
             if event.event == "ping":
                 continue
-            try:
-                data = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                raise not_json("stream frame") from None
-            if not isinstance(data, dict):
-                raise unexpected("a stream frame is not a JSON object")
+            data = json_object(event.data, "stream frame")
             kind = data.get("type") or event.event
             handler = getattr(self, "_on_" + kind, None) if isinstance(kind, str) else None
             if handler is not None:
@@ -522,12 +517,7 @@ class AnthropicDriver:
         return UpstreamRequest("POST", url, headers, orjson.dumps(payload))
 
     def parse_response(self, route_type: str, body: bytes, target: Target) -> tuple[dict[str, Any], Usage | None]:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise not_json() from None
-        if not isinstance(data, dict):
-            raise unexpected("the answer is not a JSON object")
+        data = json_object(body)
         if data.get("type") == "error":
             kind, _ = _error_kind(body)
             raise self.parse_error(ERROR_TYPES.get(kind or "", ("", 502))[1], None, body)

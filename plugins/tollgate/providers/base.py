@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 CHAT = "llm/v1/chat"
 COMPLETIONS = "llm/v1/completions"
 EMBEDDINGS = "llm/v1/embeddings"
@@ -116,6 +118,17 @@ def not_json(what: str = "body") -> UnreadableAnswer:
 
 def unexpected(detail: str) -> UnreadableAnswer:
     return UnreadableAnswer("upstream_unexpected_shape", detail)
+
+
+def json_object(raw: bytes | str, what: str = "answer") -> dict[str, Any]:
+    """``raw`` parsed as the JSON object a provider's answer (or stream frame) must be, else unreadable."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise not_json(what) from None
+    if not isinstance(data, dict):
+        raise unexpected(f"the {what} is not a JSON object")
+    return data
 
 
 class StreamDecoder(Protocol):

@@ -73,8 +73,8 @@ from botocore.credentials import Credentials
 
 from . import native
 from .anthropic import usage_of as anthropic_usage
-from .base import (CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UnreadableAnswer, UpstreamRequest,
-                   Usage, not_json, token_count, token_counts, unexpected)
+from .base import (CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UnreadableAnswer,
+                   UpstreamRequest, Usage, json_object, token_count, token_counts, unexpected)
 from .eventstream import EventMessage, EventStreamDecoder, EventStreamError
 from .http import apply_auth
 from .openai import retry_after_of
@@ -437,16 +437,6 @@ def _credentials(auth: Mapping[str, Any], environ: Mapping[str, str]) -> Credent
 
 # ---------------------------------------------------------------------------------------------------- responses
 
-def _loads(body: bytes) -> dict[str, Any]:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise not_json() from None
-    if not isinstance(data, dict):
-        raise unexpected("the answer is not a JSON object")
-    return data
-
-
 def _message_parts(content: Any) -> tuple[str | None, str | None, list[dict[str, Any]]]:
     """Text, reasoning text and OpenAI tool calls of a Converse output message's content blocks."""
     texts: list[str] = []
@@ -668,7 +658,7 @@ class BedrockDriver:
         return headers
 
     def parse_response(self, route_type: str, body: bytes, target: Target) -> tuple[dict[str, Any], Usage | None]:
-        data = _loads(body)
+        data = json_object(body)
         model = target.model or ""
         if route_type == EMBEDDINGS:
             return self._embeddings(data, model)

@@ -42,8 +42,8 @@ from typing import Any
 import orjson
 
 from . import native
-from .base import (CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UpstreamRequest, Usage, not_json,
-                   token_count, token_counts, unexpected)
+from .base import (CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UpstreamRequest, Usage,
+                   json_object, token_count, token_counts, unexpected)
 from .framing import SSEDecoder
 from .http import JSONDriver
 from .openai import retry_after_of
@@ -315,16 +315,6 @@ def _parts(message: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
     return text, calls
 
 
-def _load(body: bytes) -> dict[str, Any]:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise not_json() from None
-    if not isinstance(data, dict):
-        raise unexpected("the answer is not a JSON object")
-    return data
-
-
 def _embeddings(data: dict[str, Any], target: Target) -> tuple[dict[str, Any], Usage | None]:
     vectors = data.get("embeddings")
     if isinstance(vectors, dict):
@@ -366,12 +356,7 @@ class CohereStreamDecoder:
         for event in events:
             if event.data == "[DONE]":
                 continue
-            try:
-                data = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                raise not_json("stream frame") from None
-            if not isinstance(data, dict):
-                raise unexpected("a stream frame is not a JSON object")
+            data = json_object(event.data, "stream frame")
             kind = data.get("type") or event.event
             handler = getattr(self, "_on_" + kind.replace("-", "_"), None) if isinstance(kind, str) else None
             if handler is not None:
@@ -469,7 +454,7 @@ class CohereDriver(JSONDriver):
     def parse_response(self, route_type: str, body: bytes, target: Target) -> tuple[dict[str, Any], Usage | None]:
         if route_type != EMBEDDINGS and cohere_v1.speaks_v1(target):
             return cohere_v1.parse_chat(route_type, body, target)
-        data = _load(body)
+        data = json_object(body)
         if route_type == EMBEDDINGS:
             return _embeddings(data, target)
         if not isinstance(data.get("message"), dict):

@@ -26,9 +26,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
-
-from .base import COMPLETIONS, ChunkWriter, ProviderError, Target, Usage, not_json, unexpected
+from .base import COMPLETIONS, ChunkWriter, ProviderError, Target, Usage, json_object, unexpected
 from .cohere import finish_reason_of, usage_of
 from .framing import NDJSONDecoder
 
@@ -118,12 +116,7 @@ def finish_of(value: Any) -> str | None:
 
 
 def parse_chat(route_type: str, body: bytes, target: Target) -> tuple[dict[str, Any], Usage | None]:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise not_json() from None
-    if not isinstance(data, dict):
-        raise unexpected("the answer is not a JSON object")
+    data = json_object(body)
     if not isinstance(data.get("text"), str):
         raise unexpected("the v1 chat answer has no text")
     finish = finish_of(data.get("finish_reason")) or "stop"
@@ -167,12 +160,7 @@ class CohereV1StreamDecoder:
                 line = line[5:].strip()
                 if not line or line == b"[DONE]":
                     continue
-            try:
-                event = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                raise not_json("stream frame") from None
-            if not isinstance(event, dict):
-                raise unexpected("a stream frame is not a JSON object")
+            event = json_object(line, "stream frame")
             kind = event.get("event_type")
             if kind == "stream-start":
                 self._out.id = str(event.get("generation_id") or self._out.id)

@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 
 from . import native
-from .base import (CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest, Usage, not_json, token_count,
-                   token_counts, unexpected)
+from .base import (CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest, Usage, json_object,
+                   token_count, token_counts)
 from .framing import SSEDecoder
 from .http import JSONDriver
 
@@ -117,12 +117,7 @@ class OpenAIStreamDecoder:
         for event in events:
             if event.data == "[DONE]":
                 continue
-            try:
-                chunk = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                raise not_json("stream frame") from None
-            if not isinstance(chunk, dict):
-                raise unexpected("a stream frame is not a JSON object")
+            chunk = json_object(event.data, "stream frame")
             if chunk.get("error"):
                 error = chunk["error"]
                 raise ProviderError(502, str(error.get("message", error) if isinstance(error, dict) else error))
@@ -158,12 +153,7 @@ class OpenAIDriver(JSONDriver):
         return payload, stream
 
     def parse_response(self, route_type: str, body: bytes, target: Target) -> tuple[dict[str, Any], Usage | None]:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise not_json() from None
-        if not isinstance(data, dict):
-            raise unexpected("the answer is not a JSON object")
+        data = json_object(body)
         if data.get("error"):   # some OpenAI-compatible servers answer 200 with an error body
             raise error_from(502, None, body)
         usage = usage_from(data.get("usage"))

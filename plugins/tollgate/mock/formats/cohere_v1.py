@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from . import Answer, Call, Endpoint, Frames, MockError, register
-from .cohere import CohereFormat
+from .cohere import CohereFormat, validate_sampling
 
 _FINISH = {"stop": "COMPLETE", "length": "MAX_TOKENS", "tool_calls": "COMPLETE"}
 
@@ -65,11 +65,7 @@ class CohereV1Format(CohereFormat):
         for turn in body.get("chat_history") or ():
             if not isinstance(turn, dict) or turn.get("role") not in _ROLES:
                 raise MockError(400, f"invalid request: chat_history roles must be one of {', '.join(_ROLES)}")
-        p, k = body.get("p"), body.get("k")
-        if p is not None and not (isinstance(p, (int, float)) and 0.01 <= p <= 0.99):
-            raise MockError(400, "invalid request: p must be between 0.01 and 0.99")
-        if k is not None and not (isinstance(k, int) and 0 <= k <= 500):
-            raise MockError(400, "invalid request: k must be between 0 and 500")
+        validate_sampling(body)
 
     def _answer(self, call: Call) -> Answer:
         body = call.body

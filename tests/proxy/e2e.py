@@ -14,6 +14,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+import pytest_asyncio
+
 from tests.harness import KongDouble
 from tests.harness.bundled import BundledPlugin
 from tests.harness.procs import TollgateServer
@@ -193,6 +196,20 @@ async def stop_env(env: Env) -> None:
     await env.kong.stop()
     env.proc.cleanup()
     await env.mock.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def env():
+    """One environment per test module (import ``env`` and ``fresh_mock`` into the module to use it)."""
+    e = await start_env()
+    yield e
+    await stop_env(e)
+
+
+@pytest.fixture(autouse=True)
+def fresh_mock(env: Env):
+    env.mock.reset()
+    yield
 
 
 def path_re(name: str) -> re.Pattern[str]:

@@ -7,29 +7,15 @@ import time
 
 import openai
 import pytest
-import pytest_asyncio
 
 from tollgate.mock import Reply
 
-from .e2e import PROVIDER_KEYS, Env, start_env, stop_env
+from .e2e import PROVIDER_KEYS, Env, env, fresh_mock  # noqa: F401 (the module's environment)
 from .helpers import MESSAGES, post
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 CHAT = "/v1/chat/completions"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env():
-    e = await start_env()
-    yield e
-    await stop_env(e)
-
-
-@pytest.fixture(autouse=True)
-def fresh_mock(env: Env):
-    env.mock.reset()
-    yield
 
 
 def _lines(env: Env, msg: str, where=lambda line: True, deadline: float = 5) -> list[dict]:

@@ -202,7 +202,9 @@ def content_of(chunks: list[dict[str, Any]]) -> str:
 
 # --------------------------------------------------------------------------------------------------- strategies
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-10, 10**6) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+SCALARS = (st.none() | st.booleans() | st.integers(-10, 10**6) | st.floats(allow_nan=False, allow_infinity=False)
+           | st.text(max_size=8))
+JSON = st.recursive(SCALARS,
                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
                     max_leaves=6)
 WRONG_COUNTS = st.one_of(st.text(max_size=4), st.integers(-10**6, -1),

@@ -157,7 +157,8 @@ async def test_unreadable_usage_is_the_estimate_marked_and_charged(mock, relay, 
 async def test_an_unreadable_answer_fails_over_to_the_next_target(mock, relay):
     r = await relay(chat_config([openai_target(mock.url, "primary"), openai_target(mock.url, "secondary")],
                                 balancer={"algorithm": "priority"}))
-    mock.enqueue(Reply(body=b'{"choices": "none"}', content_type="application/json"), path="/primary/v1/chat/completions")
+    mock.enqueue(Reply(body=b'{"choices": "none"}', content_type="application/json"),
+                 path="/primary/v1/chat/completions")
     mock.enqueue(Reply(content="from the secondary"), path="/secondary/v1/chat/completions")
     answer = await post(r.url, {"model": "gpt-4o-mini", "messages": MESSAGES})
     assert answer.status == 200 and answer.json()["choices"][0]["message"]["content"] == "from the secondary"

@@ -94,10 +94,10 @@ def usage_of(data: Any) -> Usage | None:
         return None
     uncached, cache_read, cache_write, output = counts
     details = data.get("output_tokens_details")
+    thinking = token_count(details.get("thinking_tokens")) if isinstance(details, dict) else None
     prompt = uncached + cache_read + cache_write
     return Usage(prompt_tokens=prompt, completion_tokens=output, total_tokens=prompt + output,
-                 cached_tokens=cache_read,
-                 reasoning_tokens=(token_count(details.get("thinking_tokens")) or 0) if isinstance(details, dict) else 0)
+                 cached_tokens=cache_read, reasoning_tokens=thinking or 0)
 
 
 def _bad_request(message: str, code: str | None = None) -> ProviderError:

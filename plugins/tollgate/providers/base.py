@@ -96,8 +96,9 @@ class ProviderError(Exception):
 class UnreadableAnswer(ProviderError):
     """An answer or stream frame whose shape a driver cannot read. Always a 502 ``upstream_error`` whose ``code``
     names the cause (``upstream_invalid_json``, ``upstream_invalid_frame`` (a binary frame that fails its checks),
-    ``upstream_unexpected_shape``, ``upstream_empty_answer``, ``upstream_incomplete_stream``, ``upstream_unreadable``): never an empty success. Drivers raise it without
-    knowing their name; the proxy adds the provider (``named``) before anyone sees it."""
+    ``upstream_unexpected_shape``, ``upstream_empty_answer``, ``upstream_incomplete_stream``,
+    ``upstream_unreadable``): never an empty success. Drivers raise it without knowing their name; the proxy adds
+    the provider (``named``) before anyone sees it."""
 
     def __init__(self, code: str, detail: str, provider: str | None = None):
         super().__init__(502, detail, "upstream_error", code)

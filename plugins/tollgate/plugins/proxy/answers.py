@@ -40,8 +40,9 @@ def read_answer(driver: Any, route_type: str, body: bytes, target: Target) -> tu
     except ProviderError:
         raise
     except Exception as exc:  # noqa: BLE001 - any surprise in a provider's body is the provider's, never a 500
-        raise unreadable(UnreadableAnswer("upstream_unreadable", f"the answer broke the {driver.name} driver "
-                                                                 f"({type(exc).__name__})"), driver.name, body) from None
+        broke = UnreadableAnswer("upstream_unreadable", f"the answer broke the {driver.name} driver "
+                                                        f"({type(exc).__name__})")
+        raise unreadable(broke, driver.name, body) from None
     return data, usage
 
 

@@ -7,9 +7,16 @@ from collections.abc import Iterator
 import pytest
 import pytest_asyncio
 
+from tests import openai_types
 from tests.harness.fixtures import *  # noqa: F401,F403
 from tests.redis_server import REDIS_INSTALL_HINT, REDIS_MISSING, RedisServer, redis_available
 from tollgate.mock import MockLLM
+
+
+@pytest.fixture(autouse=True)
+def openai_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every answer and chunk a driver produces in any test is checked against OpenAI's types (strict)."""
+    openai_types.watch(monkeypatch)
 
 
 @pytest_asyncio.fixture

@@ -177,6 +177,22 @@ async def test_a_failed_provider_call_costs_nothing(gateway, mock_llm, strategy)
     assert await spend_of(gw) == {("b", "consumer:c-alice"): 0}
 
 
+@pytest.mark.parametrize("usage", [None, {"prompt_tokens": "9", "completion_tokens": 4, "total_tokens": 13},
+                                   {"prompt_tokens": -1, "completion_tokens": 4}, {"unknown": 1}])
+async def test_usage_missing_or_unreadable_is_charged_as_estimated_never_zero(gateway, mock_llm, usage):
+    gw = await gateway({"budgets": [{"name": "b", "amount": 1}], "strategy": "local"}, openai_proxy(mock_llm))
+    body = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "four words of text"},
+                         "finish_reason": "stop"}]}
+    mock_llm.default = Reply(body=body if usage is None else {**body, "usage": usage})
+    status, _, answer = await gw.send(chat(100), consumer=ALICE)
+    completion = tokens.count_text("four words of text", "gpt-4o-mini")
+    assert status == 200
+    assert answer["usage"] == {"prompt_tokens": PROMPT, "completion_tokens": completion,
+                               "total_tokens": PROMPT + completion, "estimated": True}
+    assert await spend_of(gw) == {("b", "consumer:c-alice"): mini_cost(PROMPT, completion)}
+
+
 async def test_a_stream_cut_by_the_client_is_still_charged(gateway, mock_llm, strategy):
     gw = await gateway({"budgets": [{"name": "b", "amount": 1}], **strategy}, openai_proxy(mock_llm))
     mock_llm.default = Reply(content=" ".join(["word"] * 40), chunks=40, interval=0.02)

@@ -15,7 +15,7 @@ import pytest
 from multidict import CIMultiDict
 
 from tollgate.providers import driver_for
-from tollgate.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target
+from tollgate.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UnreadableAnswer
 from tollgate.providers.gemini import driver
 
 KEY = "AIzaSyTEST-not-a-real-key-0123456789ab"
@@ -400,8 +400,7 @@ def test_embed_one_input():
                                                       b'-0.046782676]}}', target("text-embedding-004"))
     assert answer == {"object": "list", "model": "text-embedding-004",
                       "data": [{"object": "embedding", "index": 0,
-                                "embedding": [0.013168523, -0.008711934, -0.046782676]}],
-                      "usage": {"prompt_tokens": 0, "total_tokens": 0}}
+                                "embedding": [0.013168523, -0.008711934, -0.046782676]}]}
     assert usage is None
 
 
@@ -514,6 +513,41 @@ def test_stream_function_calls():
     whole = orjson.loads(TOOL_STREAM.split(b"\n\n")[1][len(b"data: "):])
     answer, _ = driver.parse_response(CHAT, orjson.dumps(whole), target())
     assert [c["id"] for c in answer["choices"][0]["message"]["tool_calls"]] == [c["id"] for c in calls]
+
+
+# The same answer as one JSON array (what streamGenerateContent sends without alt=sse), pretty-printed as Google does.
+ARRAY_STREAM = (
+    b'[{\r\n  "candidates": [{"content": {"parts": [{"text": "Let me check. [1]"}],"role": "model"},"index": 0}],'
+    b'\r\n  "responseId": "r1"\r\n}\r\n,\r\n' + TOOL_STREAM.split(b"\n\n")[1][len(b"data: "):] + b"\r\n]"
+)
+
+
+@pytest.mark.parametrize("cut", range(len(ARRAY_STREAM) + 1))
+def test_array_stream_split_at_every_byte(cut):
+    decoder = driver.stream_decoder(CHAT, target())
+    chunks = decoder.feed(ARRAY_STREAM[:cut]) + decoder.feed(ARRAY_STREAM[cut:]) + decoder.close()
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert deltas[0] == {"role": "assistant", "content": "Let me check. [1]"}
+    assert [c["function"]["name"] for c in deltas[1]["tool_calls"]] == ["get_weather", "get_time"]
+    assert chunks[-2]["choices"][0]["finish_reason"] == "tool_calls"
+    assert chunks[-1]["usage"]["total_tokens"] == 44
+
+
+def test_array_stream_yields_before_the_array_closes():
+    decoder = driver.stream_decoder(CHAT, target())
+    first_element_end = ARRAY_STREAM.index(b"\r\n,")
+    chunks = decoder.feed(ARRAY_STREAM[:first_element_end])
+    assert chunks and chunks[0]["choices"][0]["delta"]["content"] == "Let me check. [1]"
+
+
+def test_array_stream_cut_before_it_closes():
+    decoder = driver.stream_decoder(CHAT, target())
+    decoder.feed(ARRAY_STREAM[:-3])
+    with pytest.raises(UnreadableAnswer) as info:
+        decoder.close()
+    assert info.value.code == "upstream_incomplete_stream"
+    with pytest.raises(UnreadableAnswer):
+        driver.stream_decoder(CHAT, target()).feed(b'[{"candidates": []}] {"more": 1}')
 
 
 def test_stream_error_frame_raises():

@@ -8,9 +8,11 @@ sees must be what the mock sent, and the mock must have received a request in Ge
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import openai
+import orjson
 import pytest
 
 from tollgate.mock import MockLLM, Reply, ToolCall
@@ -98,6 +100,32 @@ async def test_chat_stream_with_usage(gemini):
     body = received(mock, STREAM_PATH)
     assert mock.requests[-1].query["alt"] == "sse"
     assert body["contents"] == [{"role": "user", "parts": [{"text": "count"}]}]
+
+
+async def test_json_array_stream_reaches_the_client_before_the_array_closes(gemini):
+    """A server that ignores alt=sse sends one JSON array over the body's reads: each element is relayed as it
+    arrives, so the first token reaches the client while the array is still open."""
+    mock, client, _, relay = gemini
+    frame = {"candidates": [{"content": {"parts": [{"text": "one "}], "role": "model"}, "index": 0}],
+             "responseId": "r-array"}
+    last = {"candidates": [{"content": {"parts": [{"text": "three"}], "role": "model"}, "finishReason": "STOP",
+                            "index": 0}], "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 3,
+                                                            "totalTokenCount": 8}, "responseId": "r-array"}
+    second = {**frame, "candidates": [{"content": {"parts": [{"text": "two "}], "role": "model"}, "index": 0}]}
+    mock.enqueue(Reply(events=[b"[" + orjson.dumps(frame), b",\r\n" + orjson.dumps(second),
+                               b",\r\n" + orjson.dumps(last) + b"]"], content_type="application/json", interval=0.3))
+    started = time.monotonic()
+    stream = await client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "count"}],
+                                                  stream=True, stream_options={"include_usage": True})
+    arrivals = []
+    chunks = []
+    async for chunk in stream:
+        chunks.append(chunk)
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.monotonic() - started)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "one two three"
+    assert arrivals[-1] - arrivals[0] > 0.4            # the first token came ~0.6 s before the array closed
+    assert chunks[-1].usage.total_tokens == 8 and relay_usage(relay).total_tokens == 8
 
 
 async def test_chat_stream_without_usage(gemini):

@@ -14,6 +14,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+import pytest_asyncio
+
 from tests.harness import KongDouble
 from tests.harness.bundled import BundledPlugin
 from tests.harness.procs import TollgateServer
@@ -124,6 +127,9 @@ def proxy_configs(mock_url: str) -> dict[str, dict[str, Any]]:
     for provider in CHAT_PROVIDERS:
         model, auth = provider_model(provider, m)
         configs[f"chat-{provider}"] = {"route_type": "llm/v1/chat", "model": model, "auth": auth, "timeout": 10}
+    v1, auth = provider_model("cohere", m)
+    configs["chat-cohere-v1"] = {"route_type": "llm/v1/chat", "auth": auth, "timeout": 10,
+                                 "model": {**v1, "name": "command-r-plus", "options": {"upstream_url": m + "/v1/chat"}}}
     for provider in EMBEDDING_PROVIDERS:
         model, auth = provider_model(provider, m, "embeddings")
         configs[f"emb-{provider}"] = {"route_type": "llm/v1/embeddings", "model": model, "auth": auth}
@@ -191,6 +197,20 @@ async def stop_env(env: Env) -> None:
     await env.kong.stop()
     env.proc.cleanup()
     await env.mock.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def env():
+    """One environment per test module (import ``env`` and ``fresh_mock`` into the module to use it)."""
+    e = await start_env()
+    yield e
+    await stop_env(e)
+
+
+@pytest.fixture(autouse=True)
+def fresh_mock(env: Env):
+    env.mock.reset()
+    yield
 
 
 def path_re(name: str) -> re.Pattern[str]:

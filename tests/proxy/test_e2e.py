@@ -10,30 +10,16 @@ from collections import Counter
 
 import openai
 import pytest
-import pytest_asyncio
 
 from tollgate.mock import Reply, ToolCall
 
-from .e2e import (ALL_KEYS, BEDROCK_SECRET, CHAT_PROVIDERS, EMBEDDING_PROVIDERS, PROVIDER_KEYS, Env, path_re,
-                  start_env, stop_env)
+from .e2e import (ALL_KEYS, BEDROCK_SECRET, CHAT_PROVIDERS, EMBEDDING_PROVIDERS, PROVIDER_KEYS, Env, env,  # noqa: F401
+                  fresh_mock, path_re)
 from .helpers import MESSAGES, post
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 CHAT = "/v1/chat/completions"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env():
-    e = await start_env()
-    yield e
-    await stop_env(e)
-
-
-@pytest.fixture(autouse=True)
-def fresh_mock(env: Env):
-    env.mock.reset()
-    yield
 
 
 def client(env: Env, route: str, **kwargs) -> openai.AsyncOpenAI:

@@ -181,6 +181,29 @@ async def test_streams_are_charged_the_providers_final_usage(gateway, mock_llm, 
 
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_usage_the_provider_left_unreadable_is_charged_as_estimated(gateway, mock_llm, redis_url, file_clock,
+                                                                         stream):
+    """Never a free request: counts of the wrong type are no usage, and the proxy's estimate is what is charged."""
+    (double,) = await gateway(limit_config(100_000), proxy(mock_llm.url + "/v1/chat/completions"))
+    mock_llm.default = Reply(content="five words of plain text",
+                             usage={"prompt_tokens": "lots", "completion_tokens": None, "total_tokens": -3})
+    generated = tokens.count_text("five words of plain text", "gpt-4o-mini")
+    async with aiohttp.ClientSession() as http:
+        if stream:
+            async with http.post(double.url + "/v1/chat/completions", headers={"apikey": "alice-key"},
+                                 json={**BODY, "stream": True, "stream_options": {"include_usage": True}}) as answer:
+                text = (await answer.read()).decode()
+            usage = [line for line in text.split("\n\n") if '"usage"' in line][-1]
+            assert '"estimated":true' in usage and text.rstrip().endswith("data: [DONE]")
+        else:
+            status, _, answer = await post(http, double.url)
+            assert status == 200
+            assert answer["usage"] == {"prompt_tokens": ESTIMATE, "completion_tokens": generated,
+                                       "total_tokens": ESTIMATE + generated, "estimated": True}
+    assert await used(redis_url, alice(double), 100_000, 60, file_clock.now) == ESTIMATE + generated
+
+
 async def test_sliding_window_frees_gradually_and_fixed_resets_at_the_boundary(gateway, mock_llm, file_clock):
     # Each answer costs the whole 1000; each request reserves its prompt plus max_tokens (200).
     mock_llm.default = Reply(prompt_tokens=ESTIMATE, completion_tokens=1000 - ESTIMATE)

@@ -38,7 +38,8 @@ from typing import Any
 import orjson
 
 from . import native
-from .base import CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UpstreamRequest, Usage
+from .base import (CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UpstreamRequest, Usage,
+                   json_object, token_count, token_counts, unexpected)
 from .framing import SSEDecoder
 from .http import apply_auth
 from .openai import error_from
@@ -87,17 +88,16 @@ def finish_reason_of(stop_reason: Any) -> str | None:
 
 def usage_of(data: Any) -> Usage | None:
     """Anthropic's usage object as Tollgate's Usage (cache reads and writes are prompt tokens)."""
-    if not isinstance(data, dict):
+    counts = token_counts(data, "input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
+                          "output_tokens")
+    if counts is None:
         return None
-    uncached = int(data.get("input_tokens") or 0)
-    cache_read = int(data.get("cache_read_input_tokens") or 0)
-    cache_write = int(data.get("cache_creation_input_tokens") or 0)
-    output = int(data.get("output_tokens") or 0)
-    details = data.get("output_tokens_details") or {}
+    uncached, cache_read, cache_write, output = counts
+    details = data.get("output_tokens_details")
+    thinking = token_count(details.get("thinking_tokens")) if isinstance(details, dict) else None
     prompt = uncached + cache_read + cache_write
     return Usage(prompt_tokens=prompt, completion_tokens=output, total_tokens=prompt + output,
-                 cached_tokens=cache_read,
-                 reasoning_tokens=int(details.get("thinking_tokens") or 0) if isinstance(details, dict) else 0)
+                 cached_tokens=cache_read, reasoning_tokens=thinking or 0)
 
 
 def _bad_request(message: str, code: str | None = None) -> ProviderError:
@@ -352,8 +352,8 @@ def _message_parts(data: dict[str, Any]) -> tuple[str | None, list[dict[str, Any
     for block in data.get("content") or ():
         if not isinstance(block, dict):
             continue
-        if block.get("type") == "text":
-            texts.append(block.get("text") or "")
+        if block.get("type") == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
         elif block.get("type") == "tool_use":
             calls.append({"id": block.get("id"), "type": "function",
                           "function": {"name": block.get("name"),
@@ -415,13 +415,7 @@ class AnthropicStreamDecoder:
         for event in events:
             if event.event == "ping":
                 continue
-            try:
-                data = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                raise ProviderError(502, "upstream sent a malformed stream frame", "api_error",
-                                    "upstream_malformed") from None
-            if not isinstance(data, dict):
-                raise ProviderError(502, "upstream sent an unexpected stream frame", "api_error", "upstream_malformed")
+            data = json_object(event.data, "stream frame")
             kind = data.get("type") or event.event
             handler = getattr(self, "_on_" + kind, None) if isinstance(kind, str) else None
             if handler is not None:
@@ -523,17 +517,12 @@ class AnthropicDriver:
         return UpstreamRequest("POST", url, headers, orjson.dumps(payload))
 
     def parse_response(self, route_type: str, body: bytes, target: Target) -> tuple[dict[str, Any], Usage | None]:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise ProviderError(502, "upstream answered with a body that is not JSON", "api_error",
-                                "upstream_malformed") from None
-        if not isinstance(data, dict):
-            raise ProviderError(502, "upstream answered with an unexpected JSON body", "api_error",
-                                "upstream_malformed")
+        data = json_object(body)
         if data.get("type") == "error":
             kind, _ = _error_kind(body)
             raise self.parse_error(ERROR_TYPES.get(kind or "", ("", 502))[1], None, body)
+        if not isinstance(data.get("content"), list):
+            raise unexpected("the answer has no content list")
         usage = usage_of(data.get("usage"))
         text, calls = _message_parts(data)
         finish = finish_reason_of(data.get("stop_reason")) or "stop"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 CHAT = "llm/v1/chat"
 COMPLETIONS = "llm/v1/completions"
 EMBEDDINGS = "llm/v1/embeddings"
@@ -27,7 +29,37 @@ class Usage:
             usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
         if self.reasoning_tokens:
             usage["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
+        if self.estimated:
+            usage["estimated"] = True
         return usage
+
+
+def token_count(value: Any) -> int | None:
+    """A token count as a provider reports it: a non-negative integer (JSON numbers such as ``12.0`` too), else
+    None. Anything else (a string, a negative number, a bool) means the usage cannot be trusted: the caller then
+    reports no usage and the proxy charges its own estimate rather than a zero."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    return None
+
+
+def token_counts(data: Any, *names: str) -> list[int] | None:
+    """The counts ``names`` of a usage object: an absent or null one is 0, a present one of the wrong type makes the
+    whole usage unreadable (None), and so does a usage in which none of ``names`` is present."""
+    if not isinstance(data, dict) or not any(data.get(name) is not None for name in names):
+        return None
+    counts = []
+    for name in names:
+        value = data.get(name)
+        count = 0 if value is None else token_count(value)
+        if count is None:
+            return None
+        counts.append(count)
+    return counts
 
 
 @dataclass
@@ -59,6 +91,45 @@ class ProviderError(Exception):
         self.type = type_
         self.code = code
         self.retry_after = retry_after
+
+
+class UnreadableAnswer(ProviderError):
+    """An answer or stream frame whose shape a driver cannot read. Always a 502 ``upstream_error`` whose ``code``
+    names the cause (``upstream_invalid_json``, ``upstream_invalid_frame`` (a binary frame that fails its checks),
+    ``upstream_unexpected_shape``, ``upstream_empty_answer``, ``upstream_incomplete_stream``,
+    ``upstream_unreadable``): never an empty success. Drivers raise it without knowing their name; the proxy adds
+    the provider (``named``) before anyone sees it."""
+
+    def __init__(self, code: str, detail: str, provider: str | None = None):
+        super().__init__(502, detail, "upstream_error", code)
+        self.detail = detail
+        self.provider = provider
+
+    def named(self, provider: str) -> "UnreadableAnswer":
+        if self.provider is None:
+            self.provider = provider
+            self.message = f"{provider} answered in a form Tollgate cannot read: {self.detail}"
+            self.args = (self.message,)
+        return self
+
+
+def not_json(what: str = "body") -> UnreadableAnswer:
+    return UnreadableAnswer("upstream_invalid_json", f"the {what} is not JSON")
+
+
+def unexpected(detail: str) -> UnreadableAnswer:
+    return UnreadableAnswer("upstream_unexpected_shape", detail)
+
+
+def json_object(raw: bytes | str, what: str = "answer") -> dict[str, Any]:
+    """``raw`` parsed as the JSON object a provider's answer (or stream frame) must be, else unreadable."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise not_json(what) from None
+    if not isinstance(data, dict):
+        raise unexpected(f"the {what} is not a JSON object")
+    return data
 
 
 class StreamDecoder(Protocol):

@@ -73,7 +73,8 @@ from botocore.credentials import Credentials
 
 from . import native
 from .anthropic import usage_of as anthropic_usage
-from .base import CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UpstreamRequest, Usage
+from .base import (CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UnreadableAnswer,
+                   UpstreamRequest, Usage, json_object, token_count, token_counts, unexpected)
 from .eventstream import EventMessage, EventStreamDecoder, EventStreamError
 from .http import apply_auth
 from .openai import retry_after_of
@@ -125,16 +126,15 @@ def utc_now() -> datetime.datetime:
 
 def usage_from(data: Any) -> Usage | None:
     """Bedrock's ``TokenUsage`` as Tollgate's Usage (see the module docstring for the cache arithmetic)."""
-    if not isinstance(data, dict):
+    counts = token_counts(data, "inputTokens", "cacheReadInputTokens", "cacheWriteInputTokens", "outputTokens",
+                          "totalTokens")
+    if counts is None:
         return None
-    uncached = int(data.get("inputTokens") or 0)
-    cache_read = int(data.get("cacheReadInputTokens") or 0)
-    cache_write = int(data.get("cacheWriteInputTokens") or 0)
-    completion = int(data.get("outputTokens") or 0)
+    uncached, cache_read, cache_write, completion, total = counts
     prompt = uncached + cache_read + cache_write
-    total = data.get("totalTokens")
     return Usage(prompt_tokens=prompt, completion_tokens=completion,
-                 total_tokens=int(total) if total is not None else prompt + completion, cached_tokens=cache_read)
+                 total_tokens=total if data.get("totalTokens") is not None else prompt + completion,
+                 cached_tokens=cache_read)
 
 
 def finish_reason(stop_reason: Any) -> str:
@@ -437,16 +437,6 @@ def _credentials(auth: Mapping[str, Any], environ: Mapping[str, str]) -> Credent
 
 # ---------------------------------------------------------------------------------------------------- responses
 
-def _loads(body: bytes) -> dict[str, Any]:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ProviderError(502, "Bedrock answered with a body that is not JSON") from None
-    if not isinstance(data, dict):
-        raise ProviderError(502, "Bedrock answered with an unexpected JSON body")
-    return data
-
-
 def _message_parts(content: Any) -> tuple[str | None, str | None, list[dict[str, Any]]]:
     """Text, reasoning text and OpenAI tool calls of a Converse output message's content blocks."""
     texts: list[str] = []
@@ -505,8 +495,7 @@ class BedrockStreamDecoder:
         try:
             messages = self._frames.feed(data)
         except EventStreamError as exc:
-            raise ProviderError(502, f"Bedrock sent a broken event stream: {exc}", "api_error",
-                                "upstream_broken") from None
+            raise UnreadableAnswer("upstream_invalid_frame", f"a broken event stream frame ({exc})") from None
         chunks: list[dict[str, Any]] = []
         for message in messages:
             try:
@@ -524,8 +513,7 @@ class BedrockStreamDecoder:
         try:
             self._frames.close()
         except EventStreamError as exc:
-            raise ProviderError(502, f"Bedrock sent a broken event stream: {exc}", "api_error",
-                                "upstream_broken") from None
+            raise UnreadableAnswer("upstream_invalid_frame", f"a broken event stream frame ({exc})") from None
         return []
 
     # --------------------------------------------------------------------------------------------- chunks
@@ -544,7 +532,7 @@ class BedrockStreamDecoder:
         try:
             data = message.json()
         except EventStreamError as exc:
-            raise ProviderError(502, str(exc), "api_error", "upstream_broken") from None
+            raise UnreadableAnswer("upstream_invalid_frame", f"an event stream frame is not JSON ({exc})") from None
         if not isinstance(data, dict):
             return []
         event = message.event_type
@@ -670,13 +658,14 @@ class BedrockDriver:
         return headers
 
     def parse_response(self, route_type: str, body: bytes, target: Target) -> tuple[dict[str, Any], Usage | None]:
-        data = _loads(body)
+        data = json_object(body)
         model = target.model or ""
         if route_type == EMBEDDINGS:
             return self._embeddings(data, model)
-        message = (data.get("output") or {}).get("message")
+        output = data.get("output")
+        message = output.get("message") if isinstance(output, dict) else None
         if not isinstance(message, dict):
-            raise ProviderError(502, "Bedrock answered without an output message")
+            raise unexpected("the answer has no output message")
         text, reasoning, calls = _message_parts(message.get("content"))
         usage = usage_from(data.get("usage"))
         finish = finish_reason(data.get("stopReason"))
@@ -702,15 +691,15 @@ class BedrockDriver:
         usage: Usage | None = None
         if isinstance(data.get("embedding"), list):  # Titan
             vectors = [data["embedding"]]
-            if data.get("inputTextTokenCount") is not None:
-                tokens = int(data["inputTextTokenCount"])
+            tokens = token_count(data.get("inputTextTokenCount"))
+            if tokens is not None:
                 usage = Usage(prompt_tokens=tokens, total_tokens=tokens)
         else:  # Cohere: a list of vectors, or {"float": [...]} when embedding_types was given
             vectors = data.get("embeddings")
             if isinstance(vectors, dict):
                 vectors = vectors.get("float")
             if not isinstance(vectors, list):
-                raise ProviderError(502, "Bedrock answered an embeddings request without float embeddings")
+                raise unexpected("the embeddings answer has no float embeddings")
         answer: dict[str, Any] = {
             "object": "list", "model": model,
             "data": [{"object": "embedding", "index": i, "embedding": vector} for i, vector in enumerate(vectors)]}
@@ -777,10 +766,8 @@ class BedrockDriver:
             return usage_from(reported)
         if isinstance(reported, dict) and "input_tokens" in reported:   # an Anthropic model's InvokeModel body
             return anthropic_usage(reported)
-        if data.get("inputTextTokenCount") is not None:                 # Titan embeddings
-            tokens = int(data["inputTextTokenCount"])
-            return Usage(prompt_tokens=tokens, total_tokens=tokens)
-        return None
+        tokens = token_count(data.get("inputTextTokenCount"))          # Titan embeddings
+        return Usage(prompt_tokens=tokens, total_tokens=tokens) if tokens is not None else None
 
     def native_stream_usage(self, target: Target) -> native.StreamUsage:
         return native.StreamUsage(BedrockStreamDecoder(CHAT, target.model or ""))

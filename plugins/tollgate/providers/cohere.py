@@ -1,5 +1,8 @@
 """Cohere Chat API v2 (``POST https://api.cohere.com/v2/chat``) and Embed v2 (``/v2/embed``), spoken to OpenAI clients.
 
+Targets configured for Cohere's v1 API (``model.options.cohere.api_version: v1``, or an ``upstream_url`` whose path
+is under ``/v1``, as Kong's own ai-proxy configs are) speak it instead: see ``cohere_v1.py``.
+
 Request (OpenAI chat -> Cohere v2): messages keep their roles (``developer`` -> ``system``); content is a string or
 parts: ``text`` -> ``{"type": "text"}``, ``image_url`` -> ``{"type": "image_url", "image_url": {"url", "detail"?}}``
 (data: and http(s) URLs, as Cohere takes both). An assistant message's ``tool_calls`` pass as they are and its text
@@ -39,7 +42,8 @@ from typing import Any
 import orjson
 
 from . import native
-from .base import CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UpstreamRequest, Usage
+from .base import (CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UpstreamRequest, Usage,
+                   json_object, token_count, token_counts, unexpected)
 from .framing import SSEDecoder
 from .http import JSONDriver
 from .openai import retry_after_of
@@ -74,15 +78,14 @@ def usage_of(data: Any) -> Usage | None:
     """Cohere's usage (or embed ``meta``): ``tokens`` when present, else ``billed_units``."""
     if not isinstance(data, dict):
         return None
-    counts = data.get("tokens")
-    if not isinstance(counts, dict) or counts.get("input_tokens") is None:
-        counts = data.get("billed_units")
-    if not isinstance(counts, dict):
+    counts = token_counts(data.get("tokens"), "input_tokens", "output_tokens")
+    if counts is None or not isinstance(data["tokens"].get("input_tokens"), (int, float)):
+        counts = token_counts(data.get("billed_units"), "input_tokens", "output_tokens")
+    if counts is None:
         return None
-    prompt = int(counts.get("input_tokens") or 0)
-    completion = int(counts.get("output_tokens") or 0)
+    prompt, completion = counts
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion,
-                 cached_tokens=int(data.get("cached_tokens") or 0))
+                 cached_tokens=token_count(data.get("cached_tokens")) or 0)
 
 
 # ---------------------------------------------------------------------------------------------------------- request
@@ -299,8 +302,9 @@ def embed_payload(body: dict[str, Any], target: Target) -> dict[str, Any]:
 
 
 def _parts(message: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
-    texts = [item.get("text") or "" for item in message.get("content") or ()
-             if isinstance(item, dict) and item.get("type") == "text"]
+    content = message.get("content")
+    texts = [item["text"] for item in content if isinstance(item, dict) and item.get("type") == "text"
+             and isinstance(item.get("text"), str)] if isinstance(content, list) else []
     calls = [_tool_call(call) for call in message.get("tool_calls") or () if isinstance(call, dict)]
     if texts:
         text: str | None = "".join(texts)
@@ -311,31 +315,19 @@ def _parts(message: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
     return text, calls
 
 
-def _load(body: bytes) -> dict[str, Any]:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ProviderError(502, "upstream answered with a body that is not JSON", "api_error",
-                            "upstream_malformed") from None
-    if not isinstance(data, dict):
-        raise ProviderError(502, "upstream answered with an unexpected JSON body", "api_error", "upstream_malformed")
-    return data
-
-
 def _embeddings(data: dict[str, Any], target: Target) -> tuple[dict[str, Any], Usage | None]:
     vectors = data.get("embeddings")
     if isinstance(vectors, dict):
         vectors = vectors.get("float", vectors.get("base64"))
     if not isinstance(vectors, list):
-        raise ProviderError(502, "upstream answered without float or base64 embeddings", "api_error",
-                            "upstream_malformed")
+        raise unexpected("the embeddings answer has no float or base64 embeddings")
     usage = usage_of(data.get("meta"))
-    prompt = usage.prompt_tokens if usage is not None else 0
-    out = {"object": "list", "model": target.model or "",
-           "data": [{"object": "embedding", "index": i, "embedding": vector} for i, vector in enumerate(vectors)],
-           "usage": {"prompt_tokens": prompt, "total_tokens": prompt}}
-    if usage is not None:
-        usage = Usage(prompt_tokens=prompt, total_tokens=prompt)
+    out: dict[str, Any] = {"object": "list", "model": target.model or "",
+                           "data": [{"object": "embedding", "index": i, "embedding": vector}
+                                    for i, vector in enumerate(vectors)]}
+    if usage is not None:   # else the proxy adds its estimate, marked as such (never a zero)
+        usage = Usage(prompt_tokens=usage.prompt_tokens, total_tokens=usage.prompt_tokens)
+        out["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens}
     return out, usage
 
 
@@ -364,13 +356,7 @@ class CohereStreamDecoder:
         for event in events:
             if event.data == "[DONE]":
                 continue
-            try:
-                data = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                raise ProviderError(502, "upstream sent a malformed stream frame", "api_error",
-                                    "upstream_malformed") from None
-            if not isinstance(data, dict):
-                raise ProviderError(502, "upstream sent an unexpected stream frame", "api_error", "upstream_malformed")
+            data = json_object(event.data, "stream frame")
             kind = data.get("type") or event.event
             handler = getattr(self, "_on_" + kind.replace("-", "_"), None) if isinstance(kind, str) else None
             if handler is not None:
@@ -440,17 +426,40 @@ class CohereDriver(JSONDriver):
     default_base = DEFAULT_BASE
     paths = PATHS
 
+    def url(self, route_type: str, target: Target, body: dict[str, Any] | None = None) -> str:
+        options = target.options or {}
+        if options.get("upstream_url") or not cohere_v1.speaks_v1(target):
+            return super().url(route_type, target, body)
+        return self.default_base + (options.get("upstream_path")
+                                    or cohere_v1.PATHS["embed" if route_type == EMBEDDINGS else "chat"])
+
     def payload(self, route_type: str, body: dict[str, Any], target: Target, stream: bool
                 ) -> tuple[dict[str, Any], bool]:
         if route_type == EMBEDDINGS:
-            return embed_payload(body, target), False
-        return chat_payload(route_type, body, target, stream), stream
+            payload = embed_payload(body, target)
+            if cohere_v1.speaks_v1(target):
+                payload.pop("output_dimension", None)   # v1's embed does not take it
+            return payload, False
+        payload = chat_payload(route_type, body, target, stream)
+        if cohere_v1.speaks_v1(target):
+            payload.pop("messages")
+            payload.pop("tools", None)
+            payload.pop("strict_tools", None)
+            payload.pop("tool_choice", None)
+            if "json_schema" in payload.get("response_format", {}):
+                payload["response_format"]["schema"] = payload["response_format"].pop("json_schema")  # v1's name
+            payload.update(cohere_v1.chat_fields(route_type, body))
+        return payload, stream
 
     def parse_response(self, route_type: str, body: bytes, target: Target) -> tuple[dict[str, Any], Usage | None]:
-        data = _load(body)
+        if route_type != EMBEDDINGS and cohere_v1.speaks_v1(target):
+            return cohere_v1.parse_chat(route_type, body, target)
+        data = json_object(body)
         if route_type == EMBEDDINGS:
             return _embeddings(data, target)
-        message = data.get("message") if isinstance(data.get("message"), dict) else {}
+        if not isinstance(data.get("message"), dict):
+            raise unexpected("the chat answer has no message")
+        message = data["message"]
         finish = finish_reason_of(data.get("finish_reason"), data.get("error_message")) or "stop"
         usage = usage_of(data.get("usage"))
         text, calls = _parts(message)
@@ -487,7 +496,9 @@ class CohereDriver(JSONDriver):
         code = "rate_limit_exceeded" if status == 429 else None
         return ProviderError(status, message, type_, code, retry_after_of(headers))
 
-    def stream_decoder(self, route_type: str, target: Target) -> CohereStreamDecoder:
+    def stream_decoder(self, route_type: str, target: Target) -> Any:
+        if cohere_v1.speaks_v1(target):
+            return cohere_v1.CohereV1StreamDecoder(route_type, target)
         return CohereStreamDecoder(route_type, target)
 
     # -- preserve: the client's own Cohere v2 request (see base.Driver) --------------------------------------------
@@ -509,6 +520,8 @@ class CohereDriver(JSONDriver):
     def native_stream_usage(self, target: Target) -> native.StreamUsage:
         return native.StreamUsage(CohereStreamDecoder(CHAT, target))
 
+
+from . import cohere_v1  # noqa: E402 - v1 reads its answers with the helpers above
 
 driver = CohereDriver()
 

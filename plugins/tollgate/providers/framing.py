@@ -87,3 +87,75 @@ class NDJSONDecoder:
 def sse_frame(data: bytes, event: str | None = None) -> bytes:
     head = b"event: " + event.encode() + b"\n" if event else b""
     return head + b"data: " + data + b"\n\n"
+
+
+class JSONArrayError(ValueError):
+    """The bytes are not one JSON array (or it ended before it closed)."""
+
+
+class JSONArrayDecoder:
+    """One JSON array spread over a body's reads (Gemini's ``streamGenerateContent`` without ``alt=sse``): each
+    element's bytes come out as soon as the element is complete, long before the array closes.
+
+    Only the structure is followed (brackets, braces, strings and their escapes); the elements themselves are left
+    for the caller to parse.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._pos = 0                  # next byte to look at
+        self._start: int | None = None  # where the element being read began
+        self._depth = 0                # 0: before (or after) the array, 1: between its elements
+        self._in_string = False
+        self._escaped = False
+        self._closed = False
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        self._buffer += chunk
+        buffer, out = self._buffer, []
+        i, end = self._pos, len(self._buffer)
+        while i < end:
+            c = buffer[i]
+            if self._in_string:
+                if self._escaped:
+                    self._escaped = False
+                elif c == 0x5C:        # backslash
+                    self._escaped = True
+                elif c == 0x22:        # closing quote
+                    self._in_string = False
+            elif c in b" \t\r\n":
+                pass
+            elif self._depth == 0:
+                if c != 0x5B or self._closed:
+                    raise JSONArrayError("the stream is not one JSON array")
+                self._depth = 1
+            elif self._depth == 1 and c in b",]":
+                if self._start is not None:
+                    out.append(bytes(buffer[self._start:i]).strip())
+                    self._start = None
+                if c == 0x5D:
+                    self._depth, self._closed = 0, True
+            else:
+                if self._depth == 1 and self._start is None:
+                    self._start = i
+                if c == 0x22:
+                    self._in_string = True
+                elif c in b"[{":
+                    self._depth += 1
+                elif c in b"]}":
+                    self._depth -= 1
+                    if self._depth == 1:       # an object or array element is complete: out at once
+                        out.append(bytes(buffer[self._start:i + 1]))
+                        self._start = None
+            i += 1
+        keep = self._start if self._start is not None else i
+        del buffer[:keep]
+        self._pos = i - keep
+        if self._start is not None:
+            self._start = 0
+        return out
+
+    def close(self) -> list[bytes]:
+        if not self._closed and (self._depth or self._buffer.strip()):
+            raise JSONArrayError("the JSON array ended before it closed")
+        return []

@@ -36,8 +36,9 @@ from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlencode, urlsplit
 import orjson
 
 from . import native
-from .base import CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UpstreamRequest, Usage
-from .framing import SSEDecoder
+from .base import (CHAT, COMPLETIONS, EMBEDDINGS, ChunkWriter, ProviderError, Target, UnreadableAnswer, UpstreamRequest,
+                   Usage, not_json, token_counts, unexpected)
+from .framing import JSONArrayDecoder, JSONArrayError, SSEDecoder, SSEvent
 from .http import apply_auth
 from .openai import retry_after_of
 
@@ -88,18 +89,25 @@ def _bad_request(message: str, code: str | None = None) -> ProviderError:
 # --------------------------------------------------------------------------------------------------- usage
 
 
+_USAGE_TOTALS = ("promptTokenCount", "candidatesTokenCount", "totalTokenCount")
+
+
 def usage_from(meta: Any) -> Usage | None:
     """Gemini's ``usageMetadata`` as Tollgate's Usage; completion tokens include the thinking tokens."""
-    if not isinstance(meta, dict):
-        return None
-    if not any(key in meta for key in ("promptTokenCount", "candidatesTokenCount", "totalTokenCount")):
+    if not _counts_reported(meta):
         return None  # e.g. Vertex's early stream frames carry only {"trafficType": ...}
-    prompt = int(meta.get("promptTokenCount") or 0)
-    thoughts = int(meta.get("thoughtsTokenCount") or 0)
-    completion = int(meta.get("candidatesTokenCount") or 0) + thoughts
-    return Usage(prompt_tokens=prompt, completion_tokens=completion,
-                 total_tokens=int(meta.get("totalTokenCount") or 0) or prompt + completion,
-                 cached_tokens=int(meta.get("cachedContentTokenCount") or 0), reasoning_tokens=thoughts)
+    counts = token_counts(meta, *_USAGE_TOTALS, "thoughtsTokenCount", "cachedContentTokenCount")
+    if counts is None:
+        return None
+    prompt, candidates, total, thoughts, cached = counts
+    completion = candidates + thoughts
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total or prompt + completion,
+                 cached_tokens=cached, reasoning_tokens=thoughts)
+
+
+def _counts_reported(meta: Any) -> bool:
+    """Whether ``meta`` claims token counts (Vertex's early frames carry only ``trafficType``)."""
+    return isinstance(meta, dict) and any(key in meta for key in _USAGE_TOTALS)
 
 
 def finish_reason(reason: str | None, called: bool) -> str:
@@ -513,14 +521,16 @@ class _Candidate:
 
 
 class GeminiStreamDecoder:
-    """``streamGenerateContent?alt=sse`` frames as OpenAI chunks, emitted as each frame arrives.
+    """``streamGenerateContent`` frames as OpenAI chunks, emitted as each frame arrives: SSE (``alt=sse``, what the
+    driver asks for) or, when a server does not honour it, the one JSON array Gemini otherwise sends, read element by
+    element as its bytes arrive (which form it is, the first byte says).
 
     Older models repeat ``finishReason`` on every frame, so the finish chunk is sent when the stream ends,
     followed by the usage chunk (the last frame's ``usageMetadata``).
     """
 
     def __init__(self, route_type: str, model: str | None) -> None:
-        self._sse = SSEDecoder()
+        self._framing: SSEDecoder | JSONArrayDecoder | None = None   # chosen by the stream's first byte
         self._completions = route_type == COMPLETIONS
         self._out = ChunkWriter(route_type, model or "gemini", int(time.time()))
         self._response_id: str | None = None
@@ -530,10 +540,15 @@ class GeminiStreamDecoder:
         self.usage: Usage | None = None
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
-        return self._frames(self._sse.feed(data))
+        if self._framing is None:
+            head = data.lstrip()
+            if not head:
+                return []
+            self._framing = JSONArrayDecoder() if head[:1] == b"[" else SSEDecoder()
+        return self._frames(self._payloads(self._framing.feed, data))
 
     def close(self) -> list[dict[str, Any]]:
-        chunks = self._frames(self._sse.close())
+        chunks = self._frames(self._payloads(self._framing.close)) if self._framing is not None else []
         if self._error is not None:
             raise self._error
         if not self._candidates and self._blocked:
@@ -561,22 +576,31 @@ class GeminiStreamDecoder:
             self._out.id = ("cmpl-" if self._completions else "chatcmpl-") + (self._response_id or uuid.uuid4().hex)
         return self._out.chunk(choices)
 
-    def _frames(self, events: list) -> list[dict[str, Any]]:
+    @staticmethod
+    def _payloads(step: Any, *data: bytes) -> list[str | bytes]:
+        """The JSON texts of the frames ``step`` completes: SSE ``data:`` fields, or JSON array elements."""
+        try:
+            frames = step(*data)
+        except JSONArrayError as exc:
+            raise UnreadableAnswer("upstream_incomplete_stream" if "closed" in str(exc) else
+                                   "upstream_unexpected_shape", str(exc)) from None
+        return [frame.data if isinstance(frame, SSEvent) else frame for frame in frames]
+
+    def _frames(self, payloads: list[str | bytes]) -> list[dict[str, Any]]:
         if self._error is not None:
             raise self._error
         chunks: list[dict[str, Any]] = []
-        for event in events:
+        for payload in payloads:
             try:
-                frame = orjson.loads(event.data)
-                if isinstance(frame, list):  # a JSON-array stream element, if alt=sse was not honoured
+                frame = orjson.loads(payload)
+                if isinstance(frame, list):  # an SSE frame holding a one-element array
                     frame = frame[0] if frame and isinstance(frame[0], dict) else {}
                 if not isinstance(frame, dict):
-                    raise ProviderError(502, "upstream sent an unexpected stream frame")
+                    raise unexpected("a stream frame is not a JSON object")
                 if frame.get("error"):
                     raise _stream_error(frame["error"])
             except (orjson.JSONDecodeError, ProviderError) as exc:
-                error = exc if isinstance(exc, ProviderError) else ProviderError(
-                    502, "upstream sent a malformed stream frame")
+                error = exc if isinstance(exc, ProviderError) else not_json("stream frame")
                 if not chunks:
                     raise error from None
                 self._error = error  # hand over what came before it; raise on the next call
@@ -589,9 +613,10 @@ class GeminiStreamDecoder:
             self._response_id = frame["responseId"]
         if isinstance(frame.get("modelVersion"), str) and frame["modelVersion"]:
             self._out.model = frame["modelVersion"]
-        usage = usage_from(frame.get("usageMetadata"))
-        if usage is not None:
-            self.usage = usage
+        if "usageMetadata" in frame:   # the last frame that reports usage decides (unreadable there: none)
+            usage = usage_from(frame["usageMetadata"])
+            if usage is not None or _counts_reported(frame["usageMetadata"]):
+                self.usage = usage
         if _blocked(frame):
             self._blocked = True
         chunks = []
@@ -729,11 +754,11 @@ class GeminiDriver:
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
-            raise ProviderError(502, "upstream answered with a body that is not JSON") from None
+            raise not_json() from None
         if isinstance(data, list) and len(data) == 1:
             data = data[0]
         if not isinstance(data, dict):
-            raise ProviderError(502, "upstream answered with an unexpected JSON body")
+            raise unexpected("the answer is not a JSON object")
         if data.get("error"):
             raise _stream_error(data["error"])
         if route_type == EMBEDDINGS:
@@ -759,7 +784,9 @@ class GeminiDriver:
                 message["tool_calls"] = calls
             choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": reason})
         if not choices:  # the prompt itself was blocked: promptFeedback.blockReason, no candidates
-            reason = "content_filter" if _blocked(data) else "stop"
+            if not _blocked(data):
+                raise UnreadableAnswer("upstream_empty_answer", "the answer has no candidates")
+            reason = "content_filter"
             choices = [{"text": "", "index": 0, "logprobs": None, "finish_reason": reason} if completions else
                        {"index": 0, "message": {"role": "assistant", "content": None}, "logprobs": None,
                         "finish_reason": reason}]
@@ -777,13 +804,13 @@ class GeminiDriver:
         elif isinstance(data.get("embedding"), dict):
             vectors = [data["embedding"]]
         else:
-            raise ProviderError(502, "upstream answered embeddings without 'embedding' or 'embeddings'")
+            raise unexpected("the embeddings answer has no 'embedding' or 'embeddings'")
         items = [{"object": "embedding", "index": i, "embedding": (vector or {}).get("values") or []}
                  for i, vector in enumerate(vectors)]
         usage = usage_from(data.get("usageMetadata"))  # Vertex reports it; the Generative Language API does not
-        answer = {"object": "list", "data": items, "model": target.model or "gemini",
-                  "usage": {"prompt_tokens": usage.prompt_tokens if usage else 0,
-                            "total_tokens": usage.total_tokens if usage else 0}}
+        answer: dict[str, Any] = {"object": "list", "data": items, "model": target.model or "gemini"}
+        if usage is not None:   # else the proxy adds its estimate, marked as such (never a zero)
+            answer["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens}
         return answer, usage
 
     def parse_error(self, status: int, headers: Any, body: bytes) -> ProviderError:

@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from . import native
-from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, Usage
+from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, Usage, token_count
 from .openai import OpenAIDriver, OpenAIStreamDecoder, retry_after_of, usage_from
 
 DEFAULT_BASE = "https://api.mistral.ai/v1"
@@ -169,7 +169,7 @@ def mistral_usage(data: Any) -> Usage | None:
     if usage is not None and not usage.cached_tokens:
         details = data.get("prompt_token_details") or {}
         cached = data.get("num_cached_tokens") or (details.get("cached_tokens") if isinstance(details, dict) else 0)
-        usage.cached_tokens = int(cached or 0)
+        usage.cached_tokens = token_count(cached) or 0
     return usage
 
 

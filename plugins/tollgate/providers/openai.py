@@ -7,7 +7,8 @@ from typing import Any
 import orjson
 
 from . import native
-from .base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest, Usage
+from .base import (CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UpstreamRequest, Usage, json_object,
+                   token_count, token_counts)
 from .framing import SSEDecoder
 from .http import JSONDriver
 
@@ -19,18 +20,37 @@ PATHS = {CHAT: "/chat/completions", COMPLETIONS: "/completions", EMBEDDINGS: "/e
 _OPTION_FIELDS = ("max_tokens", "temperature", "top_p")
 
 
-def usage_from(data: dict[str, Any] | None) -> Usage | None:
-    """OpenAI's usage object as Tollgate's Usage (cached and reasoning tokens included)."""
-    if not isinstance(data, dict):
+def usage_from(data: Any) -> Usage | None:
+    """OpenAI's usage object as Tollgate's Usage (cached and reasoning tokens included); None when it is missing
+    or cannot be read (counts that are not non-negative integers)."""
+    counts = token_counts(data, "prompt_tokens", "completion_tokens", "total_tokens")
+    if counts is None:
         return None
-    prompt = int(data.get("prompt_tokens") or 0)
-    completion = int(data.get("completion_tokens") or 0)
-    prompt_details = data.get("prompt_tokens_details") or {}
-    completion_details = data.get("completion_tokens_details") or {}
-    return Usage(prompt_tokens=prompt, completion_tokens=completion,
-                 total_tokens=int(data.get("total_tokens") or prompt + completion),
-                 cached_tokens=int(prompt_details.get("cached_tokens") or 0),
-                 reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0))
+    prompt, completion, total = counts
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total or prompt + completion,
+                 cached_tokens=_detail(data, "prompt_tokens_details", "cached_tokens"),
+                 reasoning_tokens=_detail(data, "completion_tokens_details", "reasoning_tokens"))
+
+
+def _detail(data: dict[str, Any], group: str, name: str) -> int:
+    """A breakdown count (cached, reasoning): 0 when absent or unreadable (the totals above are what is charged)."""
+    details = data.get(group)
+    return (token_count(details.get(name)) or 0) if isinstance(details, dict) else 0
+
+
+def usage_as_sent(raw: dict[str, Any], usage: Usage, route_type: str = CHAT) -> dict[str, Any]:
+    """The provider's usage object as the client gets it: as the provider sent it (its extra breakdowns included)
+    when every count in it is an integer, else what is charged (``usage``), so a client never reads a broken count."""
+    embeddings = route_type == EMBEDDINGS
+    required = ("prompt_tokens", "total_tokens") if embeddings else ("prompt_tokens", "completion_tokens",
+                                                                      "total_tokens")
+    if all(key in raw for key in required) and all(
+            count is None or (type(count) is int and count >= 0)
+            for value in raw.values() for count in (value.values() if isinstance(value, dict) else (value,))):
+        return raw
+    if embeddings:
+        return {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens}
+    return usage.as_openai()
 
 
 def native_usage_of(data: Any) -> Usage | None:
@@ -45,12 +65,13 @@ def native_usage_of(data: Any) -> Usage | None:
     if not isinstance(usage, dict):
         return None
     if "prompt_tokens" not in usage and "input_tokens" in usage:
-        prompt = int(usage.get("input_tokens") or 0)
-        completion = int(usage.get("output_tokens") or 0)
-        return Usage(prompt_tokens=prompt, completion_tokens=completion,
-                     total_tokens=int(usage.get("total_tokens") or prompt + completion),
-                     cached_tokens=int((usage.get("input_tokens_details") or {}).get("cached_tokens") or 0),
-                     reasoning_tokens=int((usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0))
+        counts = token_counts(usage, "input_tokens", "output_tokens", "total_tokens")
+        if counts is None:
+            return None
+        prompt, completion, total = counts
+        return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total or prompt + completion,
+                     cached_tokens=_detail(usage, "input_tokens_details", "cached_tokens"),
+                     reasoning_tokens=_detail(usage, "output_tokens_details", "reasoning_tokens"))
     return usage_from(usage)
 
 
@@ -96,14 +117,18 @@ class OpenAIStreamDecoder:
         for event in events:
             if event.data == "[DONE]":
                 continue
-            try:
-                chunk = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                raise ProviderError(502, "upstream sent a malformed stream frame") from None
+            chunk = json_object(event.data, "stream frame")
             if chunk.get("error"):
-                raise ProviderError(502, str(chunk["error"].get("message", chunk["error"])))
-            if chunk.get("usage"):
+                error = chunk["error"]
+                raise ProviderError(502, str(error.get("message", error) if isinstance(error, dict) else error))
+            if chunk.get("usage") is not None:
                 self.usage = usage_from(chunk["usage"])
+                if self.usage is not None:
+                    chunk["usage"] = usage_as_sent(chunk["usage"], self.usage)
+                else:                        # unreadable: dropped, the proxy's estimate takes its place
+                    del chunk["usage"]
+                    if not chunk.get("choices"):
+                        continue
             chunks.append(chunk)
         return chunks
 
@@ -128,13 +153,15 @@ class OpenAIDriver(JSONDriver):
         return payload, stream
 
     def parse_response(self, route_type: str, body: bytes, target: Target) -> tuple[dict[str, Any], Usage | None]:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise ProviderError(502, "upstream answered with a body that is not JSON") from None
-        if not isinstance(data, dict):
-            raise ProviderError(502, "upstream answered with an unexpected JSON body")
-        return data, usage_from(data.get("usage"))
+        data = json_object(body)
+        if data.get("error"):   # some OpenAI-compatible servers answer 200 with an error body
+            raise error_from(502, None, body)
+        usage = usage_from(data.get("usage"))
+        if usage is None:
+            data.pop("usage", None)  # missing or unreadable: the proxy's estimate takes its place
+        else:
+            data["usage"] = usage_as_sent(data["usage"], usage, route_type)
+        return data, usage
 
     def parse_error(self, status: int, headers: Any, body: bytes) -> ProviderError:
         return error_from(status, headers, body)

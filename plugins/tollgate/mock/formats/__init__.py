@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ..server import MockLLM, RecordedRequest
 
 #: format modules shipped with Tollgate, imported on first use (each registers itself)
-BUILTIN: tuple[str, ...] = ("openai", "anthropic", "gemini", "bedrock", "azure", "mistral", "cohere")
+BUILTIN: tuple[str, ...] = ("openai", "anthropic", "gemini", "bedrock", "azure", "mistral", "cohere", "cohere_v1")
 
 #: text used when the mock has no reply_text and there is nothing to echo
 FALLBACK_TEXT = "Hello from the Tollgate mock LLM."

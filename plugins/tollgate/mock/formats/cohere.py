@@ -73,6 +73,16 @@ def _text(content: Any) -> str:
     return ""
 
 
+def validate_sampling(body: Mapping[str, Any]) -> None:
+    """``p`` and ``k`` within Cohere's documented ranges (v1 and v2 alike)."""
+    p = body.get("p")
+    if p is not None and not (isinstance(p, (int, float)) and 0.01 <= p <= 0.99):
+        raise MockError(400, "invalid request: p must be between 0.01 and 0.99")
+    k = body.get("k")
+    if k is not None and not (isinstance(k, int) and 0 <= k <= 500):
+        raise MockError(400, "invalid request: k must be between 0 and 500")
+
+
 def _request_id(call: Call) -> str:
     return str(uuid.UUID(int=call.seq))
 
@@ -132,12 +142,7 @@ class CohereFormat(Format):
                 raise MockError(400, "invalid request: tool messages must have a tool_call_id")
         if body.get("tool_choice") is not None and body["tool_choice"] not in ("REQUIRED", "NONE"):
             raise MockError(400, "invalid request: tool_choice must be one of REQUIRED, NONE")
-        p = body.get("p")
-        if p is not None and not (isinstance(p, (int, float)) and 0.01 <= p <= 0.99):
-            raise MockError(400, "invalid request: p must be between 0.01 and 0.99")
-        k = body.get("k")
-        if k is not None and not (isinstance(k, int) and 0 <= k <= 500):
-            raise MockError(400, "invalid request: k must be between 0 and 500")
+        validate_sampling(body)
 
     def _answer(self, call: Call) -> Answer:
         count = call.count

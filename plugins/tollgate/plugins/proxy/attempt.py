@@ -13,8 +13,9 @@ from typing import Any
 
 import aiohttp
 
-from ...providers.base import ProviderError, UpstreamRequest, Usage
+from ...providers.base import ProviderError, UnreadableAnswer, UpstreamRequest, Usage
 from ...relay import upstream
+from .answers import CheckedStream, read_answer
 
 
 @dataclass
@@ -77,6 +78,8 @@ def client_timeout(stream: bool, connect_timeout: float, read_timeout: float, re
 
 def failure_of(exc: BaseException, started: float) -> Failure:
     """Classify one of ``CALL_ERRORS`` as the failover criteria name it."""
+    if isinstance(exc, UnreadableAnswer):  # an answer Tollgate cannot read: Kong's "invalid_header" criterion
+        return Failure("invalid_header", 502, exc.message, exc.type, exc.code)
     if isinstance(exc, ProviderError):
         return Failure.from_provider(exc)
     if isinstance(exc, asyncio.TimeoutError):  # aiohttp's ServerTimeoutError is one too
@@ -111,7 +114,9 @@ async def call(driver: Any, route_type: str, target: Any, request: UpstreamReque
                 body = await response.read()
                 read = True
                 try:
-                    data, usage = driver.parse_response(route_type, body, target)
+                    data, usage = read_answer(driver, route_type, body, target)
+                except UnreadableAnswer as exc:
+                    return failure_of(exc, started)
                 except ProviderError as exc:
                     if exc.status >= 500:
                         return Failure("invalid_header", 502, exc.message, exc.type, exc.code or "upstream_invalid")
@@ -133,7 +138,7 @@ async def call(driver: Any, route_type: str, target: Any, request: UpstreamReque
 async def _first_chunks(driver: Any, route_type: str, target: Any, response: aiohttp.ClientResponse,
                         started: float) -> OpenStream:
     """Read until the stream yields a chunk (or ends); errors before that are the attempt's failure."""
-    decoder = driver.stream_decoder(route_type, target)
+    decoder = CheckedStream(driver.stream_decoder(route_type, target), driver.name, route_type, target.model)
     async for data in response.content.iter_any():
         chunks = decoder.feed(data)
         if chunks:

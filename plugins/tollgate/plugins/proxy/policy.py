@@ -22,7 +22,6 @@ import asyncio
 import hashlib
 import logging
 import random
-import re
 import time
 from typing import Any
 
@@ -36,7 +35,7 @@ from ...providers.base import PRESERVE, ProviderError, Target
 from ...relay import answers
 from ...relay.errors import openai_error
 from ..base import Policy
-from . import costs, preserve, streaming
+from . import costs, preserve, scrub, streaming
 from .attempt import Answer, Failure, OpenStream, call
 from .balancer import STALE_AFTER, Balancer, Inputs, Snapshot
 from .checks import ModelRule, Rejected, check
@@ -49,8 +48,6 @@ logger = log.get("proxy")
 
 TARGET_HEADER = "X-Tollgate-Target"
 ATTEMPTS_HEADER = "X-Tollgate-Attempts"
-REDACTED = "[redacted]"
-_KEYLIKE = re.compile(r"\b(sk|pk|rk|AKIA|ASIA)[-_A-Za-z0-9]{12,}\b")
 
 attempts_total = Counter("tollgate_ai_proxy_attempts_total", "Provider calls by target and outcome",
                          ("target", "outcome"), registry=metrics.REGISTRY)
@@ -100,7 +97,7 @@ class ProxyPolicy(Policy):
         self.reads_state = self.shared_state and (self.state.failure_threshold > 0
                                                   or self.algorithm in ("lowest-latency", "lowest-usage"))
         self.models = ModelRule.of(self.specs)
-        _register_secrets(secrets_of(self.specs))
+        scrub.register(secrets_of(self.specs))
         self.needs_uri_captures = "uri_captures" in kinds_in(self.specs)
         # ai.proxy.meta for Kong's log plugins: only when the route asks for Kong's analytics (log_statistics).
         self.access_meta = self._access_meta() if (config.get("logging") or {}).get("log_statistics") else {}
@@ -352,8 +349,9 @@ class ProxyPolicy(Policy):
     async def _answer(self, ctx: RequestContext, spec: TargetSpec, target: Target, answer: Answer,
                       snapshot: Snapshot, attempts: int) -> web.Response:
         usage = answer.usage
-        if usage is None:
+        if usage is None:   # none reported, or none readable: our count, marked as such, is charged and shown
             usage = estimate.usage_from_text(ctx, self.route_type, target.model, estimate.generated_text(answer.data))
+            answer.data["usage"] = estimate.usage_field(self.route_type, usage)
         ctx.usage = usage
         ctx.meta["latency_ms"] = answer.elapsed_ms
         self._settled(ctx, spec, target, snapshot, ttft_ms=answer.elapsed_ms, e2e_ms=answer.elapsed_ms)
@@ -474,29 +472,13 @@ class ProxyPolicy(Policy):
 
     @staticmethod
     def _redact(text: str) -> str:
-        """``text`` without any credential configured on any route of this process (or anything key-shaped)."""
-        for secret in _secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return _KEYLIKE.sub(REDACTED, text)
+        return scrub.redact(text)
 
 
 def _counts_against_target(failure: Failure) -> bool:
     """Failures that say the target is unwell (not that the request was wrong) feed its circuit breaker."""
     criterion = failure.criterion
     return criterion in ("error", "timeout", "invalid_header", "http_429") or criterion.startswith("http_5")
-
-
-# Every credential any proxy instance of this process was configured with, longest first: an error a provider
-# sends back is scrubbed of all of them, whichever route it came through.
-_secrets: list[str] = []
-
-
-def _register_secrets(found: list[str]) -> None:
-    global _secrets
-    new = set(found) - set(_secrets)
-    if new:
-        _secrets = sorted(set(_secrets) | new, key=len, reverse=True)
 
 
 def _number(value: Any, default: float) -> float:

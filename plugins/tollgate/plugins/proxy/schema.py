@@ -57,6 +57,9 @@ OPTIONS = {"type": "record", "fields": [
         {"project_id": {"type": "string"}},
         {"location_id": {"type": "string"}},
     ]}},
+    {"cohere": {"type": "record", "fields": [
+        {"api_version": {"type": "string", "one_of": ["v1", "v2"]}},
+    ]}},
     {"bedrock": {"type": "record", "fields": [
         {"aws_region": {"type": "string"}},
         {"aws_assume_role_arn": {"type": "string"}},

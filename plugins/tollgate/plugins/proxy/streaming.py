@@ -45,11 +45,7 @@ async def relay(ctx: RequestContext, request: web.Request, opened: OpenStream, r
             # The provider reported no usage (e.g. Azure before api-version 2024-09-01): the client asked for a
             # usage chunk, so it gets our count, marked as an estimate.
             estimated = estimate.usage_from_text(ctx, route_type, model, "".join(generated))
-            last = opened.first[0] if opened.first else {}
-            chunk = {"id": last.get("id"), "object": "chat.completion.chunk", "created": last.get("created"),
-                     "model": last.get("model") or model, "choices": [],
-                     "usage": {**estimated.as_openai(), "estimated": True}}
-            await answers.write(response, filters, [chunk])
+            await answers.write(response, filters, [estimate.usage_chunk(opened.first, route_type, model, estimated)])
         await answers.finish(response, filters)
         completed = True
     except AnswerRefused as exc:

@@ -53,15 +53,15 @@ STATUS_HEADER = "X-Cache-Status"
 CANDIDATES = 4                # semantic candidates read per lookup: the guard may turn down the best one
 LOCAL_DIMENSIONS = 384
 
-lookups_total = Counter("kong_ai_llm_cache_lookups_total", "Semantic cache lookups by outcome",
+lookups_total = Counter("tollgate_ai_llm_cache_lookups_total", "Semantic cache lookups by outcome",
                                 ("cache_status", "tier", "vector_db", "embeddings_provider", "embeddings_model"),
                                 registry=metrics.REGISTRY)
-saved_tokens_total = Counter("kong_ai_llm_cache_saved_tokens_total",
+saved_tokens_total = Counter("tollgate_ai_llm_cache_saved_tokens_total",
                                      "Tokens not sent to a provider because the cache answered", ("token_type",),
                                      registry=metrics.REGISTRY)
-fetch_latency_ms = Histogram("kong_ai_llm_cache_fetch_latency", "Cache lookup time in ms", ("vector_db",),
+fetch_latency_ms = Histogram("tollgate_ai_llm_cache_fetch_latency", "Cache lookup time in ms", ("vector_db",),
                                      buckets=(0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1000), registry=metrics.REGISTRY)
-embeddings_latency_ms = Histogram("kong_ai_llm_cache_embeddings_latency", "Embedding time in ms",
+embeddings_latency_ms = Histogram("tollgate_ai_llm_cache_embeddings_latency", "Embedding time in ms",
                                           ("embeddings_provider",), buckets=(1, 2, 5, 10, 15, 25, 50, 100, 250, 1000),
                                           registry=metrics.REGISTRY)
 

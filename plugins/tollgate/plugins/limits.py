@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .. import log, metrics, runtime
-from ..context import BodyError, RequestContext
+from ..context import RequestContext
 from ..relay.errors import openai_error
 from ..store import Reservation, StoreUnavailable, Window
 from .base import Policy
@@ -185,21 +185,14 @@ def proxy_of(ctx: RequestContext) -> Any:
 
 def requested_model(ctx: RequestContext) -> str | None:
     """The model the request body names, if any (a malformed body names none)."""
-    try:
-        body = ctx.json()
-    except BodyError:
-        return None
-    model = body.get("model") if isinstance(body, dict) else None
+    model = (ctx.json_object() or {}).get("model")
     return model if isinstance(model, str) else None
 
 
 def requested_max_tokens(ctx: RequestContext) -> int | None:
     """The client's output cap: ``max_completion_tokens``, else ``max_tokens``; None when it sets none."""
-    try:
-        body = ctx.json()
-    except BodyError:
-        return None
-    if not isinstance(body, dict):
+    body = ctx.json_object()
+    if body is None:
         return None
     for field in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         value = body.get(field)

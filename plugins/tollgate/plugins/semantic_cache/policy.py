@@ -33,7 +33,7 @@ import orjson
 from prometheus_client import Counter, Histogram
 
 from ... import log, metrics, runtime
-from ...context import BodyError, RequestContext
+from ...context import RequestContext
 from ...embeddings import EmbeddingError, Embedder, embedder_for
 from ...providers.base import CHAT, PRESERVE, Usage
 from ...relay.errors import openai_error
@@ -161,11 +161,8 @@ class SemanticCachePolicy(Policy):
         control = _cache_control(ctx.headers.get("cache-control", ""))
         if "no-store" in control:
             return self._bypass(ctx, "Cache-Control: no-store")
-        try:
-            body = ctx.json()
-        except BodyError:
-            return None
-        if not isinstance(body, dict):
+        body = ctx.json_object()
+        if body is None:
             return None
         scope = self._scope(ctx)
         try:

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from tollgate.context import RequestContext
 from tollgate.plugins.base import Policy
 from tollgate.relay import answers, pipeline
-from tollgate.relay.pipeline import AnswerFilter, AnswerRefused, Filters, Reply
+from tollgate.relay.pipeline import AnswerBlocked, AnswerFilter, AnswerRefused, Filters, Reply
 
 
 def chunk(text: str) -> dict[str, Any]:
@@ -205,3 +205,32 @@ async def test_a_filter_refusing_mid_stream_ends_it_with_an_error_event_and_no_d
     assert status == 200 and "[DONE]" not in body.decode()
     assert frames[-1]["error"]["code"] == "response_blocked"
     assert all("world" not in f.get("choices", [{}])[0].get("delta", {}).get("content", "") for f in frames[:-1])
+
+
+class Block(AnswerFilter):
+    """Blocks on purpose at ``word``: lets the chunks before it out, then a content_filter end (an output guard)."""
+
+    def __init__(self, word: str):
+        self.word = word
+
+    async def feed(self, c):
+        if self.word in texts([c])[0].lower():
+            end = {"id": "c", "object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}]}
+            raise AnswerBlocked(400, "blocked", "response_blocked", chunks=[chunk("safe"), end])
+        return [c]
+
+
+async def test_a_block_mid_stream_ends_with_content_filter_the_error_event_and_done():
+    """Blocked on purpose: what the block lets out passes the filters after it (which flush what they held), then
+    the error event and ``[DONE]``; the text at and past the block never goes out."""
+    log: list[str] = []
+    stages = [Stage("hold", log, make_filter=HoldPairs), Stage("guard", log, make_filter=lambda: Block("world"))]
+    status, body, ctx = await serve_once(stages, Terminal(log, True), BODY)
+    lines = [line[6:] for line in body.decode().splitlines() if line.startswith("data: ")]
+    assert status == 200 and lines[-1] == "[DONE]"
+    frames = [orjson.loads(f) for f in lines[:-1]]
+    assert frames[-1]["error"]["code"] == "response_blocked"
+    assert [f["choices"][0]["delta"].get("content") for f in frames[:-1]] == ["hello", "big", "safe", None]
+    assert frames[-2]["choices"][0]["finish_reason"] == "content_filter"
+    assert ctx.meta["refused_by_filter"] == "response_blocked"

@@ -2,7 +2,7 @@
 
 The proxy's provider answers and a request stage's own replies (a cache hit) go out through the same few functions,
 so every answer passes the same filters and ends the same way: a JSON body, or SSE chunks that end with ``[DONE]``
-only when the stream completed.
+only when the stream completed (or was blocked on purpose: `AnswerBlocked`, see `refused`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ..context import RequestContext
 from ..providers.framing import sse_frame
 from . import kong_log
 from .errors import openai_error
-from .pipeline import AnswerRefused, Chunk, Filters
+from .pipeline import AnswerBlocked, AnswerRefused, Chunk, Filters
 
 DONE = b"data: [DONE]\n\n"
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -67,6 +67,21 @@ async def error_event(response: web.StreamResponse, message: str, type_: str, co
         pass
 
 
+async def refused(ctx: RequestContext, response: web.StreamResponse, exc: AnswerRefused) -> None:
+    """A filter stopped the stream. Refused (a filter failed): an error event and no ``[DONE]``. Blocked (an output
+    guard decided): the chunks the block lets out (ending with finish_reason ``content_filter``), the error event,
+    then ``[DONE]``: the stream is complete, and the SDKs raise on the error event."""
+    ctx.meta["refused_by_filter"] = exc.code
+    frames = b""
+    if isinstance(exc, AnswerBlocked):
+        frames = b"".join(sse_frame(orjson.dumps(c)) for c in exc.chunks)
+    error = sse_frame(orjson.dumps({"error": {"message": exc.message, "type": exc.type, "code": exc.code}}))
+    try:
+        await response.write(frames + error + (DONE if isinstance(exc, AnswerBlocked) else b""))
+    except ConnectionResetError:
+        ctx.meta["client_disconnected"] = True
+
+
 async def stream(ctx: RequestContext, request: web.BaseRequest, source: AsyncIterator[list[Chunk]],
                  headers: dict[str, str]) -> web.StreamResponse:
     """Chunks from ``source`` as an SSE stream through the request's filters."""
@@ -77,8 +92,7 @@ async def stream(ctx: RequestContext, request: web.BaseRequest, source: AsyncIte
             await write(response, ctx.filters, chunks)
         await finish(response, ctx.filters)
     except AnswerRefused as exc:
-        ctx.meta["refused_by_filter"] = exc.code
-        await error_event(response, exc.message, exc.type, exc.code)
+        await refused(ctx, response, exc)
     except ConnectionResetError:
         ctx.meta["client_disconnected"] = True
     return response

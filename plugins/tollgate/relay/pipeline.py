@@ -43,6 +43,18 @@ class AnswerRefused(Exception):
         self.status, self.message, self.code, self.type = status, message, code, type_
 
 
+class AnswerBlocked(AnswerRefused):
+    """A filter stops a stream on purpose (an output guard's block): the ``chunks`` it still lets out (the text that
+    passed, then a final chunk whose finish_reason is ``content_filter``) go to the client, then the error event and
+    ``[DONE]``. The stream ends complete and says why; it is never a silent cut. On a whole answer it is an
+    `AnswerRefused` like any other."""
+
+    def __init__(self, status: int, message: str, code: str, type_: str = "invalid_request_error",
+                 chunks: list[Chunk] | None = None):
+        super().__init__(status, message, code, type_)
+        self.chunks: list[Chunk] = chunks or []
+
+
 class AnswerFilter:
     """Sees one request's answer on its way to the client, in the client's format (OpenAI objects).
 
@@ -70,23 +82,42 @@ class Filters:
         return bool(self.chain)
 
     async def feed(self, chunks: list[Chunk]) -> list[Chunk]:
-        for stage in self.chain:
+        for k, stage in enumerate(self.chain):
             passed: list[Chunk] = []
-            for chunk in chunks:
-                passed.extend(await stage.feed(chunk))
+            try:
+                for chunk in chunks:
+                    passed.extend(await stage.feed(chunk))
+            except AnswerBlocked as exc:
+                await self._after_block(exc, passed, k)
+                raise
             chunks = passed
         return chunks
 
     async def flush(self) -> list[Chunk]:
         """The end of the stream: what each filter held back, passed through the filters after it."""
         chunks: list[Chunk] = []
-        for stage in self.chain:
+        for k, stage in enumerate(self.chain):
             passed: list[Chunk] = []
-            for chunk in chunks:
-                passed.extend(await stage.feed(chunk))
-            passed.extend(await stage.flush())
+            try:
+                for chunk in chunks:
+                    passed.extend(await stage.feed(chunk))
+                passed.extend(await stage.flush())
+            except AnswerBlocked as exc:
+                await self._after_block(exc, passed, k)
+                raise
             chunks = passed
         return chunks
+
+    async def _after_block(self, exc: AnswerBlocked, passed: list[Chunk], k: int) -> None:
+        """Stage ``k`` blocked: what it passed before, and its last chunks, go through the stages after it, which
+        then flush (their held text came before the block, so it may go out), all in ``exc.chunks``."""
+        chunks = passed + exc.chunks
+        for stage in self.chain[k + 1:]:
+            out: list[Chunk] = []
+            for chunk in chunks:
+                out.extend(await stage.feed(chunk))
+            chunks = out + await stage.flush()
+        exc.chunks = chunks
 
     async def answer(self, body: Chunk) -> Chunk:
         for stage in self.chain:

@@ -49,8 +49,7 @@ async def relay(ctx: RequestContext, request: web.Request, opened: OpenStream, r
         await answers.finish(response, filters)
         completed = True
     except AnswerRefused as exc:
-        ctx.meta["refused_by_filter"] = exc.code
-        await answers.error_event(response, exc.message, exc.type, exc.code)
+        await answers.refused(ctx, response, exc)
     except ProviderError as exc:
         await answers.error_event(response, redact(exc.message), exc.type, exc.code)
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, asyncio.TimeoutError) as exc:

@@ -29,6 +29,7 @@ from ...relay.errors import openai_error
 from ..base import Policy
 from .answer import GuardrailsFilter, OutputRules
 from .decorator import Decorator
+from .guards import build as build_guards
 from .pii import entities
 from .pii.pool import AnalyzerFailed, analyze_all, engine_future
 from .pii.redact import PiiBlocked, Redactor, Vault
@@ -54,6 +55,7 @@ class GuardrailsPolicy(Policy):
         self.decorator = Decorator(config)
         self.guard = PromptGuard(config)
         self.fail_open = bool(config.get("fail_open"))
+        self.guards = build_guards(config)           # a guard that cannot work is refused when the instance starts
         pii = config.get("pii") or {}
         self.engine: PiiEngine | None = None
         self._building = None

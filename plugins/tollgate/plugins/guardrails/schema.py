@@ -6,11 +6,19 @@ ai-prompt-decorator (``prompts.prepend`` / ``prompts.append``), ai-prompt-guard 
 ``sanitization_mode``, ``pii.restore`` its ``recover_redacted``, ``pii.custom_patterns`` the same records).
 Patterns are RE2 (linear time): Kong checks them as regexes when it loads the config (``is_regex``), and the
 plugin refuses, when its instance starts, any that RE2 cannot run (look-around, back-references).
+
+``guards`` lists external guard services (and other whole-text guards), each with Kong's common guard fields
+(``guarding_mode``, ``text_source``, ``response_buffer_size``, ``reveal_failure_reason``, ``fail_open``,
+``timeout`` in ms) and one settings sub-record named like its ``type`` (guards/__init__.py ``KINDS``; each guard
+module declares its own fields). What the schema language cannot say (the sub-record a type needs, a body template
+that is not JSON) is refused when the instance starts.
 """
 
 from __future__ import annotations
 
 from ..common_schema import FAIL_OPEN
+from .guards import KINDS
+from .guards.base import MODES, TEXT_SOURCES
 
 ROLES = ["system", "assistant", "user"]
 ACTIONS = ["redact", "mask", "hash", "block"]
@@ -22,6 +30,18 @@ _MESSAGES = {"type": "array", "len_max": 15, "elements": {"type": "record", "fie
     {"role": {"type": "string", "default": "system", "one_of": ROLES}},
     {"content": {"type": "string", "required": True, "len_min": 1, "len_max": 100000}},
 ]}}
+
+GUARD = {"type": "record", "fields": [
+    {"name": {"type": "string", "required": True, "len_min": 1, "len_max": 64}},
+    {"type": {"type": "string", "required": True, "one_of": list(KINDS)}},
+    {"guarding_mode": {"type": "string", "default": "INPUT", "one_of": MODES}},
+    {"text_source": {"type": "string", "default": TEXT_SOURCES[0], "one_of": TEXT_SOURCES}},
+    {"response_buffer_size": {"type": "integer", "default": 100, "between": [1, 65536]}},
+    {"reveal_failure_reason": {"type": "boolean", "default": False}},
+    {"fail_open": {"type": "boolean", "default": False}},
+    {"timeout": {"type": "number", "default": 10000, "gt": 0}},
+    *[{kind: {"type": "record", "fields": cls.fields}} for kind, cls in KINDS.items()],
+]}
 
 Schema = [
     # ai-prompt-template
@@ -56,5 +76,7 @@ Schema = [
         {"stream_lookbehind": {"type": "integer", "default": 64, "between": [16, 4096]}},
         {"phone_regions": {"type": "array", "elements": {"type": "string"}, "default": DEFAULT_PHONE_REGIONS}},
     ]}},
+    # external guard services (ai-custom-guardrail, ai-azure-content-safety, ai-aws-guardrails, ai-lakera-guard)
+    {"guards": {"type": "array", "len_max": 16, "elements": GUARD}},
     FAIL_OPEN,
 ]

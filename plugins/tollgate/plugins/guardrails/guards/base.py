@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 Phase = Literal["input", "output"]
 MODES = ["INPUT", "OUTPUT", "BOTH"]
@@ -18,6 +18,10 @@ TEXT_SOURCES = ["concatenate_all_content", "concatenate_user_content", "last_mes
 
 class GuardUnavailable(Exception):
     """The guard could not judge the text; ``fail_open`` decides what happens to the request."""
+
+
+class GuardConfigError(ValueError):
+    """A guard's settings cannot work (what the schema language cannot say); the instance is refused at start."""
 
 
 @dataclass(frozen=True)
@@ -38,10 +42,35 @@ ALLOW = Verdict(blocked=False)
 
 @dataclass
 class Guard:
-    """One configured guard. Subclasses implement ``_check``; ``check`` adds the timeout."""
+    """One configured guard. Subclasses implement ``_check``; ``check`` adds the timeout.
+
+    ``type`` is the value of the config's ``type`` that selects the class, and also the name of the sub-record
+    holding the service's own settings (``fields``, in Kong's schema language; ``settings`` at run time).
+    """
+
+    type: ClassVar[str]
+    fields: ClassVar[list[dict[str, Any]]] = []
 
     name: str
     config: dict[str, Any] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        self.configure(self.settings)
+
+    def configure(self, settings: dict[str, Any]) -> None:
+        """Check and keep the service's settings; raise ``GuardConfigError`` for what cannot work."""
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.config.get(self.type) or {}
+
+    @property
+    def text_source(self) -> str:
+        return self.config.get("text_source") or TEXT_SOURCES[0]
+
+    @property
+    def reveal(self) -> bool:
+        return bool(self.config.get("reveal_failure_reason"))
 
     @property
     def mode(self) -> str:

@@ -21,7 +21,7 @@ def test_common_fields_have_kongs_names_and_defaults():
                                   "fail_open", "timeout")} == {
         "guarding_mode": "INPUT", "text_source": "concatenate_all_content", "response_buffer_size": 100,
         "reveal_failure_reason": False, "fail_open": False, "timeout": 10000}
-    assert set(KINDS) == {"http", "openai_moderation", "azure_content_safety", "bedrock", "lakera"}
+    assert set(KINDS) == {"http", "openai_moderation", "azure_content_safety", "bedrock", "lakera", "semantic"}
     assert all(kind in guard for kind in KINDS)        # one settings sub-record per type
 
 
@@ -72,6 +72,6 @@ def test_tollgate_validate_reports_guard_errors(tmp_path):
                                                                    {"name": "x", "type": "nope"}]}}
     errors = deckcheck.check_entry(load_builtin(), entry)
     assert errors == {"config.guards[1].type": "expected one of: http, openai_moderation, azure_content_safety, "
-                                                "bedrock, lakera"}
+                                                "bedrock, lakera, semantic"}
     errors = deckcheck.check_entry(load_builtin(), {**entry, "config": {"guards": [{"name": "l", "type": "lakera"}]}})
     assert "api_key is required" in errors["config"]

@@ -1,7 +1,8 @@
-"""Text to vectors for the semantic cache: the embedded model (``local``) or a provider's embeddings API.
+"""Text to vectors for the semantic cache and the semantic guards: the embedded model (``local``) or a provider's
+embeddings API.
 
 `embedder_for` gives one `Embedder` per distinct model config, shared by every plugin instance of the process, so
-the local model loads once.
+the local model loads once; `embedder_from` reads the plugins' common ``embeddings`` config record.
 """
 
 from __future__ import annotations
@@ -130,3 +131,14 @@ def embedder_for(model: dict[str, Any], auth: dict[str, Any] | None = None) -> E
         made = ProviderEmbedder(provider, model["name"], dict(model.get("options") or {}), dict(auth or {}))
     _embedders[key] = made
     return made
+
+
+def embedder_from(embeddings: dict[str, Any] | None) -> Embedder:
+    """The process's embedder for an ``embeddings`` config record (``model``, ``auth``, ``timeout``)."""
+    embeddings = embeddings or {}
+    model = {k: v for k, v in (embeddings.get("model") or {}).items() if v is not None}
+    embedder = embedder_for(model, {k: v for k, v in (embeddings.get("auth") or {}).items()
+                                    if v not in (None, False)})
+    if isinstance(embedder, ProviderEmbedder):
+        embedder.timeout = float(embeddings.get("timeout") or 10)
+    return embedder

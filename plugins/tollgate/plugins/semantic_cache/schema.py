@@ -16,16 +16,19 @@ from ..proxy.schema import AUTH, OPTIONS
 SCOPES = ["consumer", "route", "global"]
 FINISH_REASONS = ["stop", "length"]
 
-Schema = [
-    {"embeddings": {"type": "record", "fields": [
-        {"model": {"type": "record", "fields": [
-            {"provider": {"type": "string", "default": "local", "one_of": list(PROVIDERS)}},
-            {"name": {"type": "string"}},
-            {"options": OPTIONS},
-        ]}},
-        {"auth": AUTH},
-        {"timeout": {"type": "number", "default": 10, "gt": 0}},   # seconds, for a provider's embeddings call
+# Which embeddings to use (the semantic guards take the same record).
+EMBEDDINGS = {"type": "record", "fields": [
+    {"model": {"type": "record", "fields": [
+        {"provider": {"type": "string", "default": "local", "one_of": list(PROVIDERS)}},
+        {"name": {"type": "string"}},
+        {"options": OPTIONS},
     ]}},
+    {"auth": AUTH},
+    {"timeout": {"type": "number", "default": 10, "gt": 0}},   # seconds, for a provider's embeddings call
+]}
+
+Schema = [
+    {"embeddings": EMBEDDINGS},
     {"vectordb": {"type": "record", "fields": [
         {"strategy": {"type": "string", "default": "local", "one_of": ["local", "redis", "pgvector"]}},
         {"distance_metric": {"type": "string", "default": "cosine", "one_of": ["cosine", "euclidean"]}},

@@ -18,9 +18,10 @@ from .bedrock import BedrockGuard
 from .http import HttpGuard
 from .lakera import LakeraGuard
 from .openai_moderation import OpenAIModerationGuard
+from .semantic import SemanticGuard
 
 KINDS: dict[str, type[Guard]] = {cls.type: cls for cls in (
-    HttpGuard, OpenAIModerationGuard, AzureContentSafetyGuard, BedrockGuard, LakeraGuard)}
+    HttpGuard, OpenAIModerationGuard, AzureContentSafetyGuard, BedrockGuard, LakeraGuard, SemanticGuard)}
 
 
 def build(config: dict[str, Any]) -> list[Guard]:

@@ -11,11 +11,12 @@ JSON body) for the tests to check what a guard sent.
 from __future__ import annotations
 
 import asyncio
-import socket
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+
+from tests.harness.procs import free_port
 
 SMASH = "smash the window"
 SHOVE = "shove it"
@@ -64,10 +65,7 @@ class GuardMocks:
                 app.router.add_route(method, path, self._wrap(module.__name__.rsplit(".", 1)[1], handler))
         self._runner = web.AppRunner(app, shutdown_timeout=0.1)
         await self._runner.setup()
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        sock.close()
+        port = free_port()
         await web.TCPSite(self._runner, "127.0.0.1", port).start()
         self.url = f"http://127.0.0.1:{port}"
 

@@ -1,13 +1,17 @@
 """The relay side of tollgate-guardrails.
 
 Request stage, in Kong's order: templates (ai-prompt-template) -> decorator (ai-prompt-decorator) -> allow/deny
-rules (ai-prompt-guard) -> PII redaction (ai-sanitizer's job, with Presidio). Each works on the body the relay
-already parsed; the rewritten request goes on with ``ctx.set_json``. A refusal is an OpenAI-style error: 400
-``prompt_blocked`` for a rule or a blocked entity, 400 ``template_error`` for a bad template call, 500
-``guardrail_failed`` when the PII analyzer fails (fail-closed; with ``fail_open`` the request goes on unredacted and
-says so in ``X-Tollgate-Guardrails``).
+rules (ai-prompt-guard) -> PII redaction (ai-sanitizer's job, with Presidio) -> guard services (screening.py). Each
+works on the body the relay already parsed; the rewritten request goes on with ``ctx.set_json``. The guard services
+come last: the local rules refuse what they can without a call out, and the services see the prompt as the provider
+will, with its PII already redacted (never sent to a third party). A refusal is an OpenAI-style error: 400
+``prompt_blocked`` for a rule or a blocked entity, 400 ``content_blocked`` for a guard service's block, 400
+``template_error`` for a bad template call, 500 ``guardrail_failed`` when the PII analyzer or a guard service fails
+(fail-closed; with ``fail_open`` the request goes on unchecked and says so in ``X-Tollgate-Guardrails``).
 
-Answer side (answer.py): PII the model wrote is redacted, and this request's placeholders restored.
+Answer side: the output guard services judge the answer first (screening.py), so a service never sees the values
+the PII restore puts back; then PII the model wrote is redacted, and this request's placeholders restored
+(answer.py).
 
 Audit: ``ai.guardrails`` in the request's log line names the rule, the entity types and their counts and the
 action, never the text or the values.
@@ -26,6 +30,7 @@ from ... import log
 from ...context import BodyError, RequestContext
 from ...providers.base import PRESERVE
 from ...relay.errors import openai_error
+from ...relay.pipeline import AnswerFilter, Chunk, Filters
 from ..base import Policy
 from .answer import GuardrailsFilter, OutputRules
 from .decorator import Decorator
@@ -34,6 +39,7 @@ from .pii import entities
 from .pii.pool import AnalyzerFailed, analyze_all, engine_future
 from .pii.redact import PiiBlocked, Redactor, Vault
 from .prompt_guard import PromptGuard
+from .screening import GuardsFilter, screen_input
 from .templates import TemplateError, Templates
 from .texts import rewrite_request
 
@@ -56,6 +62,8 @@ class GuardrailsPolicy(Policy):
         self.guard = PromptGuard(config)
         self.fail_open = bool(config.get("fail_open"))
         self.guards = build_guards(config)           # a guard that cannot work is refused when the instance starts
+        self.input_guards = any(g.guards("input") for g in self.guards)
+        self.output_guards = any(g.guards("output") for g in self.guards)
         pii = config.get("pii") or {}
         self.engine: PiiEngine | None = None
         self._building = None
@@ -120,6 +128,13 @@ class GuardrailsPolicy(Policy):
                     return openai_error(500, "the PII analyzer failed; the request was not sent",
                                         "server_error", "guardrail_failed")
                 ctx.response_headers[HEADER] = "failed-open"
+        if self.input_guards:
+            screened = await screen_input(self.guards, body, audit)
+            if screened.refusal is not None:
+                return screened.refusal
+            body = screened.body
+            if screened.failed_open:
+                ctx.response_headers[HEADER] = "failed-open"
         if body is not original:
             ctx.set_json(body)
         return None
@@ -157,10 +172,31 @@ class GuardrailsPolicy(Policy):
 
     # -- the answer ---------------------------------------------------------------------------------------------
 
-    def answer_filter(self, ctx: RequestContext) -> GuardrailsFilter | None:
+    def answer_filter(self, ctx: RequestContext) -> AnswerFilter | None:
         vault = ctx.meta.get(_VAULT)
         output = OutputRules(self.engine, self.redactor, self.lookbehind, self.fail_open) \
             if self.scan_output and self.engine is not None else None
-        if vault is None and output is None:
-            return None                                   # nothing to do: the answer passes at no cost
-        return GuardrailsFilter(vault, output, self._audit(ctx))
+        stages: list[AnswerFilter] = []
+        if self.output_guards:
+            stages.append(GuardsFilter(self.guards, self._audit(ctx)))
+        if vault is not None or output is not None:
+            stages.append(GuardrailsFilter(vault, output, self._audit(ctx)))
+        if len(stages) > 1:
+            return _Stacked(Filters(stages))
+        return stages[0] if stages else None             # nothing to do: the answer passes at no cost
+
+
+class _Stacked(AnswerFilter):
+    """Several of this policy's answer filters as the one the pipeline takes, in order."""
+
+    def __init__(self, filters: Filters):
+        self.filters = filters
+
+    async def feed(self, chunk: Chunk) -> list[Chunk]:
+        return await self.filters.feed([chunk])
+
+    async def flush(self) -> list[Chunk]:
+        return await self.filters.flush()
+
+    async def answer(self, body: Chunk) -> Chunk:
+        return await self.filters.answer(body)

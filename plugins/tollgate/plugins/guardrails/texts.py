@@ -12,6 +12,9 @@ from typing import Any, Callable, Iterator
 
 Rewrite = Callable[[str], str]
 
+#: what joins the texts of a request (or an answer) that a guard judges as one
+SEPARATOR = "\n\n"
+
 
 def message_text(message: dict[str, Any]) -> str | None:
     """A chat message's own text (its content, parts joined), or None when it has none."""
@@ -41,6 +44,29 @@ def guarded_texts(body: dict[str, Any], *, all_roles: bool, latest_only: bool) -
                 break
         return out
     return list(_strings(body.get("prompt"))) + list(_strings(body.get("input")))
+
+
+def source_texts(body: dict[str, Any], source: str) -> list[str]:
+    """The texts a guard's ``text_source`` chooses, in conversation order: ``concatenate_all_content`` every
+    message's, ``concatenate_user_content`` the users', ``last_message`` the newest message's (a completions prompt
+    or an embeddings input whatever the source)."""
+    if source == "last_message":
+        return guarded_texts(body, all_roles=True, latest_only=True)
+    return guarded_texts(body, all_roles=source == "concatenate_all_content", latest_only=False)[::-1]
+
+
+def split_like(pieces: list[str], joined: str) -> list[str] | None:
+    """``joined`` (a rewrite of ``SEPARATOR.join(pieces)``, e.g. a masked text) cut back into one text per piece,
+    or None when the rewrite no longer has the separators the pieces had."""
+    parts = joined.split(SEPARATOR)
+    counts = [piece.count(SEPARATOR) + 1 for piece in pieces]
+    if len(parts) != sum(counts):
+        return None
+    out, start = [], 0
+    for count in counts:
+        out.append(SEPARATOR.join(parts[start:start + count]))
+        start += count
+    return out
 
 
 def _strings(value: Any) -> Iterator[str]:

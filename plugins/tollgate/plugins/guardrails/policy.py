@@ -39,9 +39,10 @@ from .pii import entities
 from .pii.pool import AnalyzerFailed, analyze_all, engine_future
 from .pii.redact import PiiBlocked, Redactor, Vault
 from .prompt_guard import PromptGuard
-from .screening import GuardsFilter, screen_input
+from .screening import screen_input
 from .templates import TemplateError, Templates
 from .texts import rewrite_request
+from .window import WindowedGuardsFilter
 
 if TYPE_CHECKING:
     from .pii.engine import PiiEngine
@@ -178,7 +179,7 @@ class GuardrailsPolicy(Policy):
             if self.scan_output and self.engine is not None else None
         stages: list[AnswerFilter] = []
         if self.output_guards:
-            stages.append(GuardsFilter(self.guards, self._audit(ctx)))
+            stages.append(WindowedGuardsFilter(self.guards, self._audit(ctx)))
         if vault is not None or output is not None:
             stages.append(GuardrailsFilter(vault, output, self._audit(ctx)))
         if len(stages) > 1:

@@ -12,7 +12,7 @@ and is refused like a block, rather than sent unmasked.
 Whole answers. The output guards judge each choice's text (its content, or completion text, and its tool calls'
 arguments, joined the same way) side by side. A block replaces the answer with a 400 ``content_filter`` error; a
 mask replaces the texts; a guard that cannot judge follows ``fail_open`` (500 ``guardrail_failed`` when closed).
-Streams hold the answer and judge it whole at its end (``GuardsFilter.feed`` / ``flush``).
+Streams are judged over a sliding window as they arrive (window.py).
 
 Audit: ``guards`` in the request's ``ai.guardrails`` log entry lists each guard's outcome (guards/run.py), and
 ``blocked_by`` names the guards that blocked.
@@ -46,7 +46,7 @@ class Screened:
     failed_open: bool = False
 
 
-def _record(audit: dict[str, Any], judgements: Sequence[Judgement]) -> None:
+def record(audit: dict[str, Any], judgements: Sequence[Judgement]) -> None:
     audit.setdefault("guards", []).extend(e for j in judgements for e in j.audit())
     blocked = [o.guard.name for j in judgements for o in j.blocked]
     if blocked:
@@ -70,7 +70,7 @@ async def screen_input(guards: Sequence[Guard], body: dict[str, Any], audit: dic
     judged = [(source, pieces[source]) for source in by_source if pieces[source]]
     judgements = list(await asyncio.gather(*(judge(by_source[source], SEPARATOR.join(texts), "input")
                                              for source, texts in judged)))
-    _record(audit, judgements)
+    record(audit, judgements)
     if any(j.blocked for j in judgements):
         return Screened(body, openai_error(400, _reason("the prompt", judgements), code="content_blocked"))
     if any(j.failed for j in judgements):
@@ -124,21 +124,6 @@ def _choice_texts(choice: dict[str, Any]) -> list[tuple[tuple[str, int], str]]:
     return out
 
 
-def _delta_texts(choice: dict[str, Any]) -> list[tuple[tuple[str, int], str]]:
-    """A stream chunk's choice's pieces of text, with where they sit (as ``_choice_texts``)."""
-    if isinstance(choice.get("text"), str):
-        return [(("text", 0), choice["text"])]
-    delta = choice.get("delta")
-    if not isinstance(delta, dict):
-        return []
-    out = [(("content", 0), delta["content"])] if isinstance(delta.get("content"), str) else []
-    for call in delta.get("tool_calls") or ():
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-            out.append((("tool", call.get("index", 0)), function["arguments"]))
-    return out
-
-
 def _with_texts(choice: dict[str, Any], texts: dict[tuple[str, int], str]) -> dict[str, Any]:
     if ("text", 0) in texts:
         return {**choice, "text": texts[("text", 0)]}
@@ -166,12 +151,11 @@ def refusal(judgements: Sequence[Judgement]) -> AnswerRefused | None:
 
 
 class GuardsFilter(AnswerFilter):
-    """The output guards on one request's answer."""
+    """The output guards on one request's whole answer (streams: window.py)."""
 
     def __init__(self, guards: Sequence[Guard], audit: dict[str, Any]):
         self.guards = [g for g in guards if g.guards("output")]
         self.audit = audit
-        self.held: list[Chunk] = []
 
     async def answer(self, body: Chunk) -> Chunk:
         choices = body.get("choices")
@@ -180,7 +164,7 @@ class GuardsFilter(AnswerFilter):
         slots = [_choice_texts(c) if isinstance(c, dict) else [] for c in choices]
         judgements = await asyncio.gather(*(check_output(self.guards, SEPARATOR.join(t for _, t in s))
                                             for s in slots if s))
-        _record(self.audit, judgements)
+        record(self.audit, judgements)
         refused = refusal(judgements)
         if refused is not None:
             raise refused
@@ -198,30 +182,3 @@ class GuardsFilter(AnswerFilter):
             self.audit["masked"] = True
             out.append(_with_texts(choice, {slot: part for (slot, _), part in zip(texts, parts)}))
         return {**body, "choices": out}
-
-    # Streams: held whole and judged at the end, so no unjudged text reaches the client (the sliding window that
-    # lets checked text out early replaces this).
-
-    async def feed(self, chunk: Chunk) -> list[Chunk]:
-        self.held.append(chunk)
-        return []
-
-    async def flush(self) -> list[Chunk]:
-        texts: dict[int, dict[tuple[str, int], str]] = {}      # choice -> slot -> its text so far
-        for chunk in self.held:
-            for choice in chunk.get("choices") or ():
-                if isinstance(choice, dict):
-                    slots = texts.setdefault(choice.get("index", 0), {})
-                    for slot, piece in _delta_texts(choice):
-                        slots[slot] = slots.get(slot, "") + piece
-        judgements = await asyncio.gather(*(check_output(self.guards, SEPARATOR.join(s.values()))
-                                            for s in texts.values() if s))
-        _record(self.audit, judgements)
-        refused = refusal(judgements)
-        if refused is not None:
-            raise refused
-        if any(j.masked is not None for j in judgements):
-            raise AnswerRefused(400, "the answer was blocked by a content guard: masking a streamed answer needs "
-                                "the stream window", "content_filter")
-        held, self.held = self.held, []
-        return held

@@ -1,4 +1,4 @@
-"""Output guards on streamed and whole answers: the sliding window, the hold-back bound, blocks, masking, fail_open."""
+"""Output guards on streams: the sliding window, the hold-back bound, blocks, masking, fail_open, tool arguments."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from tollgate.plugins.guardrails.guards.base import Guard, GuardUnavailable, Verdict
-from tollgate.plugins.guardrails.output import OutputGuardsFilter
-from tollgate.relay.pipeline import AnswerBlocked, AnswerRefused
+from tollgate.plugins.guardrails.window import WindowedGuardsFilter
+from tollgate.relay.pipeline import AnswerBlocked
 
 TEXT = " ".join(f"word{i}" for i in range(60)) + " the quick brown fox."
 
@@ -21,7 +21,7 @@ class WordGuard(Guard):
 
     def __init__(self, name: str, config: dict[str, Any], word: str = "", delay: float = 0.0,
                  down: bool = False, mask: tuple[str, str] | None = None):
-        self.name, self.config = name, config
+        super().__init__(name, {"guarding_mode": "OUTPUT", **config})
         self.word, self.delay, self.down, self.mask = word, delay, down, mask
         self.seen: list[str] = []
 
@@ -56,7 +56,7 @@ def content(chunks: list[dict[str, Any]]) -> str:
     return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices"))
 
 
-async def run(flt: OutputGuardsFilter, parts: list[str]) -> tuple[list[dict[str, Any]], list[int]]:
+async def run(flt: WindowedGuardsFilter, parts: list[str]) -> tuple[list[dict[str, Any]], list[int]]:
     """Feeds the parts as a stream; the client's chunks and, after each feed, how many characters were held."""
     out = await flt.feed(chunk("", role="assistant"))
     fed, held = 0, []
@@ -71,7 +71,7 @@ async def run(flt: OutputGuardsFilter, parts: list[str]) -> tuple[list[dict[str,
 
 async def test_a_passing_stream_arrives_whole_and_held_text_stays_within_the_buffer():
     guard = WordGuard("g", {"response_buffer_size": 40})
-    flt = OutputGuardsFilter([guard], {})
+    flt = WindowedGuardsFilter([guard], {})
     out, held = await run(flt, pieces(TEXT))
     assert content(out) == TEXT
     assert max(held) < 40 and out[-1]["choices"][0]["finish_reason"] == "stop"
@@ -86,7 +86,7 @@ async def test_a_passing_stream_arrives_whole_and_held_text_stays_within_the_buf
 
 async def test_a_block_mid_stream_lets_out_only_the_windows_that_passed_then_content_filter():
     text = TEXT[:100] + "FORBIDDEN" + TEXT[:100]
-    flt = OutputGuardsFilter([WordGuard("g", {"response_buffer_size": 30, "reveal_failure_reason": True},
+    flt = WindowedGuardsFilter([WordGuard("g", {"response_buffer_size": 30, "reveal_failure_reason": True},
                                         word="FORBIDDEN")], audit := {})
     out: list[dict[str, Any]] = []
     with pytest.raises(AnswerBlocked) as caught:
@@ -96,13 +96,14 @@ async def test_a_block_mid_stream_lets_out_only_the_windows_that_passed_then_con
     assert "FORB" not in sent and text.startswith(sent) and len(sent) >= 90 - 30
     end = caught.value.chunks[-1]["choices"][0]
     assert end["finish_reason"] == "content_filter" and end["delta"] == {}
-    assert caught.value.code == "response_blocked" and "violence" in caught.value.message
-    assert audit["guard_output"] == {"guard": "g", "phase": "output", "action": "block", "categories": ["violence"]}
+    assert caught.value.code == "content_filter" and caught.value.message.endswith(": violence")
+    assert audit["blocked_by"] == ["g"] and audit["guards"][-1]["categories"] == ["violence"]
+    assert audit["output_windows"] >= 4
 
 
 async def test_a_phrase_across_two_windows_is_seen_whole_thanks_to_the_context():
     text = "a" * 15 + " FORBIDDEN WORDS" + " b" * 20          # the phrase straddles the 30-character boundary
-    flt = OutputGuardsFilter([WordGuard("g", {"response_buffer_size": 30}, word="FORBIDDEN WORDS")], {})
+    flt = WindowedGuardsFilter([WordGuard("g", {"response_buffer_size": 30}, word="FORBIDDEN WORDS")], {})
     out: list[dict[str, Any]] = []
     with pytest.raises(AnswerBlocked) as caught:
         for part in text:
@@ -113,7 +114,7 @@ async def test_a_phrase_across_two_windows_is_seen_whole_thanks_to_the_context()
 
 async def test_windows_end_after_a_word_so_no_part_of_a_blocked_word_goes_out():
     text = "a" * 20 + " FORBIDDEN" + " b" * 30              # the word straddles the 25-character boundary
-    flt = OutputGuardsFilter([WordGuard("g", {"response_buffer_size": 25}, word="FORBIDDEN")], {})
+    flt = WindowedGuardsFilter([WordGuard("g", {"response_buffer_size": 25}, word="FORBIDDEN")], {})
     out: list[dict[str, Any]] = []
     with pytest.raises(AnswerBlocked) as caught:
         for part in pieces(text, 5):
@@ -122,7 +123,7 @@ async def test_windows_end_after_a_word_so_no_part_of_a_blocked_word_goes_out():
 
 
 async def test_the_end_of_the_stream_is_judged_too():
-    flt = OutputGuardsFilter([WordGuard("g", {"response_buffer_size": 500}, word="BAD")], {})
+    flt = WindowedGuardsFilter([WordGuard("g", {"response_buffer_size": 500}, word="BAD")], {})
     with pytest.raises(AnswerBlocked) as caught:
         await run(flt, ["fine text, ", "and BAD"])
     assert content(caught.value.chunks) == ""
@@ -130,7 +131,7 @@ async def test_the_end_of_the_stream_is_judged_too():
 
 async def test_guards_run_side_by_side_and_the_first_in_order_decides():
     slow = [WordGuard(f"g{i}", {"response_buffer_size": 50}, delay=0.2) for i in range(3)]
-    flt = OutputGuardsFilter(slow, {})
+    flt = WindowedGuardsFilter(slow, {})
     started = asyncio.get_running_loop().time()
     out = await flt.feed(chunk("x" * 50))
     assert asyncio.get_running_loop().time() - started < 0.35 and content(out) == "x" * 50
@@ -139,11 +140,12 @@ async def test_guards_run_side_by_side_and_the_first_in_order_decides():
 @pytest.mark.parametrize("fail_open", [True, False])
 async def test_a_guard_that_cannot_judge_follows_fail_open(fail_open: bool):
     audit: dict[str, Any] = {}
-    flt = OutputGuardsFilter([WordGuard("svc", {"response_buffer_size": 20, "fail_open": fail_open}, down=True)],
+    flt = WindowedGuardsFilter([WordGuard("svc", {"response_buffer_size": 20, "fail_open": fail_open}, down=True)],
                              audit)
     if fail_open:
         out, _ = await run(flt, pieces(TEXT[:60]))
-        assert content(out) == TEXT[:60] and audit["guard_unjudged"] == ["svc"]
+        assert content(out) == TEXT[:60] and audit["output_windows"] >= 3
+        assert [g["result"] for g in audit["guards"]] == ["unavailable"] and audit["guards"][0]["fail_open"]
         return
     with pytest.raises(AnswerBlocked) as caught:
         await run(flt, pieces(TEXT[:60]))
@@ -152,16 +154,25 @@ async def test_a_guard_that_cannot_judge_follows_fail_open(fail_open: bool):
 
 
 async def test_masking_replaces_the_window_text():
-    flt = OutputGuardsFilter([WordGuard("g", {"response_buffer_size": 30}, mask=("fox", "***"))], audit := {})
+    flt = WindowedGuardsFilter([WordGuard("g", {"response_buffer_size": 30}, mask=("fox", "***"))], audit := {})
     out, _ = await run(flt, pieces(TEXT[-90:]))
-    assert content(out) == TEXT[-90:].replace("fox", "***") and audit["guard_output_masked"] is True
+    assert content(out) == TEXT[-90:].replace("fox", "***") and audit["masked"] is True
 
 
-async def test_whole_answers_are_judged_once():
-    guard = WordGuard("g", {}, word="BAD")
-    flt = OutputGuardsFilter([guard], {})
-    body = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "all fine"}}]}
-    assert await flt.answer(body) == body and guard.seen == ["all fine"]
-    with pytest.raises(AnswerRefused) as caught:
-        await flt.answer({"choices": [{"index": 0, "message": {"role": "assistant", "content": "BAD"}}]})
-    assert caught.value.status == 400 and not isinstance(caught.value, AnswerBlocked)
+async def test_tool_call_arguments_are_windowed_too():
+    flt = WindowedGuardsFilter([WordGuard("g", {"response_buffer_size": 20}, word="rm -rf")], {})
+    start = {"id": "x", "object": "chat.completion.chunk", "choices": [{"index": 0, "finish_reason": None, "delta": {
+        "role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                             "function": {"name": "shell", "arguments": ""}}]}}]}
+    out = await flt.feed(start)
+    assert out[0]["choices"][0]["delta"]["tool_calls"][0]["function"] == {"name": "shell", "arguments": ""}
+
+    def args(piece: str) -> dict[str, Any]:
+        return {"id": "x", "object": "chat.completion.chunk", "choices": [{"index": 0, "finish_reason": None,
+                "delta": {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}}]}
+    sent = ""
+    with pytest.raises(AnswerBlocked) as caught:
+        for piece in pieces('{"command": "echo hello there; rm -rf / now"}', 4):
+            for c in await flt.feed(args(piece)):
+                sent += c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+    assert "rm" not in sent and sent and caught.value.chunks[-1]["choices"][0]["finish_reason"] == "content_filter"

@@ -39,6 +39,7 @@ class RequestContext:
     response_headers: dict[str, str] = field(default_factory=dict)  # stages add headers for the client here
     meta: dict[str, Any] = field(default_factory=dict)
     filters: Any = None               # relay.pipeline.Filters: what the answer passes on its way to the client
+    gate: Any = None                  # relay.pipeline.Gate: a verdict the answer's first byte waits for
     _json: Any = None
 
     def json(self) -> Any:

@@ -3,6 +3,7 @@ answers, and after stages that always run."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -234,3 +235,62 @@ async def test_a_block_mid_stream_ends_with_content_filter_the_error_event_and_d
     assert [f["choices"][0]["delta"].get("content") for f in frames[:-1]] == ["hello", "big", "safe", None]
     assert frames[-2]["choices"][0]["finish_reason"] == "content_filter"
     assert ctx.meta["refused_by_filter"] == "response_blocked"
+
+
+def events(log: list[str]) -> list[str]:
+    return [e for e in log if not e.startswith("before:")]
+
+
+class GateStage(Stage):
+    """Lets the request on at once and decides later (input guards with during_call)."""
+
+    def __init__(self, log: list[str], delay: float, refuse: bool):
+        super().__init__("gate", log)
+        self.delay, self.refuse = delay, refuse
+
+    async def before(self, ctx):
+        async def verdict():
+            await asyncio.sleep(self.delay)
+            self.log.append("verdict")
+            return web.json_response({"error": {"code": "content_blocked"}}, status=400) if self.refuse else None
+        ctx.gate = pipeline.Gate(asyncio.ensure_future(verdict()), {"X-Verdict": "late"})
+        return None
+
+
+class SlowTerminal(Terminal):
+    """A provider call that takes ``delay`` before its answer; notes whether it was cancelled."""
+
+    def __init__(self, log: list[str], stream: bool, delay: float):
+        super().__init__(log, stream)
+        self.delay = delay
+
+    async def serve(self, ctx, request):
+        try:
+            await asyncio.sleep(self.delay)
+        except asyncio.CancelledError:
+            self.log.append("provider cancelled")
+            raise
+        self.log.append("provider answered")
+        return await super().serve(ctx, request)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_gate_that_passes_lets_the_answer_out_only_after_its_verdict(stream: bool):
+    log: list[str] = []
+    status, body, ctx = await serve_once([GateStage(log, 0.2, refuse=False)], SlowTerminal(log, stream, 0.01), BODY)
+    assert status == 200 and events(log)[:2] == ["provider answered", "verdict"]
+    assert b"hello" in body
+
+
+async def test_a_gate_that_closes_cancels_the_call_and_sends_its_refusal():
+    log: list[str] = []
+    status, body, ctx = await serve_once([GateStage(log, 0.05, refuse=True)], SlowTerminal(log, True, 5), BODY)
+    assert status == 400 and orjson.loads(body)["error"]["code"] == "content_blocked"
+    assert events(log)[:2] == ["verdict", "provider cancelled"] and ctx.meta["cancelled_by"] == "gate"
+    assert log[-1] == "after:gate:400"
+
+
+async def test_a_gate_that_closes_after_the_answer_is_ready_still_refuses_it():
+    log: list[str] = []
+    status, body, _ = await serve_once([GateStage(log, 0.2, refuse=True)], SlowTerminal(log, False, 0.01), BODY)
+    assert status == 400 and b"hello" not in body and events(log)[:2] == ["provider answered", "verdict"]

@@ -24,6 +24,7 @@ SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 async def json(ctx: RequestContext, body: Chunk, headers: dict[str, str], status: int = 200) -> web.Response:
     """A whole answer, after every filter has seen it (an output guard may refuse it)."""
+    headers = {**headers, **await cleared(ctx)}
     filters: Filters | None = ctx.filters
     if filters:
         try:
@@ -32,6 +33,12 @@ async def json(ctx: RequestContext, body: Chunk, headers: dict[str, str], status
             ctx.meta["refused_by_filter"] = exc.code
             return openai_error(exc.status, exc.message, exc.type, exc.code)
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
+
+
+async def cleared(ctx: RequestContext) -> dict[str, str]:
+    """Before an answer's first byte: the request's gate, if a stage set one, must have let it out. Returns the
+    headers the gate's verdict adds; raises `GateClosed` when it refused (the pipeline then sends the refusal)."""
+    return await ctx.gate.cleared() if ctx.gate is not None else {}
 
 
 def sse_response(ctx: RequestContext, headers: dict[str, str]) -> web.StreamResponse:
@@ -85,7 +92,7 @@ async def refused(ctx: RequestContext, response: web.StreamResponse, exc: Answer
 async def stream(ctx: RequestContext, request: web.BaseRequest, source: AsyncIterator[list[Chunk]],
                  headers: dict[str, str]) -> web.StreamResponse:
     """Chunks from ``source`` as an SSE stream through the request's filters."""
-    response = sse_response(ctx, headers)
+    response = sse_response(ctx, {**headers, **await cleared(ctx)})
     try:
         await response.prepare(request)
         async for chunks in source:

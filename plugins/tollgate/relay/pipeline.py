@@ -13,6 +13,11 @@ Every Tollgate plugin is a `Policy` that fills some of three hooks, and the rela
    fill). A filter that passes a chunk on at once costs the first token nothing.
 4. **after stages** (`Policy.after`: settle, charge, audit), side by side, always, also when the client left.
    Then the request's analytics are recorded and handed to Kong's log (`kong_log`), with the exact cost.
+
+A request stage may also let the request on before its verdict is in (input guards with ``during_call``): it sets
+a `Gate` on the context. The stages after it and the terminal stage then run while the verdict is awaited, and
+nothing reaches the client before it: the answer's first byte waits for the gate (relay/answers.py), and a gate that
+closes cancels the terminal stage (and with it the provider call) and sends its refusal instead.
 """
 
 from __future__ import annotations
@@ -70,6 +75,25 @@ class AnswerFilter:
 
     async def answer(self, body: Chunk) -> Chunk:
         return body
+
+
+class GateClosed(Exception):
+    """The gate closed: the answer being prepared must not go out (the pipeline sends the gate's refusal)."""
+
+
+class Gate:
+    """A request stage's verdict still to come: None lets the answer out, a response refuses the request.
+    ``headers`` are what the verdict adds to the answer's (set before it resolves)."""
+
+    def __init__(self, verdict: asyncio.Future[web.StreamResponse | None], headers: dict[str, str] | None = None):
+        self.verdict = verdict
+        self.headers = headers if headers is not None else {}
+
+    async def cleared(self) -> dict[str, str]:
+        """Waits for the verdict: the headers it adds, or `GateClosed` when it refuses."""
+        if await asyncio.shield(self.verdict) is not None:
+            raise GateClosed
+        return self.headers
 
 
 @dataclass
@@ -155,23 +179,53 @@ async def run(ctx: RequestContext, request: web.BaseRequest, ordered: Sequence[P
                 i += 1
             if isinstance(answer, Reply):
                 ctx.filters = _filters(ctx, ran)
-                response = await send_reply(ctx, request, answer)
+                response = await _gated(ctx, send_reply(ctx, request, answer))
                 return response
             if answer is not None:
-                response = answer
+                response = await _gated(ctx, _ready(answer))
                 return response
             if policy is not terminal:
                 ran.append(policy)
         ctx.filters = _filters(ctx, ran)
-        response = await terminal.serve(ctx, request)
+        response = await _gated(ctx, terminal.serve(ctx, request))
         return response
     finally:
+        if ctx.gate is not None and not ctx.gate.verdict.done():
+            ctx.gate.verdict.cancel()
         ctx.status = response.status if response is not None else 499
         await _after_stages(ctx, ordered)
         if terminal.answers_llm_requests:     # LLM analytics; other terminal stages (MCP) keep their own records
             entry = analytics.record(ctx, terminal.config.get("logging"))
             if response is not None:
                 await kong_log.deliver(ctx, response, entry["ai"]["proxy"])
+
+
+async def _ready(response: web.StreamResponse) -> web.StreamResponse:
+    return response
+
+
+async def _gated(ctx: RequestContext, work: Any) -> web.StreamResponse:
+    """``work`` (the answer being prepared) raced with the context's gate: the gate's refusal when it closes, with
+    ``work`` cancelled if still under way (the provider call is dropped); else what ``work`` gave."""
+    gate = ctx.gate
+    if gate is None:
+        return await work
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.wait({gate.verdict, task}, return_when=asyncio.FIRST_COMPLETED)
+        refusal = await asyncio.shield(gate.verdict)
+    except BaseException:                           # the client left (or the verdict failed): the answer goes too
+        task.cancel()
+        raise
+    if refusal is None:
+        return await task
+    if not task.done():
+        ctx.meta["cancelled_by"] = "gate"
+        task.cancel()
+    await asyncio.wait({task})
+    if not task.cancelled() and not isinstance(task.exception(), (GateClosed, type(None))):
+        log.event(logger, "answer failed while its gate closed", 30, error=repr(task.exception()))
+    return refusal
 
 
 def _filters(ctx: RequestContext, ran: list[Policy]) -> Filters:

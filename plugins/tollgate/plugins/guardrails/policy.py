@@ -30,7 +30,7 @@ from ... import log
 from ...context import BodyError, RequestContext
 from ...providers.base import PRESERVE
 from ...relay.errors import openai_error
-from ...relay.pipeline import AnswerFilter, Chunk, Filters
+from ...relay.pipeline import AnswerFilter, Chunk, Filters, Gate
 from ..base import Policy
 from .answer import GuardrailsFilter, OutputRules
 from .decorator import Decorator
@@ -65,6 +65,7 @@ class GuardrailsPolicy(Policy):
         self.guards = build_guards(config)           # a guard that cannot work is refused when the instance starts
         self.input_guards = any(g.guards("input") for g in self.guards)
         self.output_guards = any(g.guards("output") for g in self.guards)
+        self.during_call = bool(config.get("during_call"))   # input guards run while the provider call does
         pii = config.get("pii") or {}
         self.engine: PiiEngine | None = None
         self._building = None
@@ -129,6 +130,12 @@ class GuardrailsPolicy(Policy):
                     return openai_error(500, "the PII analyzer failed; the request was not sent",
                                         "server_error", "guardrail_failed")
                 ctx.response_headers[HEADER] = "failed-open"
+        if self.input_guards and self.during_call:
+            if body is not original:
+                ctx.set_json(body)
+            headers: dict[str, str] = {}
+            ctx.gate = Gate(asyncio.ensure_future(self._screen_during_call(body, audit, headers)), headers)
+            return None
         if self.input_guards:
             screened = await screen_input(self.guards, body, audit)
             if screened.refusal is not None:
@@ -138,6 +145,22 @@ class GuardrailsPolicy(Policy):
                 ctx.response_headers[HEADER] = "failed-open"
         if body is not original:
             ctx.set_json(body)
+        return None
+
+    async def _screen_during_call(self, body: dict[str, Any], audit: dict[str, Any],
+                                  headers: dict[str, str]) -> web.Response | None:
+        """The input guards while the provider call runs (``during_call``): the refusal, or None (and the answer's
+        ``headers``). A mask cannot be applied to a prompt already sent, so a masking verdict refuses, like a
+        block."""
+        screened = await screen_input(self.guards, body, audit)
+        if screened.refusal is not None:
+            return screened.refusal
+        if screened.body is not body:
+            audit.update(action="block", masking="during_call")
+            return openai_error(400, "the prompt was blocked by a content guard: its masked text could not be "
+                                "applied (the prompt was already sent, during_call)", code="content_blocked")
+        if screened.failed_open:
+            headers[HEADER] = "failed-open"
         return None
 
     async def _engine(self) -> PiiEngine:

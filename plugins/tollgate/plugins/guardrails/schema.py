@@ -78,5 +78,7 @@ Schema = [
     ]}},
     # external guard services (ai-custom-guardrail, ai-azure-content-safety, ai-aws-guardrails, ai-lakera-guard)
     {"guards": {"type": "array", "len_max": 16, "elements": GUARD}},
+    # Tollgate's: the input guards run while the provider call does (cancelled on a block); the answer waits for them
+    {"during_call": {"type": "boolean", "default": False}},
     FAIL_OPEN,
 ]

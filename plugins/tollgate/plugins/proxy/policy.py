@@ -378,15 +378,18 @@ class ProxyPolicy(Policy):
         return response
 
     def _cancelled(self, ctx: RequestContext, spec: TargetSpec, target: Target, attempt: int) -> None:
-        """The client went away (the relay's handler was cancelled) while this attempt was under way: the provider
-        call is dropped with it. What is known stays for the after stages (limits, budgets settle on it): the usage
-        a stream relay counted, else the prompt sent (an estimate: the provider has seen it)."""
-        ctx.meta["client_disconnected"] = True
+        """The client went away (the relay's handler was cancelled), or a gate closed (an input guard blocked while
+        the call ran, relay/pipeline.py), while this attempt was under way: the provider call is dropped with it.
+        What is known stays for the after stages (limits, budgets settle on it): the usage the provider reported,
+        else the prompt sent (an estimate: the provider has seen it)."""
+        why = "gate closed" if ctx.meta.get("cancelled_by") == "gate" else "client disconnected"
+        if why == "client disconnected":
+            ctx.meta["client_disconnected"] = True
         if ctx.meta.get("provider") is None:
             self._describe(ctx, spec, target, attempt)
         if ctx.usage is None and self.route_type != PRESERVE:
             ctx.usage = estimate.usage_from_text(ctx, self.route_type, target.model, "")
-        log.event(logger, "client disconnected; provider call cancelled", logging.INFO, route_id=ctx.route_id,
+        log.event(logger, f"{why}; provider call cancelled", logging.INFO, route_id=ctx.route_id,
                   request_id=ctx.id, target=spec.label, attempt=attempt)
 
     def _settled(self, ctx: RequestContext, spec: TargetSpec, target: Target, snapshot: Snapshot, *,

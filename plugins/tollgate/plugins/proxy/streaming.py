@@ -35,6 +35,7 @@ async def relay(ctx: RequestContext, request: web.Request, opened: OpenStream, r
     filters = ctx.filters
     response = answers.sse_response(ctx, headers)
     try:
+        response.headers.update(await answers.cleared(ctx))
         await response.prepare(request)
         await answers.write(response, filters, _for_client(opened.first, client_wants_usage, generated))
         if not opened.ended:

@@ -23,6 +23,7 @@ from tollgate.mock import MockLLM
 from .mocks import CARD, HANG, MASKED_CARD, SMASH, GuardMocks
 from .mocks import azure_content_safety as azure
 from .mocks import bedrock, custom, lakera, openai_moderation
+from .pii_samples import EMAIL
 from .test_acceptance import Env, user
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -62,15 +63,24 @@ def routes(url: str) -> dict[str, dict[str, Any]]:
     return out
 
 
+def configs(url: str) -> dict[str, dict[str, Any]]:
+    """Each route's guardrails config: one guard per route, and PII redaction before a guard on both sides."""
+    out = {name: {"guards": [guard]} for name, guard in routes(url).items()}
+    out["pii-http"] = {"pii": {"enabled": True},
+                       "guards": [{"name": "both", "type": "http", "http": settings("http", url),
+                                   "guarding_mode": "BOTH"}]}
+    return out
+
+
 def declarative(relay_url: str, mock_url: str, guard_url: str) -> dict[str, Any]:
     entries = []
-    for name, guard in routes(guard_url).items():
+    for name, config in configs(guard_url).items():
         proxy = {"route_type": "llm/v1/chat",
                  "model": {"provider": "openai", "name": "gpt-4o-mini",
                            "options": {"upstream_url": f"{mock_url}/{name}/v1/chat/completions"}},
                  "auth": {"header_name": "Authorization", "header_value": "Bearer sk-guards-e2e-0123456789"}}
         entries.append({"name": name, "paths": [f"/{name}/"], "strip_path": False,
-                        "plugins": [{"name": "tollgate-guardrails", "config": {"guards": [guard]}},
+                        "plugins": [{"name": "tollgate-guardrails", "config": config},
                                     {"name": "tollgate-proxy", "config": proxy}]})
     return {"_format_version": "3.0", "services": [{"name": "relay", "url": relay_url, "retries": 0,
                                                      "routes": entries}]}
@@ -184,3 +194,12 @@ async def test_masking_on_the_prompt_and_on_the_answer(env: GuardEnv, kind: str)
     answer = await env.client(f"{kind}-out").chat.completions.create(model="gpt-4o-mini",
                                                                      messages=user(f"card {CARD}"))
     assert CARD in env.sent() and answer.choices[0].message.content == f"card {MASKED_CARD}"
+
+
+async def test_guard_services_see_the_prompt_and_answer_with_pii_redacted(env: GuardEnv):
+    answer = await env.client("pii-http").chat.completions.create(model="gpt-4o-mini",
+                                                                  messages=user(f"write to {EMAIL} today"))
+    judged = [r.json["input"] for r in env.guards.of("custom")]
+    assert judged == ["write to <EMAIL_ADDRESS_1> today"] * 2 and [r.json["phase"] for r in
+                                                                   env.guards.of("custom")] == ["input", "output"]
+    assert EMAIL not in env.sent() and answer.choices[0].message.content == f"write to {EMAIL} today"

@@ -48,6 +48,18 @@ async def test_blocklist_hits_block_with_or_without_halting(mocks):
         assert verdict.categories == (("Blocklist:competitors",) if halt else ("Blocklist:competitors", "Violence"))
 
 
-async def test_a_text_azure_refuses_is_unavailable(mocks):
-    with pytest.raises(GuardUnavailable, match="HTTP 400"):
-        await guard(mocks, categories=VIOLENCE).check("x" * 10001, "input")
+async def test_a_long_text_is_judged_in_overlapping_parts_azure_accepts(mocks):
+    text = "x" * 9997 + SMASH + "y" * 9000                   # "smash" is cut by the first part's end
+    verdict = await guard(mocks, categories=VIOLENCE).check(text, "input")
+    sent = [r.json["text"] for r in mocks.of("azure_content_safety")]
+    assert [len(t) for t in sent] == [10000, len(text) - 9500] and sent[1] == text[9500:]
+    assert "smash" not in sent[0] and verdict.categories == ("Violence",)
+    mocks.reset()
+    await guard(mocks, categories=VIOLENCE).check("x" * 10000, "input")
+    await guard(mocks, categories=VIOLENCE).check("", "input")
+    assert [len(r.json["text"]) for r in mocks.of("azure_content_safety")] == [10000, 0]
+
+
+async def test_a_service_error_is_unavailable(mocks):
+    with pytest.raises(GuardUnavailable, match="HTTP 404"):
+        await guard(mocks, categories=VIOLENCE, blocklist_names=["unknown"]).check("hello", "input")

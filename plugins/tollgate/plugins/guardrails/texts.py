@@ -50,9 +50,8 @@ def source_texts(body: dict[str, Any], source: str) -> list[str]:
     """The texts a guard's ``text_source`` chooses, in conversation order: ``concatenate_all_content`` every
     message's, ``concatenate_user_content`` the users', ``last_message`` the newest message's (a completions prompt
     or an embeddings input whatever the source)."""
-    if source == "last_message":
-        return guarded_texts(body, all_roles=True, latest_only=True)
-    return guarded_texts(body, all_roles=source == "concatenate_all_content", latest_only=False)[::-1]
+    texts = guarded_texts(body, all_roles=source != "concatenate_user_content", latest_only=source == "last_message")
+    return texts[::-1] if isinstance(body.get("messages"), list) else texts     # messages come newest first
 
 
 def split_like(pieces: list[str], joined: str) -> list[str] | None:

@@ -6,11 +6,14 @@ with its ``rejection_level`` (the severity that blocks), ``blocklist_names`` / `
 ``output_type`` / ``azure_api_version`` are sent as ``blocklistNames`` / ``haltOnBlocklistHit`` / ``outputType`` /
 ``api-version``. Any ``blocklistsMatch`` blocks (category ``Blocklist:<name>``); a category blocks when its
 ``severity`` reaches its ``rejection_level``. Managed identities (Kong's ``azure_use_managed_identity``) need a token
-service: not supported, the key is.
+service: not supported, the key is. Azure analyses at most 10,000 characters per call: a longer text is judged in
+10,000-character parts, side by side, that overlap by 500 characters (so a phrase cut by one part's end is whole in
+the next), and blocks when any part does.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from .base import GuardConfigError, Phase, Verdict
@@ -18,6 +21,8 @@ from .service import ServiceGuard
 
 CATEGORIES = ["Hate", "SelfHarm", "Sexual", "Violence"]
 OUTPUT_TYPES = ["FourSeverityLevels", "EightSeverityLevels"]
+MAX_TEXT = 10000          # characters per text:analyze call
+OVERLAP = 500             # characters each part repeats of the one before
 
 
 class AzureContentSafetyGuard(ServiceGuard):
@@ -53,6 +58,14 @@ class AzureContentSafetyGuard(ServiceGuard):
             self.request["haltOnBlocklistHit"] = bool(settings.get("halt_on_blocklist_hit"))
 
     async def _check(self, text: str, phase: Phase) -> Verdict:
+        step = MAX_TEXT - OVERLAP
+        parts = [text[i:i + MAX_TEXT] for i in range(0, max(len(text) - OVERLAP, 1), step)]
+        hits: list[str] = []
+        for part_hits in await asyncio.gather(*(self._analyze(part) for part in parts)):
+            hits.extend(h for h in part_hits if h not in hits)
+        return Verdict(blocked=True, categories=tuple(hits)) if hits else Verdict(blocked=False)
+
+    async def _analyze(self, text: str) -> list[str]:
         answer = await self.post_json(self.url, {"text": text, **self.request}, self.headers, self.params)
         if not isinstance(answer, dict) or not isinstance(answer.get("categoriesAnalysis", []), list):
             self.unreadable("no categoriesAnalysis")
@@ -69,4 +82,4 @@ class AzureContentSafetyGuard(ServiceGuard):
             severity = analysis.get("severity")
             if level is not None and isinstance(severity, int) and severity >= level:
                 hits.append(analysis["category"])
-        return Verdict(blocked=True, categories=tuple(hits)) if hits else Verdict(blocked=False)
+        return hits

@@ -1,5 +1,5 @@
 """Which text each guard judges (text_source), where a masked text goes back, and the output guards on whole answers
-(every choice, tool-call arguments too) and on held streams."""
+(every choice, tool-call arguments too) and on streams."""
 
 import orjson
 import pytest
@@ -7,7 +7,8 @@ import pytest
 from tollgate.plugins.guardrails.guards.base import ALLOW, Verdict
 from tollgate.plugins.guardrails.screening import GuardsFilter, screen_input
 from tollgate.plugins.guardrails.texts import source_texts, split_like
-from tollgate.relay.pipeline import AnswerRefused
+from tollgate.plugins.guardrails.window import WindowedGuardsFilter
+from tollgate.relay.pipeline import AnswerBlocked, AnswerRefused
 
 from .guards.scripted import Scripted
 
@@ -92,14 +93,15 @@ async def test_a_blocked_choice_refuses_the_whole_answer():
     assert (caught.value.status, caught.value.code) == (500, "guardrail_failed")
 
 
-async def test_a_held_stream_is_judged_whole_with_its_tool_arguments():
+async def test_a_stream_is_judged_with_its_tool_arguments():
     guard = Scripted("g", lambda t: Verdict(True) if "4111" in t else ALLOW, mode="OUTPUT")
     chunks = [{"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [
                   {"index": 0, "id": "t", "function": {"name": "pay", "arguments": '{"card": "41'}}]}}]},
               {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": '11"}'}}]},
                             "finish_reason": "tool_calls"}]}]
-    stage = GuardsFilter([guard], {})
-    assert [await stage.feed(c) for c in chunks] == [[], []]
-    with pytest.raises(AnswerRefused):
-        await stage.flush()
+    stage = WindowedGuardsFilter([guard], {})
+    first = await stage.feed(chunks[0])          # the call's id and name go out; its arguments wait
+    assert first[0]["choices"][0]["delta"]["tool_calls"][0]["function"] == {"name": "pay", "arguments": ""}
+    with pytest.raises(AnswerBlocked):
+        await stage.feed(chunks[1])
     assert guard.seen == ['{"card": "4111"}']

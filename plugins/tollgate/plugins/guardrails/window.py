@@ -86,15 +86,16 @@ class WindowedGuardsFilter(GuardsFilter):
         released: dict[Slot, str] = {}
         for (slot, context, window), judgement in zip(windows, judgements):
             refused = refusal([judgement])
-            if refused is None and judgement.masked is not None:
-                if not judgement.masked.startswith(context):
+            masked = refused is None and judgement.masked is not None and judgement.masked != context + window
+            if masked:
+                if not judgement.masked.startswith(context):  # type: ignore[union-attr]
                     self.audit.update(action="block", masking="unplaceable")
                     refused = AnswerRefused(400, "the answer was blocked by a content guard: its masked text could "
                                             "not be applied", "content_filter")
                 else:
-                    window = judgement.masked[len(context):]
+                    window = judgement.masked[len(context):]  # type: ignore[index]
                     self.audit["masked"] = True
-            self._note(judgement, refused is not None)
+            self._note(judgement, refused is not None, masked)
             if refused is not None:
                 return released, refused
             released[slot] = released.get(slot, "") + window
@@ -102,9 +103,9 @@ class WindowedGuardsFilter(GuardsFilter):
             text.context = (text.context + window)[-self.size:]
         return released, None
 
-    def _note(self, judgement: Judgement, stopped: bool) -> None:
+    def _note(self, judgement: Judgement, stopped: bool, masked: bool) -> None:
         """Only what did not simply pass goes in the audit (one entry per window would flood the log line)."""
-        if stopped or judgement.masked is not None or (judgement.failed_open and not self.noted_open):
+        if stopped or masked or (judgement.failed_open and not self.noted_open):
             self.noted_open = self.noted_open or bool(judgement.failed_open)
             record(self.audit, [judgement])
 

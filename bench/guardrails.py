@@ -10,31 +10,41 @@
    (goal: the output guard adds at most 5 ms). With chunks cut mid-word, the guard holds the first word until
    the chunk that ends it: one chunk interval, the price of never letting part of an entity out.
 
-    python bench/guardrails.py [--quick]
+4. Output guards on a stream, with a guard service that answers in 20 ms (the service of bench/guard_services.py,
+   in its own process): what the sliding window adds per window over the service's own time (a bare POST of the
+   same window on the same pooled session; goal: at most 1 ms), wall p50 and CPU per window.
+5. ``during_call``: time to first token through the Kong double, Tollgate and a mock LLM whose first token comes
+   after 10 ms or 50 ms, with that 20 ms guard service on the prompt: the proxy alone, the guard before the call,
+   the guard during the call. Goal: p50 TTFT during the call within 2 ms of max(guard time, the proxy alone).
+
+    python bench/guardrails.py [--quick] [--only 4,5]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import statistics
 import sys
 import time
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
 
 import aiohttp
 import orjson
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from bench.common import mock_llm_process  # noqa: E402
+from bench.common import cpu_seconds, free_port, mock_llm_process, tree, wait_http  # noqa: E402
 from tests.harness import KongDouble  # noqa: E402
 from tests.harness.procs import TollgateServer  # noqa: E402
 from tollgate import schema  # noqa: E402
 from tollgate.context import RequestContext  # noqa: E402
 from tollgate.plugins.guardrails.policy import GuardrailsPolicy  # noqa: E402
 from tollgate.plugins.guardrails.schema import Schema  # noqa: E402
+from tollgate.relay import upstream  # noqa: E402
 
 FILLER = "The quick brown fox jumps over the lazy dog while we talk about gateways and tokens. "
 DENY = [r"(?i)ignore (all )?(previous|prior) instructions", r"(?i)\bjailbreak\b", r"(?i)developer mode",
@@ -209,15 +219,159 @@ async def _first_token_ms(http: aiohttp.ClientSession, url: str, body: bytes) ->
     return first
 
 
+@asynccontextmanager
+async def guard_service() -> AsyncIterator[str]:
+    """bench/guard_services.py's 20 ms guard service in its own process; its URL."""
+    from bench.guard_services import serve
+
+    port = free_port()
+    server = multiprocessing.get_context("spawn").Process(target=serve, args=(port,), daemon=True)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_http(f"{url}/check", 20)
+        yield url
+    finally:
+        server.terminate()
+        server.join(5)
+
+
+def http_guard(url: str, **common: Any) -> dict[str, Any]:
+    return {"name": "custom", "type": "http", "http": {"request": {"url": f"{url}/check"},
+                                                       "response": {"block": "verdict.action",
+                                                                    "block_values": ["BLOCK"]}}, **common}
+
+
+async def stream_windows(n: int) -> None:
+    """The sliding window in process: each window's feed waits for the service; what does Tollgate add?"""
+    from bench.guard_services import DELAY, pct
+    from tollgate.plugins.guardrails.window import WindowedGuardsFilter
+
+    text = (FILLER * 12)[:1000]
+    pieces = [text[i:i + 8] for i in range(0, len(text), 8)]          # ~2 tokens per chunk
+
+    def chunk(piece: str) -> dict[str, Any]:
+        return {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": piece}}]}
+
+    async with guard_service() as url:
+        guards = policy(guards=[http_guard(url, guarding_mode="OUTPUT", response_buffer_size=100)]).guards
+        window = text[:200]                                           # what one check sends: window + context
+        session = upstream.session()
+
+        async def floor() -> float:
+            started = time.perf_counter()
+            async with session.post(f"{url}/check", json={"input": window}) as answer:
+                await answer.read()
+            return (time.perf_counter() - started) * 1000
+
+        for _ in range(20):
+            await floor()                                             # warm the pool
+        windows, floors = [], []
+        cpu_floor = time.process_time()
+        for _ in range(n * 10):
+            floors.append(await floor())
+        cpu_floor = (time.process_time() - cpu_floor) / (n * 10) * 1000
+        cpu = time.process_time()
+        checks = 0
+        for _ in range(n):
+            flt = WindowedGuardsFilter(guards, {})
+            for piece in pieces:
+                started = time.perf_counter()
+                out = await flt.feed(chunk(piece))
+                if out:                                               # this feed closed a window and judged it
+                    windows.append((time.perf_counter() - started) * 1000)
+            await flt.flush()
+            checks += flt.windows
+        cpu = (time.process_time() - cpu) / checks * 1000
+        await upstream.close()
+    added = statistics.median(windows) - statistics.median(floors)
+    print(f"4. output guard on a stream, 100-character windows, guard service answering in {DELAY * 1000:.0f} ms "
+          f"({len(windows)} windows)")
+    print(f"   per window, p50 / p90 ms: service alone (bare POST) {statistics.median(floors):.2f} / "
+          f"{pct(floors, 0.9):.2f}; window judged {statistics.median(windows):.2f} / {pct(windows, 0.9):.2f}")
+    print(f"   added by Tollgate, p50: {added:.2f} ms (goal <= 1 ms); CPU per window {cpu:.3f} ms "
+          f"(bare POST {cpu_floor:.3f} ms, added {cpu - cpu_floor:.3f} ms)")
+
+
+async def during_call(n: int) -> None:
+    """TTFT with the input guard before the call and during it, against max(guard, provider) (end to end)."""
+    from bench.guard_services import DELAY
+
+    async with guard_service() as guard_url, mock_llm_process() as mock_url:
+        proc = TollgateServer(log_level="warning")
+        try:
+            await proc.astart()
+            proxy = {"route_type": "llm/v1/chat", "auth": {"header_name": "Authorization", "header_value": "Bearer x"},
+                     "model": {"provider": "openai", "name": "gpt-4o-mini",
+                               "options": {"upstream_url": mock_url + "/v1/chat/completions"}}}
+            routes = {"plain": None, "before": {"guards": [http_guard(guard_url)]},
+                      "during": {"guards": [http_guard(guard_url)], "during_call": True}}
+            config = {"_format_version": "3.0", "services": [{"name": "relay", "url": proc.relay_url, "retries": 0,
+                      "routes": [{"name": name, "paths": [f"/{name}/"], "strip_path": False,
+                                  "plugins": [{"name": "tollgate-proxy", "config": proxy}]
+                                  + ([{"name": "tollgate-guardrails", "config": guard}] if guard else [])}
+                                 for name, guard in routes.items()]}]}
+            async with KongDouble(proc.entries("3.9", ["tollgate-proxy", "tollgate-guardrails"]), config) as kong, \
+                    aiohttp.ClientSession() as http:
+                body = orjson.dumps({"model": "gpt-4o-mini", "stream": True,
+                                     "messages": [{"role": "user", "content": "Summarise the gateway, briefly."}]})
+                guard = []
+                for _ in range(n + 3):
+                    started = time.perf_counter()
+                    async with http.post(f"{guard_url}/check", json={"input": "Summarise the gateway, briefly."}) \
+                            as answer:
+                        await answer.read()
+                    guard.append((time.perf_counter() - started) * 1000)
+                guard_p50 = statistics.median(guard[3:])
+                pids = tree(proc.pid)                                # Tollgate's CPU, not the mocks'
+                print(f"5. during_call: stream TTFT p50 ms through Kong double + Tollgate + mock LLM; guard service "
+                      f"{DELAY * 1000:.0f} ms (bare POST p50 {guard_p50:.2f} ms). 'ideal' = the proxy's own cost "
+                      f"(proxy alone - provider alone) + max(guard, provider alone)")
+                print(f"   {'provider':>8} {'provider alone':>14} {'proxy alone':>11} {'guard before':>12} "
+                      f"{'guard during':>12} {'ideal':>7} {'during - ideal':>14}")
+                for latency in (0.010, 0.050):
+                    async with http.put(mock_url + "/__mock/default", json={"content": REPLY, "latency": latency}):
+                        pass
+                    results: dict[str, list[float]] = {name: [] for name in ["provider", *routes]}
+                    cpu = {name: 0.0 for name in routes}
+                    for i in range(n + 3):                            # interleaved; 3 warm-ups
+                        first = await _first_token_ms(http, f"{mock_url}/v1/chat/completions", body)
+                        if i >= 3:
+                            results["provider"].append(first)
+                        for name in routes:
+                            before = cpu_seconds(pids)
+                            first = await _first_token_ms(http, f"{kong.url}/{name}/v1/chat/completions", body)
+                            if i >= 3:
+                                results[name].append(first)
+                                cpu[name] += cpu_seconds(pids) - before
+                    alone, plain, before_, during = (statistics.median(v) for v in results.values())
+                    ideal = plain - alone + max(guard_p50, alone)
+                    print(f"   {latency * 1000:>5.0f} ms {alone:14.2f} {plain:11.2f} {before_:12.2f} {during:12.2f} "
+                          f"{ideal:7.2f} {during - ideal:+14.2f}")
+                    print("   Tollgate CPU per request (whole stream): " + ", ".join(
+                        f"{name} {cpu[name] / n * 1000:.2f} ms" for name in routes))
+        finally:
+            proc.cleanup()
+
+
 async def main(args: argparse.Namespace) -> None:
     n = 200 if args.quick else 1000
-    await rules(n * 5)
-    await pii(n // 4)
-    await ttft(10 if args.quick else 25)
-    await filter_cost(50 if args.quick else 200)
+    only = {int(x) for x in args.only.split(",")} if args.only else {1, 2, 3, 4, 5}
+    if 1 in only:
+        await rules(n * 5)
+    if 2 in only:
+        await pii(n // 4)
+    if 3 in only:
+        await ttft(10 if args.quick else 25)
+        await filter_cost(50 if args.quick else 200)
+    if 4 in only:
+        await stream_windows(10 if args.quick else 40)
+    if 5 in only:
+        await during_call(20 if args.quick else 100)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument("--only", help="which parts to run, e.g. 4,5")
     asyncio.run(main(parser.parse_args()))

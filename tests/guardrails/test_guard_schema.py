@@ -49,6 +49,7 @@ def test_the_schema_refuses(guard, field):
     ({"name": "h", "type": "http", "http": {"request": {"url": "http://g", "body": '{"a": 1}'},
                                             "response": {"block": "x"}}}, "must contain $(content)"),
     ({"name": "o", "type": "openai_moderation"}, "api_key is required"),
+    ({**LAKERA, "http": {"request": {"url": "http://g"}}}, "is of type lakera but has http settings"),
     ({"name": "l", "type": "lakera"}, "api_key is required"),
     ({"name": "a", "type": "azure_content_safety", "azure_content_safety": {"content_safety_url": "http://a"}},
      "needs categories or blocklist_names"),

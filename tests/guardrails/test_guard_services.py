@@ -150,6 +150,7 @@ async def test_a_service_that_hangs_fails_closed(env: GuardEnv, kind: str):
     with pytest.raises(openai.InternalServerError) as caught:
         await env.client(f"{kind}-in").chat.completions.create(model="gpt-4o-mini", messages=user(f"{HANG} now"))
     assert caught.value.code == "guardrail_failed" and not env.mock.requests
+    assert await env.logged('"guard unavailable"', f'"guard":"{kind}-guard"', "did not answer within 1.5 s")
 
 
 @pytest.mark.parametrize("kind", SERVICES)

@@ -21,16 +21,21 @@ Audit: ``guards`` in the request's ``ai.guardrails`` log entry lists each guard'
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from aiohttp import web
 
+from ... import log
 from ...relay.errors import openai_error
 from ...relay.pipeline import AnswerFilter, AnswerRefused, Chunk
 from .guards.base import Guard
 from .guards.run import Judgement, check_output, judge
 from .texts import SEPARATOR, rewrite_request, source_texts, split_like
+
+
+logger = log.get("guardrails")
 
 
 class Unplaceable(Exception):
@@ -47,7 +52,13 @@ class Screened:
 
 
 def record(audit: dict[str, Any], judgements: Sequence[Judgement]) -> None:
+    """The judgements in the request's audit; a guard that could not judge is also logged, with the fault."""
     audit.setdefault("guards", []).extend(e for j in judgements for e in j.audit())
+    for judgement in judgements:
+        for outcome in judgement.outcomes:
+            if outcome.verdict is None:
+                log.event(logger, "guard unavailable", logging.WARNING, guard=outcome.guard.name,
+                          phase=judgement.phase, error=outcome.error, fail_open=outcome.guard.fail_open)
     blocked = [o.guard.name for j in judgements for o in j.blocked]
     if blocked:
         audit.update(blocked_by=blocked, action="block")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ....schema import validate
 from .azure_content_safety import AzureContentSafetyGuard
 from .base import Guard, GuardConfigError
 from .bedrock import BedrockGuard
@@ -31,5 +32,8 @@ def build(config: dict[str, Any]) -> list[Guard]:
     for entry in config.get("guards") or ():
         if any(g.name == entry["name"] for g in guards):
             raise GuardConfigError(f"two guards are named {entry['name']!r}; guard names must be unique")
+        for kind, cls in KINDS.items():          # settings for another type: a mistyped ``type``, most likely
+            if kind != entry["type"] and entry.get(kind) and entry[kind] != validate(cls.fields, {}):
+                raise GuardConfigError(f"guard {entry['name']} is of type {entry['type']} but has {kind} settings")
         guards.append(KINDS[entry["type"]](entry["name"], entry))
     return guards

@@ -42,9 +42,9 @@ class LakeraGuard(ServiceGuard):
             self.unreadable("no flagged")
         if not answer["flagged"]:
             return Verdict(blocked=False)
-        found = []
+        found: list[str] = []
         for entry in answer.get("breakdown") or ():
-            if isinstance(entry, dict) and entry.get("detected") is True and isinstance(entry.get("detector_type"), str):
-                if entry["detector_type"] not in found:
-                    found.append(entry["detector_type"])
+            kind = entry.get("detector_type") if isinstance(entry, dict) else None
+            if isinstance(kind, str) and entry.get("detected") is True and kind not in found:
+                found.append(kind)
         return Verdict(blocked=True, categories=tuple(found) or ("flagged",))

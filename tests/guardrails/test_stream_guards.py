@@ -59,6 +59,7 @@ def routes(url: str) -> dict[str, dict[str, Any]]:
         "sem-allow": {"guards": [semantic_guard(allow_topics=ALLOW, threshold=0.4)]},
         "during": {"guards": [http_guard(url, reveal_failure_reason=True)], "during_call": True},
         "during-open": {"guards": [http_guard(url, timeout=1000, fail_open=True)], "during_call": True},
+        "during-closed": {"guards": [http_guard(url, timeout=600)], "during_call": True},
     }
 
 
@@ -256,3 +257,15 @@ async def test_during_call_the_answer_waits_for_the_guards_and_both_run_at_once(
                                                                 stream=True)
     assert "".join([c.choices[0].delta.content or "" async for c in answer if c.choices]) == "calm"
 
+
+async def test_during_call_a_refusal_after_the_provider_answered_charges_what_it_reported(env: GuardEnv):
+    """The guard fails closed after 0.6 s; the provider had answered at once, reporting its usage: the client gets
+    the refusal, and the request is charged the provider's numbers (not an estimate)."""
+    env.mock.enqueue(Reply(prompt_tokens=777, completion_tokens=55))
+    before = len(env.log_lines())
+    with pytest.raises(openai.InternalServerError) as caught:
+        await env.client("during-closed").chat.completions.create(model="gpt-4o-mini",
+                                                                  messages=user(f"{HANG} please"))
+    assert caught.value.code == "guardrail_failed" and len(env.mock.requests) == 1
+    logged = await env.logged('"prompt_tokens":777', since=before)
+    assert '"completion_tokens":55' in logged and HANG not in logged

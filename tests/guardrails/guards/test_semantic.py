@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from tollgate.embeddings import Embedding, EmbeddingError
-from tollgate.plugins.guardrails.guards import build
 from tollgate.plugins.guardrails.guards.base import GuardConfigError, GuardUnavailable
 from tollgate.plugins.guardrails.guards.semantic import SEGMENT, SemanticGuard
+
+from .conftest import make
 
 WORDS = ["bomb", "vote", "bread"]
 
@@ -34,8 +35,7 @@ class KeywordEmbedder:
 
 
 def guard(**semantic) -> SemanticGuard:
-    made = build({"guards": [{"name": "topics", "type": "semantic", "guarding_mode": "BOTH",
-                              "semantic": {"threshold": 0.8, **semantic}}]})[0]
+    made = make("semantic", {"threshold": 0.8, **semantic}, guarding_mode="BOTH")
     assert isinstance(made, SemanticGuard)
     return made
 

@@ -24,20 +24,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import os
 import statistics
 import sys
 import time
-from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 import orjson
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from bench.common import cpu_seconds, free_port, mock_llm_process, tree, wait_http  # noqa: E402
+from bench.common import cpu_seconds, mock_llm_process, tree  # noqa: E402
 from tests.harness import KongDouble  # noqa: E402
 from tests.harness.procs import TollgateServer  # noqa: E402
 from tollgate import schema  # noqa: E402
@@ -139,23 +137,27 @@ REPLY = ("Sure. Here is a short summary of the gateway and its token accounting,
          "stream has some length; for questions write to jane.doe@example.org any time.")
 
 
+def gateway_config(relay_url: str, mock_url: str, guardrails: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+    """One route per name: the proxy to the mock, with that guardrails config when there is one."""
+    proxy = {"route_type": "llm/v1/chat", "auth": {"header_name": "Authorization", "header_value": "Bearer x"},
+             "model": {"provider": "openai", "name": "gpt-4o-mini",
+                       "options": {"upstream_url": mock_url + "/v1/chat/completions"}}}
+    routes = [{"name": name, "paths": [f"/{name}/"], "strip_path": False,
+               "plugins": [{"name": "tollgate-proxy", "config": proxy}]
+               + ([{"name": "tollgate-guardrails", "config": guard}] if guard else [])}
+              for name, guard in guardrails.items()]
+    return {"_format_version": "3.0", "services": [{"name": "relay", "url": relay_url, "retries": 0, "routes": routes}]}
+
+
 async def ttft(n: int) -> None:
     print("3. stream time to first token through Kong double + Tollgate + mock (5 ms between chunks), p50 ms")
     async with mock_llm_process(interval=0.005) as mock_url:
         proc = TollgateServer(log_level="warning")
         try:
             await proc.astart()
-            proxy = {"route_type": "llm/v1/chat", "auth": {"header_name": "Authorization", "header_value": "Bearer x"},
-                     "model": {"provider": "openai", "name": "gpt-4o-mini",
-                               "options": {"upstream_url": mock_url + "/v1/chat/completions"}}}
             guards = {"plain": None, "input": {"deny_patterns": DENY, "pii": {"enabled": True}},
                       "both": {"deny_patterns": DENY, "pii": {"enabled": True, "mode": "BOTH"}}}
-            routes = [{"name": name, "paths": [f"/{name}/"], "strip_path": False,
-                       "plugins": [{"name": "tollgate-proxy", "config": proxy}]
-                       + ([{"name": "tollgate-guardrails", "config": guard}] if guard else [])}
-                      for name, guard in guards.items()]
-            config = {"_format_version": "3.0",
-                      "services": [{"name": "relay", "url": proc.relay_url, "retries": 0, "routes": routes}]}
+            config = gateway_config(proc.relay_url, mock_url, guards)
             async with KongDouble(proc.entries("3.9", ["tollgate-proxy", "tollgate-guardrails"]), config) as kong, \
                     aiohttp.ClientSession() as http:
                 body = orjson.dumps({"model": "gpt-4o-mini", "stream": True, "messages": [
@@ -219,23 +221,6 @@ async def _first_token_ms(http: aiohttp.ClientSession, url: str, body: bytes) ->
     return first
 
 
-@asynccontextmanager
-async def guard_service() -> AsyncIterator[str]:
-    """bench/guard_services.py's 20 ms guard service in its own process; its URL."""
-    from bench.guard_services import serve
-
-    port = free_port()
-    server = multiprocessing.get_context("spawn").Process(target=serve, args=(port,), daemon=True)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        await wait_http(f"{url}/check", 20)
-        yield url
-    finally:
-        server.terminate()
-        server.join(5)
-
-
 def http_guard(url: str, **common: Any) -> dict[str, Any]:
     return {"name": "custom", "type": "http", "http": {"request": {"url": f"{url}/check"},
                                                        "response": {"block": "verdict.action",
@@ -244,7 +229,7 @@ def http_guard(url: str, **common: Any) -> dict[str, Any]:
 
 async def stream_windows(n: int) -> None:
     """The sliding window in process: each window's feed waits for the service; what does Tollgate add?"""
-    from bench.guard_services import DELAY, pct
+    from bench.guard_services import DELAY, guard_service, pct
     from tollgate.plugins.guardrails.window import WindowedGuardsFilter
 
     text = (FILLER * 12)[:1000]
@@ -295,22 +280,15 @@ async def stream_windows(n: int) -> None:
 
 async def during_call(n: int) -> None:
     """TTFT with the input guard before the call and during it, against max(guard, provider) (end to end)."""
-    from bench.guard_services import DELAY
+    from bench.guard_services import DELAY, guard_service
 
     async with guard_service() as guard_url, mock_llm_process() as mock_url:
         proc = TollgateServer(log_level="warning")
         try:
             await proc.astart()
-            proxy = {"route_type": "llm/v1/chat", "auth": {"header_name": "Authorization", "header_value": "Bearer x"},
-                     "model": {"provider": "openai", "name": "gpt-4o-mini",
-                               "options": {"upstream_url": mock_url + "/v1/chat/completions"}}}
             routes = {"plain": None, "before": {"guards": [http_guard(guard_url)]},
                       "during": {"guards": [http_guard(guard_url)], "during_call": True}}
-            config = {"_format_version": "3.0", "services": [{"name": "relay", "url": proc.relay_url, "retries": 0,
-                      "routes": [{"name": name, "paths": [f"/{name}/"], "strip_path": False,
-                                  "plugins": [{"name": "tollgate-proxy", "config": proxy}]
-                                  + ([{"name": "tollgate-guardrails", "config": guard}] if guard else [])}
-                                 for name, guard in routes.items()]}]}
+            config = gateway_config(proc.relay_url, mock_url, routes)
             async with KongDouble(proc.entries("3.9", ["tollgate-proxy", "tollgate-guardrails"]), config) as kong, \
                     aiohttp.ClientSession() as http:
                 body = orjson.dumps({"model": "gpt-4o-mini", "stream": True,
@@ -326,8 +304,8 @@ async def during_call(n: int) -> None:
                 pids = tree(proc.pid)                                # Tollgate's CPU, not the mocks'
                 print(f"5. during_call: stream TTFT p50 ms through Kong double + Tollgate + mock LLM; guard service "
                       f"{DELAY * 1000:.0f} ms (bare POST from here: p50 {guard_p50:.2f} ms). ideal = the proxy's own "
-                      f"cost (proxy alone - provider alone) + max(guard, provider alone), the guard's time taken as the "
-                      f"bare POST (a), or as it costs in the relay, guard before - proxy alone (b)")
+                      f"cost (proxy alone - provider alone) + max(guard, provider alone), the guard's time taken "
+                      f"as the bare POST (a), or as it costs in the relay, guard before - proxy alone (b)")
                 print(f"   {'provider':>8} {'provider alone':>14} {'proxy alone':>11} {'guard before':>12} "
                       f"{'guard during':>12} {'ideal a':>7} {'during-a':>8} {'ideal b':>7} {'during-b':>8}")
                 for latency in (0.010, 0.050):

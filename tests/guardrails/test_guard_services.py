@@ -10,7 +10,8 @@ Bedrock) mask the prompt before the provider sees it, and the answer.
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable
 
 import openai
 import pytest
@@ -72,9 +73,10 @@ def configs(url: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def declarative(relay_url: str, mock_url: str, guard_url: str) -> dict[str, Any]:
+def declarative(relay_url: str, mock_url: str, configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One route per guardrails config, each with its own path on the mock LLM."""
     entries = []
-    for name, config in configs(guard_url).items():
+    for name, config in configs.items():
         proxy = {"route_type": "llm/v1/chat",
                  "model": {"provider": "openai", "name": "gpt-4o-mini",
                            "options": {"upstream_url": f"{mock_url}/{name}/v1/chat/completions"}},
@@ -90,8 +92,10 @@ class GuardEnv(Env):
     guards: GuardMocks
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env():
+@asynccontextmanager
+async def guard_env(configs: Callable[[str], dict[str, dict[str, Any]]]) -> AsyncIterator[GuardEnv]:
+    """The mock LLM, the guard service mocks, ``tollgate serve`` and the Kong double, with the routes
+    ``configs(guard mocks' URL)`` gives."""
     mock = MockLLM(shutdown_timeout=0.1)
     await mock.start()
     guards = GuardMocks()
@@ -99,16 +103,24 @@ async def env():
     proc = TollgateServer(env={"TOLLGATE_LOG_LEVEL": "info"})
     await proc.astart()
     kong = KongDouble(proc.entries("3.9", ["tollgate-guardrails", "tollgate-proxy"]),
-                      declarative(proc.relay_url, mock.url, guards.url))
+                      declarative(proc.relay_url, mock.url, configs(guards.url)))
     await kong.start()
     env = GuardEnv(proc, mock, kong)
     env.guards = guards
-    yield env
-    await kong.stop()
-    logs = "\n".join(env.log_lines())
-    proc.cleanup()
-    await guards.stop()
-    await mock.stop()
+    try:
+        yield env
+    finally:
+        await kong.stop()
+        proc.cleanup()
+        await guards.stop()
+        await mock.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def env():
+    async with guard_env(lambda url: {name: {"guards": [guard]} for name, guard in routes(url).items()}) as env:
+        yield env
+        logs = "\n".join(env.log_lines())
     for secret in SECRETS:                 # no key of any guard service in any log line
         assert secret not in logs
 

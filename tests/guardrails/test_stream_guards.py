@@ -17,14 +17,12 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from tests.harness import KongDouble
-from tests.harness.procs import TollgateServer
-from tollgate.mock import MockLLM, Reply
+from tollgate.mock import Reply
 from tollgate.mock.text import split_text
 
-from .mocks import HANG, SMASH, GuardMocks
-from .test_acceptance import Env, user
-from .test_guard_services import settings
+from .mocks import HANG, SMASH
+from .test_acceptance import user
+from .test_guard_services import GuardEnv, guard_env, settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -63,52 +61,21 @@ def routes(url: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def declarative(relay_url: str, mock_url: str, guard_url: str) -> dict[str, Any]:
-    entries = []
-    for name, config in routes(guard_url).items():
-        proxy = {"route_type": "llm/v1/chat",
-                 "model": {"provider": "openai", "name": "gpt-4o-mini",
-                           "options": {"upstream_url": f"{mock_url}/{name}/v1/chat/completions"}},
-                 "auth": {"header_name": "Authorization", "header_value": "Bearer sk-stream-guards-0123456789"}}
-        entries.append({"name": name, "paths": [f"/{name}/"], "strip_path": False,
-                        "plugins": [{"name": "tollgate-guardrails", "config": config},
-                                    {"name": "tollgate-proxy", "config": proxy}]})
-    return {"_format_version": "3.0", "services": [{"name": "relay", "url": relay_url, "retries": 0,
-                                                     "routes": entries}]}
-
-
-class GuardEnv(Env):
-    guards: GuardMocks
-
-    async def raw_stream(self, route: str, text: str) -> list[Any]:
-        """The SSE frames of a streamed answer as the client gets them: JSON objects, and ``"[DONE]"``."""
-        body = {"model": "gpt-4o-mini", "stream": True, "messages": user(text)}
-        async with aiohttp.ClientSession() as http, \
-                http.post(f"{self.kong.url}/{route}/v1/chat/completions", json=body) as answer:
-            assert answer.status == 200
-            raw = await answer.read()
-        frames = [line[6:] for line in raw.decode().splitlines() if line.startswith("data: ")]
-        return [f if f == "[DONE]" else orjson.loads(f) for f in frames]
+async def raw_stream(env: GuardEnv, route: str, text: str) -> list[Any]:
+    """The SSE frames of a streamed answer as the client gets them: JSON objects, and ``"[DONE]"``."""
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": user(text)}
+    async with aiohttp.ClientSession() as http, \
+            http.post(f"{env.kong.url}/{route}/v1/chat/completions", json=body) as answer:
+        assert answer.status == 200
+        raw = await answer.read()
+    frames = [line[6:] for line in raw.decode().splitlines() if line.startswith("data: ")]
+    return [f if f == "[DONE]" else orjson.loads(f) for f in frames]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def env():
-    mock = MockLLM(shutdown_timeout=0.1)
-    await mock.start()
-    guards = GuardMocks()
-    await guards.start()
-    proc = TollgateServer(env={"TOLLGATE_LOG_LEVEL": "info"})
-    await proc.astart()
-    kong = KongDouble(proc.entries("3.9", ["tollgate-guardrails", "tollgate-proxy"]),
-                      declarative(proc.relay_url, mock.url, guards.url))
-    await kong.start()
-    env = GuardEnv(proc, mock, kong)
-    env.guards = guards
-    yield env
-    await kong.stop()
-    proc.cleanup()
-    await guards.stop()
-    await mock.stop()
+    async with guard_env(routes) as env:
+        yield env
 
 
 @pytest.fixture(autouse=True)
@@ -152,7 +119,7 @@ async def test_a_passing_stream_flows_while_the_provider_writes_and_holds_back_a
 async def test_a_block_mid_stream_ends_with_content_filter_an_error_and_done(env: GuardEnv):
     """The client never sees text past the window in which the block was decided (nor any of the word)."""
     env.mock.enqueue(Reply(content=ANSWER_WITH_SMASH, chunks=40))
-    frames = await env.raw_stream("window", "hi")
+    frames = await raw_stream(env, "window", "hi")
     text = texts_of(frames)
     assert ANSWER_WITH_SMASH.startswith(text) and "smash" not in text
     assert len(text) >= BLOCKED_AT - 2 * BUFFER                   # the windows before the block went out
@@ -179,7 +146,7 @@ async def test_a_guard_that_hangs_mid_stream_follows_fail_open(env: GuardEnv, fa
     answer = SAFE[:120] + f" {HANG} " + SAFE[120:200]
     env.mock.enqueue(Reply(content=answer, chunks=20))
     started = time.perf_counter()
-    frames = await env.raw_stream("window-open" if fail_open else "window-closed", "hi")
+    frames = await raw_stream(env, "window-open" if fail_open else "window-closed", "hi")
     assert time.perf_counter() - started < 5 and frames[-1] == "[DONE]"
     if fail_open:
         assert texts_of(frames) == answer and all("error" not in f for f in frames[:-1])

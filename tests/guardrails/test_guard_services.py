@@ -118,7 +118,7 @@ async def guard_env(configs: Callable[[str], dict[str, dict[str, Any]]]) -> Asyn
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def env():
-    async with guard_env(lambda url: {name: {"guards": [guard]} for name, guard in routes(url).items()}) as env:
+    async with guard_env(configs) as env:
         yield env
         logs = "\n".join(env.log_lines())
     for secret in SECRETS:                 # no key of any guard service in any log line

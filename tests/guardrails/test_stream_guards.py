@@ -108,10 +108,10 @@ async def test_a_passing_stream_flows_while_the_provider_writes_and_holds_back_a
     pieces = [len(p) for p in split_text(SAFE, 30)]
     # event by event, not at the end: the client had text long before the provider finished
     assert received[0][0] < written[-1] - 0.5 and len(received) >= 8
-    # hold-back: when the client got each piece, what the provider had written a chunk interval earlier
-    # (time for the relay to read it) was at most the buffer (plus the chunk in flight) ahead of it
+    # hold-back: when the client got each piece, what the provider had written 0.25 s earlier (time enough for
+    # the relay to read it, on a loaded machine) was at most the buffer (plus the chunk in flight) ahead of it
     for when, have in received:
-        sent = sum(n for n, at in zip(pieces, written) if at < when - 0.08)
+        sent = sum(n for n, at in zip(pieces, written) if at < when - 0.25)
         assert sent - have <= BUFFER + max(pieces), (sent, have)
     assert len(env.guards.of("custom")) >= len(SAFE) // BUFFER
 

@@ -176,3 +176,27 @@ async def test_tool_call_arguments_are_windowed_too():
             for c in await flt.feed(args(piece)):
                 sent += c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
     assert "rm" not in sent and sent and caught.value.chunks[-1]["choices"][0]["finish_reason"] == "content_filter"
+
+
+async def test_completions_and_several_choices_have_their_own_windows():
+    flt = WindowedGuardsFilter([WordGuard("g", {"response_buffer_size": 20}, word="BAD")], {})
+
+    def text_chunk(index: int, text: str, finish: str | None = None) -> dict[str, Any]:
+        return {"id": "x", "object": "text_completion", "choices": [
+            {"index": index, "text": text, "logprobs": None, "finish_reason": finish}]}
+    out = []
+    for piece in pieces("first choice, all of it fine here.", 6):
+        out += await flt.feed(text_chunk(0, piece))
+        out += await flt.feed(text_chunk(1, piece.upper()))
+    out += await flt.feed(text_chunk(0, "", "stop"))
+    by_choice = {0: "", 1: ""}
+    for c in out:
+        for choice in c["choices"]:
+            by_choice[choice["index"]] += choice["text"]
+    assert by_choice[0] == "first choice, all of it fine here."
+    with pytest.raises(AnswerBlocked) as caught:
+        await flt.feed(text_chunk(1, " BAD", "stop"))
+    end = caught.value.chunks[-1]["choices"]
+    assert [(c["index"], c["finish_reason"], c["text"]) for c in end] == [(1, "content_filter", "")]   # 0 stopped
+    assert "BAD" not in by_choice[1] + "".join(ch.get("text", "") for c in caught.value.chunks
+                                               for ch in c["choices"])

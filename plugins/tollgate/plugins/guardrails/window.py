@@ -57,6 +57,7 @@ class WindowedGuardsFilter(GuardsFilter):
         self.size = buffer_size(self.guards)
         self.texts: dict[Slot, _Text] = {}
         self.choices: set[int] = set()
+        self.finished: set[int] = set()           # choices whose own finish went out
         self.last: Chunk = {}
         self.windows = 0
         self.noted_open = False
@@ -114,12 +115,12 @@ class WindowedGuardsFilter(GuardsFilter):
                              passed + [self._filtered_end()])
 
     def _filtered_end(self) -> Chunk:
-        """The chunk that tells the client each choice ended because content was filtered."""
+        """The chunk that tells the client each choice still open ended because content was filtered."""
         base = {k: self.last[k] for k in ("id", "object", "created", "model") if k in self.last}
         completion = any(slot[1] == "text" for slot in self.texts)
         choices = [{"index": i, "text": "", "logprobs": None, "finish_reason": "content_filter"} if completion else
                    {"index": i, "delta": {}, "logprobs": None, "finish_reason": "content_filter"}
-                   for i in sorted(self.choices) or [0]]
+                   for i in sorted(self.choices - self.finished) or sorted(self.choices) or [0]]
         return {**base, "choices": choices}
 
     # -- the stream ---------------------------------------------------------------------------------------------
@@ -152,6 +153,8 @@ class WindowedGuardsFilter(GuardsFilter):
         if refused is not None:
             passed = [{**chunk, "choices": [_unfinished(c) for c in out_choices]}] if out_choices else []
             raise self._blocked(refused, passed)
+        self.finished.update(c.get("index", 0) for c in out_choices
+                             if isinstance(c, dict) and c.get("finish_reason") is not None)
         if not out_choices and not chunk.get("usage"):
             return []
         return [{**chunk, "choices": out_choices}]

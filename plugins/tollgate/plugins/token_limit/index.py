@@ -4,7 +4,8 @@
     h:tl-index:{tl:<plugin id>}     who (the identifier's value) -> JSON {at, label}
 
 The request path pays a dict lookup and a float comparison: a process touches an entry at most once per
-``REFRESH`` seconds (its first request included), and the write runs in the background. Each entry records when it
+``REFRESH`` seconds (its first request included), and the write runs in the background, one per turn of the event
+loop for all the entries that fell due in it. Each entry records when it
 was last touched; it matters for as long as its windows can still count a charge made then (two window sizes for a
 sliding window, one for a fixed one) plus the refresh. Past that a reader skips and removes it, and a hash that
 nobody touches expires on its own. With ``strategy: redis`` the index lives in Redis, so every node lists every
@@ -63,22 +64,26 @@ class WindowIndex:
                                                   "models", "providers")} for limit in limits]}
         self._touched: dict[str, float] = {}
         self._described = -math.inf
+        self._pending: dict[Any, dict[str, tuple[float, str | None]]] = {}   # per store: who -> (at, label)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def touch(self, store: Any, who: str, label: str | None, now: float) -> None:
-        """Note that ``who`` is being limited now (the request path: normally a lookup and a comparison)."""
+        """Note that ``who`` is being limited now (the request path: normally a lookup and a comparison).
+
+        Due entries wait for the next turn of the event loop and go out together, one write per store."""
         last = self._touched.get(who)
         if last is not None and now - last < REFRESH:
             return
         if len(self._touched) >= MAX_TOUCHED:
             self._forget(now)
         self._touched[who] = now
-        describe = now - self._described >= REFRESH
-        if describe:
-            self._described = now
-        task = asyncio.ensure_future(self._write(store, who, label, now, describe))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        pending = self._pending.get(store)
+        if pending is None:
+            pending = self._pending[store] = {}
+            task = asyncio.ensure_future(self._write(store))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        pending[who] = (now, label)
 
     def _forget(self, now: float) -> None:
         for who in [w for w, at in self._touched.items() if now - at >= REFRESH]:
@@ -86,13 +91,21 @@ class WindowIndex:
         if len(self._touched) >= MAX_TOUCHED:
             self._touched.clear()
 
-    async def _write(self, store: Any, who: str, label: str | None, now: float, describe: bool) -> None:
+    async def _write(self, store: Any) -> None:
+        await asyncio.sleep(0)   # the requests of this turn of the loop join the same write
+        due = self._pending.pop(store, {})
+        now = max(at for at, _ in due.values())
+        describe = now - self._described >= REFRESH
+        if describe:
+            self._described = now
         try:
             if describe:
                 await store.hset(ROOT, {self.plugin_id: orjson.dumps({**self.description, "at": now})}, ttl=ROOT_TTL)
-            await store.hset(self.key, {who: orjson.dumps({"at": now, "label": label})}, ttl=self.lifetime)
+            await store.hset(self.key, {who: orjson.dumps({"at": at, "label": label})
+                                        for who, (at, label) in due.items()}, ttl=self.lifetime)
         except Exception as exc:  # noqa: BLE001 - a background write must never raise into the loop
-            self._touched.pop(who, None)   # try again on a later request
+            for who in due:
+                self._touched.pop(who, None)   # try again on a later request
             if describe:
                 self._described = -math.inf
             log.event(logger, "window index not updated", 30, plugin_id=self.plugin_id,

@@ -38,7 +38,7 @@ from ... import estimate, log
 from ...context import RequestContext
 from ...providers import native
 from ...providers.base import CHAT, PRESERVE, ProviderError, Target, UpstreamRequest
-from ...relay import upstream
+from ...relay import kong_log, upstream
 from .attempt import CALL_ERRORS, NO_TIME_LEFT, Failure, client_timeout, failure_of
 
 logger = log.get("proxy")
@@ -159,20 +159,23 @@ async def relay(ctx: RequestContext, request: web.Request, opened: Opened, drive
                 headers: dict[str, str]) -> tuple[web.StreamResponse, bool]:
     """Send the provider's answer to the client as it arrives; returns the response and whether it completed.
 
-    ``ctx.usage`` is set whatever happens (the client leaving, the provider breaking off, cancellation)."""
+    When Kong's tollgate-analytics companion asks for the entry (relay/kong_log.py), a JSON answer is held until it is
+    whole, so the entry can go in a header; a stream gets the trailer after its last byte (the companion cuts it out,
+    so the client still gets the provider's bytes unchanged). ``ctx.usage`` is set whatever happens (the client
+    leaving, the provider breaking off, cancellation)."""
     answer = opened.response
     streamed = native.is_stream(answer.headers.get("Content-Type"))
     reader = driver.native_stream_usage(target) if streamed else None
+    for_kong = kong_log.wanted(ctx)
     kept = bytearray()
     overflow = False
     generated: list[str] = []
     out_headers = CIMultiDict(passed_headers(answer.headers))
     for name, value in headers.items():
         out_headers[name] = value
-    response = web.StreamResponse(status=answer.status, reason=answer.reason, headers=out_headers)
-    length = answer.headers.get("Content-Length")
-    if length and length.isdigit() and not answer.headers.get("Content-Encoding"):
-        response.content_length = int(length)        # the same bytes: the same length
+    if streamed:
+        out_headers.update(kong_log.stream_start(ctx))
+    first = opened.first
     completed = False
 
     def observe(data: bytes) -> None:
@@ -186,6 +189,11 @@ async def relay(ctx: RequestContext, request: web.Request, opened: Opened, drive
             else:
                 kept.extend(data)
 
+    response: web.StreamResponse = web.StreamResponse(status=answer.status, reason=answer.reason, headers=out_headers)
+    length = answer.headers.get("Content-Length")
+    if length and length.isdigit() and not answer.headers.get("Content-Encoding") and not (streamed and for_kong):
+        response.content_length = int(length)        # the same bytes: the same length (a trailer would add some)
+
     async def send(data: bytes) -> None:
         try:
             await response.write(data)
@@ -193,29 +201,38 @@ async def relay(ctx: RequestContext, request: web.Request, opened: Opened, drive
             raise _ClientGone from None
 
     try:
+        if for_kong and not streamed:
+            first = await _held(answer, first, opened.ended)
+            if len(first) <= KEEP_FOR_USAGE:   # whole: sent with its entry in a header (kong_log.deliver)
+                observe(first)
+                response = web.Response(status=answer.status, reason=answer.reason, headers=out_headers, body=first)
+                completed = True
+                return response, completed
         try:
             await response.prepare(request)
         except ConnectionResetError:
             raise _ClientGone from None
-        if opened.first:
-            observe(opened.first)
-            await send(opened.first)
+        if first:
+            observe(first)
+            await send(first)
         if not opened.ended:
             async for data in answer.content.iter_any():
                 observe(data)
                 await send(data)
         if reader is not None:
             generated.extend(estimate.generated_text(chunk) for chunk in reader.close())
-        try:
-            await response.write_eof()
-        except ConnectionResetError:
-            raise _ClientGone from None
+        if not ctx.meta.get("kong_log_trailer"):   # else the trailer follows (kong_log.deliver), then aiohttp ends it
+            try:
+                await response.write_eof()
+            except ConnectionResetError:
+                raise _ClientGone from None
         completed = True
     except _ClientGone:
         ctx.meta["client_disconnected"] = True
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         log.event(logger, "provider stream broke", logging.WARNING, route_id=ctx.route_id, request_id=ctx.id,
                   error=type(exc).__name__)
+        ctx.meta.pop("kong_log_trailer", None)   # no trailer after a cut answer
         _cut(request)   # the client must see a cut answer, never one that looks complete
     finally:
         if completed:
@@ -227,6 +244,17 @@ async def relay(ctx: RequestContext, request: web.Request, opened: Opened, drive
         ctx.meta["latency_ms"] = (time.monotonic() - opened.started) * 1000
         ctx.meta["ttft_ms"] = opened.ttft_ms
     return response, completed
+
+
+async def _held(answer: aiohttp.ClientResponse, first: bytes, ended: bool) -> bytes:
+    """The answer's bytes from ``first`` on, until its end or just past KEEP_FOR_USAGE (then the rest is streamed)."""
+    data = bytearray(first)
+    if not ended:
+        async for piece in answer.content.iter_any():
+            data.extend(piece)
+            if len(data) > KEEP_FOR_USAGE:
+                break
+    return bytes(data)
 
 
 def _usage(ctx: RequestContext, driver: Any, target: Target, reader: Any, body: bytes | None, headers: Any,

@@ -37,8 +37,8 @@ def encode(entry: dict[str, Any]) -> str:
     return json.dumps(_without_nulls(entry), ensure_ascii=True, separators=(",", ":"))
 
 
-def stream_start(ctx: RequestContext) -> dict[str, str]:
-    """The header of a stream that is about to begin: what is known now, and a promise of the trailer."""
+def promise_trailer(ctx: RequestContext) -> dict[str, str]:
+    """The header of an answer whose entry follows its last byte (a stream): what is known now, and the promise."""
     if not wanted(ctx):
         return {}
     nonce = ctx.meta["kong_log_trailer"] = secrets.token_hex(8)

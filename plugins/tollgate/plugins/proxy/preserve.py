@@ -159,10 +159,10 @@ async def relay(ctx: RequestContext, request: web.Request, opened: Opened, drive
                 headers: dict[str, str]) -> tuple[web.StreamResponse, bool]:
     """Send the provider's answer to the client as it arrives; returns the response and whether it completed.
 
-    When Kong's tollgate-analytics companion asks for the entry (relay/kong_log.py), a JSON answer is held until it is
-    whole, so the entry can go in a header; a stream gets the trailer after its last byte (the companion cuts it out,
-    so the client still gets the provider's bytes unchanged). ``ctx.usage`` is set whatever happens (the client
-    leaving, the provider breaking off, cancellation)."""
+    When Kong's tollgate-analytics companion asks for the entry (relay/kong_log.py), an answer of known length (a
+    JSON body) is held until it is whole, so the entry can go in a header; any other (a stream, a chunked body) gets
+    the trailer after its last byte, which the companion cuts out, so the client still gets the provider's bytes
+    unchanged. ``ctx.usage`` is set whatever happens (the client leaving, the provider breaking off, cancellation)."""
     answer = opened.response
     streamed = native.is_stream(answer.headers.get("Content-Type"))
     reader = driver.native_stream_usage(target) if streamed else None
@@ -173,8 +173,12 @@ async def relay(ctx: RequestContext, request: web.Request, opened: Opened, drive
     out_headers = CIMultiDict(passed_headers(answer.headers))
     for name, value in headers.items():
         out_headers[name] = value
-    if streamed:
-        out_headers.update(kong_log.stream_start(ctx))
+    length = answer.headers.get("Content-Length")
+    if not (length and length.isdigit()) or answer.headers.get("Content-Encoding"):
+        length = None                                 # the bytes as they arrive (inflated): no length known
+    hold = for_kong and not streamed and length is not None and int(length) <= KEEP_FOR_USAGE
+    if for_kong and not hold:
+        out_headers.update(kong_log.promise_trailer(ctx))
     first = opened.first
     completed = False
 
@@ -190,9 +194,8 @@ async def relay(ctx: RequestContext, request: web.Request, opened: Opened, drive
                 kept.extend(data)
 
     response: web.StreamResponse = web.StreamResponse(status=answer.status, reason=answer.reason, headers=out_headers)
-    length = answer.headers.get("Content-Length")
-    if length and length.isdigit() and not answer.headers.get("Content-Encoding") and not (streamed and for_kong):
-        response.content_length = int(length)        # the same bytes: the same length (a trailer would add some)
+    if length is not None and not for_kong:
+        response.content_length = int(length)        # the same bytes: the same length
 
     async def send(data: bytes) -> None:
         try:
@@ -201,13 +204,12 @@ async def relay(ctx: RequestContext, request: web.Request, opened: Opened, drive
             raise _ClientGone from None
 
     try:
-        if for_kong and not streamed:
-            first = await _held(answer, first, opened.ended)
-            if len(first) <= KEEP_FOR_USAGE:   # whole: sent with its entry in a header (kong_log.deliver)
-                observe(first)
-                response = web.Response(status=answer.status, reason=answer.reason, headers=out_headers, body=first)
-                completed = True
-                return response, completed
+        if hold:   # whole, then sent with its entry in a header (kong_log.deliver)
+            body = first if opened.ended else first + await answer.read()
+            observe(body)
+            response = web.Response(status=answer.status, reason=answer.reason, headers=out_headers, body=body)
+            completed = True
+            return response, completed
         try:
             await response.prepare(request)
         except ConnectionResetError:
@@ -244,17 +246,6 @@ async def relay(ctx: RequestContext, request: web.Request, opened: Opened, drive
         ctx.meta["latency_ms"] = (time.monotonic() - opened.started) * 1000
         ctx.meta["ttft_ms"] = opened.ttft_ms
     return response, completed
-
-
-async def _held(answer: aiohttp.ClientResponse, first: bytes, ended: bool) -> bytes:
-    """The answer's bytes from ``first`` on, until its end or just past KEEP_FOR_USAGE (then the rest is streamed)."""
-    data = bytearray(first)
-    if not ended:
-        async for piece in answer.content.iter_any():
-            data.extend(piece)
-            if len(data) > KEEP_FOR_USAGE:
-                break
-    return bytes(data)
 
 
 def _usage(ctx: RequestContext, driver: Any, target: Target, reader: Any, body: bytes | None, headers: Any,

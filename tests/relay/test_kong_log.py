@@ -20,7 +20,8 @@ import pytest_asyncio
 from tests.harness import KongDouble
 from tests.harness.lua import LuaPlugin
 from tests.harness.procs import TollgateServer
-from tests.proxy.e2e import CaptureLog
+from tests.proxy.e2e import BEDROCK_KEY_ID, BEDROCK_SECRET, CaptureLog
+from tests.proxy.test_preserve_e2e import BEDROCK, BEDROCK_FRAMES, CONVERSE_BODY
 from tollgate.mock import MockLLM, Reply
 from tollgate.relay import kong_log
 
@@ -43,6 +44,17 @@ def native_config(mock_url: str) -> dict[str, Any]:
             "model": {"provider": "anthropic", "name": "claude-sonnet-4-5",
                       "options": {"upstream_url": mock_url, "anthropic_version": "2023-06-01", **PRICED}},
             "auth": {"header_name": "x-api-key", "header_value": "sk-ant-kong-log-0123456789"}}
+
+
+def bedrock_config(mock_url: str) -> dict[str, Any]:
+    """route_type preserve on Bedrock: streams are AWS event-stream frames (binary)."""
+    return {"route_type": "preserve", "timeout": 10,
+            "model": {"provider": "bedrock", "name": BEDROCK,
+                      "options": {"upstream_url": mock_url, "bedrock": {"aws_region": "us-west-2"}, **PRICED}},
+            "auth": {"aws_access_key_id": BEDROCK_KEY_ID, "aws_secret_access_key": BEDROCK_SECRET}}
+
+
+NATIVE = {"native": native_config, "bedrock": bedrock_config}
 
 
 class Env:
@@ -99,12 +111,12 @@ async def env():
     logs = CaptureLog()
     routes = [{"name": name, "paths": [f"/{name}/"], "strip_path": True,
                "plugins": [{"name": "tollgate-proxy",
-                            "config": native_config(mock.url) if name == "native" else proxy_config(mock.url)},
+                            "config": NATIVE[name](mock.url) if name in NATIVE else proxy_config(mock.url)},
                            {"name": "file-log"},
                            *([{"name": "tollgate-analytics"}] if name != "bare" else []),
                            *([{"name": "tollgate-semantic-cache", "config": {"scope": "route"}}]
                              if name == "cached" else [])]}
-              for name in ("companion", "bare", "cached", "native")]
+              for name in ("companion", "bare", "cached", "native", "bedrock")]
     config = {"_format_version": "3.0",
               "services": [{"name": "relay", "url": proc.relay_url, "retries": 0, "routes": routes}]}
     kong = KongDouble(proc.entries("3.9", ["tollgate-proxy", "tollgate-semantic-cache"]), config,
@@ -242,3 +254,13 @@ async def test_a_native_stream_reaches_the_client_byte_for_byte_and_kong_gets_th
     assert entry["usage"]["cost"] == pytest.approx(cost(42, 17)) and entry["usage"]["time_to_first_token"] >= 0
     assert (await env.relay_entry(logged["request"]["id"]))["ai"]["proxy"]["usage"]["completion_tokens"] == 17
 
+
+
+async def test_a_binary_native_stream_reaches_the_client_unchanged_and_kong_gets_the_trailer(env: Env):
+    """Bedrock ConverseStream (AWS event-stream frames): the trailer follows the last frame and is cut out."""
+    env.mock.enqueue(Reply(events=BEDROCK_FRAMES, interval=0.01))
+    headers, body = await env.stream("bedrock", CONVERSE_BODY, f"/model/{BEDROCK}/converse-stream")
+    assert body == b"".join(BEDROCK_FRAMES) and headers["Content-Type"] == "application/vnd.amazon.eventstream"
+    entry = (await env.kong_entry())["ai"]["proxy"]
+    assert (entry["usage"]["prompt_tokens"], entry["usage"]["completion_tokens"]) == (21, 5)
+    assert entry["usage"]["cost"] == pytest.approx(cost(21, 5)) and entry["meta"]["provider_name"] == "bedrock"

@@ -96,7 +96,8 @@ class TokenLimitPolicy(LimitPolicy):
                   grant: Grant | None, refused: Reservation | None, failure: StoreUnavailable | None) -> Any:
         if failure is not None:
             return store_failure(self.plugin, ctx, self.config, failure)
-        self.index.touch(store, who, ctx.identity.get("username") or ctx.identity.get("id"), moment)
+        consumer = who.startswith("consumer:")   # shown by the consumer's name; other identifiers as they are
+        self.index.touch(store, who, ctx.identity.get("username") if consumer else None, moment)
         if refused is not None:
             return self._refuse(ctx, refused.denied, refused.retry_after, refused.states, named)
         assert grant is not None

@@ -19,6 +19,7 @@ from ...store import Reservation, StoreUnavailable, Window, WindowState
 from ..limits import (Answer, Grant, LimitPolicy, Plan, UnknownIdentity, candidate_targets, count_refusal,
                       identifier_value, now, proxy_of, requested_max_tokens, store_failure)
 from .expected import ESTIMATES, reservation
+from .index import WindowIndex, window_key
 from .schema import WINDOW_NAMES
 
 
@@ -47,6 +48,7 @@ class TokenLimitPolicy(LimitPolicy):
         if config.get("identifier") == "header" and not config.get("header_name"):
             raise ValueError("identifier header needs header_name")
         self.plugin_id = config.get("__plugin_id") or "default"
+        self.index = WindowIndex(self.plugin_id, config, self.limits)
 
     def plan(self, ctx: RequestContext) -> Plan | Answer | None:
         proxy = proxy_of(ctx)
@@ -81,18 +83,21 @@ class TokenLimitPolicy(LimitPolicy):
         groups: dict[str, list[Window]] = {}
         named: dict[str, str] = {}
         for limit in applicable:
-            key = f"{{tl:{self.plugin_id}:{who}}}:{limit['seconds']}:{limit['tokens_count_strategy']}"
+            key = window_key(self.plugin_id, who, limit["seconds"], limit["tokens_count_strategy"])
             groups.setdefault(limit["tokens_count_strategy"], []).append(
                 Window(key, limit["limit"], limit["seconds"], sliding))
             named[key] = limit["window_size"]
+        moment = now()
         return Plan(store,
-                    [(counts, amounts[counts], windows) for counts, windows in groups.items()], now(),
-                    partial(self._conclude, ctx, named))
+                    [(counts, amounts[counts], windows) for counts, windows in groups.items()], moment,
+                    partial(self._conclude, ctx, named, store, who, moment))
 
-    def _conclude(self, ctx: RequestContext, named: dict[str, str], grant: Grant | None,
-                  refused: Reservation | None, failure: StoreUnavailable | None) -> Any:
+    def _conclude(self, ctx: RequestContext, named: dict[str, str], store: Any, who: str, moment: float,
+                  grant: Grant | None, refused: Reservation | None, failure: StoreUnavailable | None) -> Any:
         if failure is not None:
             return store_failure(self.plugin, ctx, self.config, failure)
+        consumer = who.startswith("consumer:")   # shown by the consumer's name; other identifiers as they are
+        self.index.touch(store, who, ctx.identity.get("username") if consumer else None, moment)
         if refused is not None:
             return self._refuse(ctx, refused.denied, refused.retry_after, refused.states, named)
         assert grant is not None

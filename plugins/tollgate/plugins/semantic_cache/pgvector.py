@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import struct
 from typing import Any
 
 import numpy as np
@@ -68,13 +69,16 @@ class PgVectorDB:
             self._ready, self._loop, self._pool = asyncio.Lock(), loop, None
         async with self._ready:
             if self._pool is None:
-                # iterative index scans for every connection, set once at its start (no round trip per search)
-                pool = await asyncpg.create_pool(self.uri, min_size=1, max_size=8, timeout=self.timeout,
-                                                 command_timeout=self.timeout,
-                                                 server_settings={"hnsw.iterative_scan": "relaxed_order"})
-                async with pool.acquire() as conn:
+                # the tables (and the vector type the pool's connections need) before the pool
+                conn = await asyncpg.connect(self.uri, timeout=self.timeout, command_timeout=self.timeout)
+                try:
                     await self._create(conn)
-                self._pool = pool
+                finally:
+                    await conn.close()
+                # iterative index scans for every connection, set once at its start (no round trip per search)
+                self._pool = await asyncpg.create_pool(self.uri, min_size=1, max_size=8, timeout=self.timeout,
+                                                       command_timeout=self.timeout, init=binary_vectors,
+                                                       server_settings={"hnsw.iterative_scan": "relaxed_order"})
         return self._pool
 
     async def _create(self, conn: Any) -> None:
@@ -127,13 +131,13 @@ class PgVectorDB:
 
     async def search(self, namespace: str, vector: np.ndarray, k: int, min_score: float) -> list[tuple[float, bytes]]:
         now = runtime.current().clock()
-        literal = _literal(vector)
 
         async def work(conn: Any) -> list[tuple[float, bytes]]:
+            # one round trip: asyncpg keeps the statement prepared per connection, the vector goes as binary
             rows = await conn.fetch(
                 f"SELECT payload, 1 - (embedding <=> $1::vector) AS score FROM {self.table} "
                 f"WHERE namespace = $2 AND expires_at > $3 ORDER BY embedding <=> $1::vector LIMIT $4",
-                literal, namespace, now, k)
+                vector, namespace, now, k)
             return [(float(r["score"]), bytes(r["payload"])) for r in rows if float(r["score"]) >= min_score]
 
         return await self._run(work)
@@ -155,7 +159,7 @@ class PgVectorDB:
                     await conn.execute(f"INSERT INTO {self.table} VALUES ($1, $2, $3::vector, $4, $5) ON CONFLICT "
                                        "(id) DO UPDATE SET embedding = excluded.embedding, payload = "
                                        "excluded.payload, expires_at = excluded.expires_at",
-                                       f"{namespace}:{entry_id}", namespace, _literal(vector), payload, expires)
+                                       f"{namespace}:{entry_id}", namespace, vector, payload, expires)
                 if sweep:
                     await conn.execute(f"DELETE FROM {self.table} WHERE expires_at < $1", now)
                     await conn.execute(f"DELETE FROM {self.table}_exact WHERE expires_at < $1", now)
@@ -172,5 +176,19 @@ class PgVectorDB:
         await self._run(work)
 
 
-def _literal(vector: np.ndarray) -> str:
-    return "[" + ",".join(f"{x:.7g}" for x in np.asarray(vector, dtype=np.float32).tolist()) + "]"
+async def binary_vectors(conn: Any) -> None:
+    """pgvector's ``vector`` in its binary form on ``conn`` (numpy in, numpy out): no text to format or parse."""
+    schema = await conn.fetchval("SELECT typnamespace::regnamespace::text FROM pg_type WHERE typname = 'vector'")
+    await conn.set_type_codec("vector", schema=schema or "public", format="binary",
+                              encoder=encode_vector, decoder=decode_vector)
+
+
+def encode_vector(vector: np.ndarray) -> bytes:
+    """pgvector's binary form: dimensions and a reserved zero (int16 each), then float32s, all big-endian."""
+    values = np.asarray(vector, dtype=">f4").ravel()
+    return struct.pack(">HH", values.size, 0) + values.tobytes()
+
+
+def decode_vector(data: bytes) -> np.ndarray:
+    (dimensions,) = struct.unpack_from(">H", data)
+    return np.frombuffer(data, dtype=">f4", count=dimensions, offset=4).astype(np.float32)

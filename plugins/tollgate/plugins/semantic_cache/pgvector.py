@@ -39,8 +39,8 @@ class PgVectorDB:
 
     name = "pgvector"
 
-    def __init__(self, uri: str, table: str, dimensions: int, timeout: float):
-        self.uri, self.dimensions, self.timeout = uri, dimensions, timeout
+    def __init__(self, uri: str, table: str, dimensions: int, timeout: float, ef_search: int = 40):
+        self.uri, self.dimensions, self.timeout, self.ef_search = uri, dimensions, timeout, ef_search
         self.table = f"{table}_{dimensions}"
         self._pool: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -50,11 +50,13 @@ class PgVectorDB:
     @classmethod
     def shared(cls, config: dict[str, Any], dimensions: int | None) -> "PgVectorDB":
         check_config(config, dimensions)
-        key = f"{config['uri']}|{config.get('table') or 'tollgate_semantic_cache'}|{dimensions}"
+        ef_search = int(config.get("ef_search") or 40)
+        key = f"{config['uri']}|{config.get('table') or 'tollgate_semantic_cache'}|{dimensions}|{ef_search}"
         found = pg_databases.get(key)
         if found is None:
             found = pg_databases[key] = cls(config["uri"], config.get("table") or "tollgate_semantic_cache",
-                                            int(dimensions), float(config.get("timeout") or 2))  # type: ignore[arg-type]
+                                            int(dimensions), float(config.get("timeout") or 2),  # type: ignore[arg-type]
+                                            ef_search)
         return found  # type: ignore[return-value]
 
     # -- plumbing ---------------------------------------------------------------------------------------------------
@@ -75,10 +77,12 @@ class PgVectorDB:
                     await self._create(conn)
                 finally:
                     await conn.close()
-                # iterative index scans for every connection, set once at its start (no round trip per search)
-                self._pool = await asyncpg.create_pool(self.uri, min_size=1, max_size=8, timeout=self.timeout,
-                                                       command_timeout=self.timeout, init=binary_vectors,
-                                                       server_settings={"hnsw.iterative_scan": "relaxed_order"})
+                # The search settings are the connections' own from their start: no SET, no round trip per search.
+                # Iterative index scans: a search filtered to one partition reads the index until it has its rows.
+                self._pool = await asyncpg.create_pool(
+                    self.uri, min_size=1, max_size=8, timeout=self.timeout, command_timeout=self.timeout,
+                    init=binary_vectors, reset=_keep_session,
+                    server_settings={"hnsw.iterative_scan": "relaxed_order", "hnsw.ef_search": str(self.ef_search)})
         return self._pool
 
     async def _create(self, conn: Any) -> None:
@@ -174,6 +178,12 @@ class PgVectorDB:
                                "SET at = excluded.at", field, at)
 
         await self._run(work)
+
+
+async def _keep_session(conn: Any) -> None:
+    """What the pool does to a connection given back, besides rolling back an open transaction: nothing. asyncpg's
+    default sends a reset query (RESET ALL, UNLISTEN...), a second round trip per lookup, and this class leaves no
+    session state to reset: no SET, LISTEN, cursor or session lock."""
 
 
 async def binary_vectors(conn: Any) -> None:

@@ -164,13 +164,11 @@ async def bench_pgvector(data: np.ndarray, probes: np.ndarray, timed, ef_values:
     directory = tempfile.mkdtemp(prefix="tg-pg-bench-")
     server = pgserver.get_server(directory, cleanup_mode="stop")
     try:
-        table = PgVectorDB(server.get_uri(), "bench", data.shape[1], timeout=120).table
+        db = PgVectorDB(server.get_uri(), "bench", data.shape[1], timeout=120)
+        table = db.table
         conn = await asyncpg.connect(server.get_uri())
         t = time.perf_counter()
-        await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        await conn.execute(f"CREATE TABLE {table} (id text PRIMARY KEY, namespace text NOT NULL, "
-                           f"embedding vector({data.shape[1]}) NOT NULL, payload bytea NOT NULL, "
-                           "expires_at double precision NOT NULL)")
+        await db.create_tables(conn, indexes=False)
         far = time.time() + 10 ** 9
         await binary_vectors(conn)
         # each payload starts with its row number, for the recall check
@@ -178,12 +176,8 @@ async def bench_pgvector(data: np.ndarray, probes: np.ndarray, timed, ef_values:
                                                          for i, v in enumerate(data)],
                                          columns=["id", "namespace", "embedding", "payload", "expires_at"])
         await conn.execute("SET maintenance_work_mem = '512MB'")
-        await conn.execute(f"CREATE INDEX {table}_hnsw ON {table} USING hnsw (embedding vector_cosine_ops)")
-        await conn.execute(f"CREATE INDEX {table}_namespace ON {table} (namespace)")
+        await db.create_tables(conn)
         await conn.execute(f"ANALYZE {table}")
-        plan = await conn.fetch(f"EXPLAIN SELECT payload FROM {table} WHERE namespace = 'bench' AND expires_at > 0 "
-                                f"ORDER BY embedding <=> $1::vector LIMIT 4", probes[0])
-        print("  (pgvector plan: " + " / ".join(r[0].strip() for r in plan if "Scan" in r[0] or "Sort" in r[0]) + ")")
         await conn.close()
         print(f"  (pgvector: {len(data)} entries loaded and HNSW-indexed in {time.perf_counter() - t:.1f} s)")
         with open(os.path.join(directory, "postmaster.pid")) as f:
@@ -191,6 +185,9 @@ async def bench_pgvector(data: np.ndarray, probes: np.ndarray, timed, ef_values:
         for ef in ef_values:
             db = PgVectorDB(server.get_uri(), "bench", data.shape[1], timeout=120, ef_search=ef)
             await db.search("bench", probes[0], 4, -1.0)          # the pool and its connection
+            if ef == ef_values[0]:
+                plan = await db._run(lambda conn: conn.fetch("EXPLAIN " + db.search_sql, probes[0], "bench", 0.0, 4))
+                print("  (pgvector plan: " + " / ".join(r[0].strip() for r in plan if "Scan" in r[0]) + ")")
             pids = tree(postmaster)
             before, cpu = cpu_seconds(pids), time.process_time()
             ms = await timed(lambda p: db.search("bench", p, 4, -1.0))

@@ -4,6 +4,9 @@ node that points at the same database. The engine for caches of millions of entr
 Three tables, created on first use (``<table>_<dimensions>``, so models of different sizes never share one):
 entries (partition, vector, entry, expiry) with an HNSW cosine index and iterative index scans (pgvector 0.8: a
 search filtered to one partition keeps reading the index until it has its candidates), exact keys, and purge stamps.
+The index holds the vectors as ``halfvec`` (16-bit floats): half the size of a float32 index, a third less CPU per
+search at 100,000 entries and the same neighbours found (bench/cache.py), and up to 4,000 dimensions where float32
+HNSW stops at 2,000; the scores returned are computed on the float32 column.
 Every call has a deadline; any failure is a `StoreUnavailable`, which the policy maps to ``stop_on_failure``.
 """
 
@@ -42,6 +45,10 @@ class PgVectorDB:
     def __init__(self, uri: str, table: str, dimensions: int, timeout: float, ef_search: int = 40):
         self.uri, self.dimensions, self.timeout, self.ef_search = uri, dimensions, timeout, ef_search
         self.table = f"{table}_{dimensions}"
+        # the k nearest by the halfvec index, scored on the float32 column
+        self.search_sql = (f"SELECT payload, 1 - (embedding <=> $1::vector) AS score FROM {self.table} "
+                           f"WHERE namespace = $2 AND expires_at > $3 "
+                           f"ORDER BY embedding::halfvec({dimensions}) <=> $1::vector::halfvec({dimensions}) LIMIT $4")
         self._pool: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: asyncio.Lock | None = None
@@ -74,7 +81,7 @@ class PgVectorDB:
                 # the tables (and the vector type the pool's connections need) before the pool
                 conn = await asyncpg.connect(self.uri, timeout=self.timeout, command_timeout=self.timeout)
                 try:
-                    await self._create(conn)
+                    await self.create_tables(conn)
                 finally:
                     await conn.close()
                 # The search settings are the connections' own from their start: no SET, no round trip per search.
@@ -85,7 +92,8 @@ class PgVectorDB:
                     server_settings={"hnsw.iterative_scan": "relaxed_order", "hnsw.ef_search": str(self.ef_search)})
         return self._pool
 
-    async def _create(self, conn: Any) -> None:
+    async def create_tables(self, conn: Any, indexes: bool = True) -> None:
+        """The tables (and with ``indexes``, the entries' indexes: a bulk load is faster before them)."""
         t, d = self.table, self.dimensions
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", t)   # nodes starting together
@@ -93,8 +101,10 @@ class PgVectorDB:
             await conn.execute(f"CREATE TABLE IF NOT EXISTS {t} (id text PRIMARY KEY, namespace text NOT NULL, "
                                f"embedding vector({d}) NOT NULL, payload bytea NOT NULL, "
                                "expires_at double precision NOT NULL)")
-            await conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_hnsw ON {t} USING hnsw (embedding vector_cosine_ops)")
-            await conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_namespace ON {t} (namespace)")
+            if indexes:
+                await conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_hnsw_half ON {t} USING hnsw "
+                                   f"((embedding::halfvec({d})) halfvec_cosine_ops)")
+                await conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_namespace ON {t} (namespace)")
             await conn.execute(f"CREATE TABLE IF NOT EXISTS {t}_exact (key text PRIMARY KEY, payload bytea NOT NULL, "
                                "expires_at double precision NOT NULL)")
             await conn.execute(f"CREATE TABLE IF NOT EXISTS {t}_purge (field text PRIMARY KEY, "
@@ -138,10 +148,7 @@ class PgVectorDB:
 
         async def work(conn: Any) -> list[tuple[float, bytes]]:
             # one round trip: asyncpg keeps the statement prepared per connection, the vector goes as binary
-            rows = await conn.fetch(
-                f"SELECT payload, 1 - (embedding <=> $1::vector) AS score FROM {self.table} "
-                f"WHERE namespace = $2 AND expires_at > $3 ORDER BY embedding <=> $1::vector LIMIT $4",
-                vector, namespace, now, k)
+            rows = await conn.fetch(self.search_sql, vector, namespace, now, k)
             return [(float(r["score"]), bytes(r["payload"])) for r in rows if float(r["score"]) >= min_score]
 
         return await self._run(work)

@@ -88,5 +88,8 @@ def test_an_unwritable_cache_builds_in_memory(tmp_path, monkeypatch, int8):
     assert float(model.embed(text)[0] @ int8.embed(text)[0]) > 0.9999
 
 
-def test_shared_picks_int8_when_installed():
-    assert minilm.load().backend == "onnxruntime-int8"
+def test_shared_picks_int8_when_installed_with_the_configured_threads(monkeypatch):
+    assert minilm.load().session.get_session_options().intra_op_num_threads == 1
+    monkeypatch.setenv("TOLLGATE_EMBEDDINGS_THREADS", "2")
+    model = minilm.load()
+    assert model.backend == "onnxruntime-int8" and model.session.get_session_options().intra_op_num_threads == 2

@@ -5,7 +5,9 @@ encoder, from the same safetensors weights, is written as an ONNX graph (the ``o
 torch), its matrix products quantized to int8 by onnxruntime's dynamic quantization (per output channel weights,
 activations quantized per call), and run by onnxruntime, whose int8 kernels use AVX-512 VNNI / AVX-VNNI where the
 CPU has them. The vectors stay the model's: cosine >= 0.99 against the float32 encoder
-(tests/embeddings/test_minilm_onnx.py).
+(tests/embeddings/test_minilm_onnx.py). Measured here (bench/cache.py, one thread): ~20 ms of CPU for a 1 KB prompt
+(numpy: ~105) and ~1.5 ms for a short question (numpy: ~14). What is left is the attention over tokens² in float32
+(~40%), the int8 products (~35%), GELU and layer norms.
 
 Quantizing takes a second or two, so the int8 model is written once to the model cache directory
 (``TOLLGATE_MODEL_CACHE_DIR``, else ``$XDG_CACHE_HOME/tollgate/models``), under a name that changes with the

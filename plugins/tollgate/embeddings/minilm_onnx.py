@@ -3,13 +3,13 @@
 The numpy encoder (minilm.py) is bounded by float32 matrix products (~4.8 GFLOP for a 1 KB prompt). Here the same
 encoder, from the same safetensors weights, is written as an ONNX graph (the ``onnx`` package's helper API, no
 torch), its matrix products quantized to int8 by onnxruntime's dynamic quantization (per output channel weights,
-activations quantized per call), and run by onnxruntime, whose int8 kernels use AVX-512 VNNI / AVX-VNNI where the
+activations quantized per call), and run by onnxruntime, whose int8 kernels use AMX or AVX-512/AVX VNNI where the
 CPU has them. The vectors stay the model's: cosine >= 0.99 against the float32 encoder
 (tests/embeddings/test_minilm_onnx.py). Measured here (bench/cache.py, one thread): ~20 ms of CPU for a 1 KB prompt
 (numpy: ~105) and ~1.5 ms for a short question (numpy: ~14). What is left is the attention over tokens² in float32
 (~40%), the int8 products (~35%), GELU and layer norms.
 
-Quantizing takes a second or two, so the int8 model is written once to the model cache directory
+Quantizing takes seconds, so the int8 model is written once to the model cache directory
 (``TOLLGATE_MODEL_CACHE_DIR``, else ``$XDG_CACHE_HOME/tollgate/models``), under a name that changes with the
 installed weights file, the graph and the onnx/onnxruntime versions; a process that cannot write there builds it
 in memory instead.

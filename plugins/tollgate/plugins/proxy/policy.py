@@ -2,7 +2,8 @@
 answer as OpenAI.
 
 One request goes: ``checks`` (4xx for what the client got wrong) -> ``targets`` (which targets its rules allow) ->
-``health`` (shared state: open breakers are skipped, probes claimed) -> ``balancer`` (the order to try them in) ->
+``health`` (shared state: open breakers are skipped, probes claimed) -> ``routing`` (algorithms semantic and
+complexity: what the prompt is) -> ``balancer`` (the order to try them in) ->
 ``attempt`` (one call; a stream counts as answered at its first chunk) -> ``streaming`` (the rest of a stream).
 ``route_type: preserve`` takes ``preserve`` for the last two: the client's native request, the native answer passed
 back byte for byte with its usage read on the way. A client that goes away cancels the handler, and with it the
@@ -35,7 +36,7 @@ from ...providers.base import PRESERVE, ProviderError, Target
 from ...relay import answers
 from ...relay.errors import openai_error
 from ..base import Policy
-from . import costs, preserve, scrub, streaming
+from . import costs, preserve, routing, scrub, streaming
 from .attempt import Answer, Failure, OpenStream, call
 from .balancer import STALE_AFTER, Balancer, Inputs, Snapshot
 from .checks import ModelRule, Rejected, check
@@ -97,7 +98,9 @@ class ProxyPolicy(Policy):
         self.reads_state = self.shared_state and (self.state.failure_threshold > 0
                                                   or self.algorithm in ("lowest-latency", "lowest-usage"))
         self.models = ModelRule.of(self.specs)
-        scrub.register(secrets_of(self.specs))
+        self.router = routing.router_for(config, self.specs)
+        scrub.register(secrets_of(self.specs, (config.get("embeddings") or {}).get("auth"),
+                                  (balancer.get("complexity") or {}).get("auth")))
         self.needs_uri_captures = "uri_captures" in kinds_in(self.specs)
         # ai.proxy.meta for Kong's log plugins: only when the route asks for Kong's analytics (log_statistics).
         self.access_meta = self._access_meta() if (config.get("logging") or {}).get("log_statistics") else {}
@@ -183,8 +186,9 @@ class ProxyPolicy(Policy):
                         and await state.claim(spec.id, "probe", min(STALE_AFTER, self.timeout)):
                     probing.add(spec.id)
                     break
+        decision = await self._route(ctx) if self.router is not None else None
         inputs = Inputs(snapshot=snapshot, hash_key=self._hash_key(ctx), probing=frozenset(probing),
-                        cost_of=lambda spec: self._estimated_cost(ctx, spec, requested))
+                        cost_of=lambda spec: self._estimated_cost(ctx, spec, requested), decision=decision)
         order = self.balancer.order(usable[0], inputs) + self.balancer.order(usable[1], inputs)
         if not order:
             # Every breaker is open: with nothing to route around to, try them anyway (soonest to close first)
@@ -193,6 +197,15 @@ class ProxyPolicy(Policy):
             log.event(logger, "every target's circuit is open; trying them anyway", logging.WARNING,
                       route_id=ctx.route_id, targets=[s.label for s in order])
         return snapshot, order, trials
+
+    async def _route(self, ctx: RequestContext) -> routing.Decision:
+        """What the prompt is (algorithms semantic, complexity), said in a header and the log line."""
+        assert self.router is not None
+        decision = await self.router.decide(ctx.meta["request"]["body"])
+        ctx.meta["route_reason"] = decision.header()
+        ctx.meta.setdefault("ai_log", {})["routing"] = decision.log()
+        routing.decisions_total.labels(self.algorithm, decision.label).inc()
+        return decision
 
     def _hash_key(self, ctx: RequestContext) -> str | None:
         if self.algorithm != "consistent-hashing":
@@ -344,6 +357,8 @@ class ProxyPolicy(Policy):
         if self.config.get("model_name_header", True) is not False and ctx.meta.get("provider"):
             headers["X-Kong-LLM-Model"] = f"{ctx.meta['provider']}/{ctx.meta['model']}"
             headers[TARGET_HEADER] = ctx.meta["target"]
+            if ctx.meta.get("route_reason"):
+                headers[routing.REASON_HEADER] = ctx.meta["route_reason"]
         return headers
 
     async def _answer(self, ctx: RequestContext, spec: TargetSpec, target: Target, answer: Answer,

@@ -67,7 +67,7 @@ _QUICK = re.compile(
     r"synonym|antonym|opposite of|spell|capital of|say|stand for|true or false|is (?:a|an|the) )\b")
 
 FEATURES = ("length", "code_block", "code_words", "math", "list_items", "sequence", "constraints", "questions",
-            "demanding", "quick", "vote_simple", "vote_standard", "vote_hard", "vote_nearest")
+            "demanding", "quick", "vote_simple", "vote_standard", "vote_hard")
 
 
 @dataclass(frozen=True)
@@ -173,15 +173,12 @@ class Scorer:
         return np.array(columns, dtype=np.intp), np.array(weights, dtype=np.float32) / norm
 
     def _vote(self, similarities: np.ndarray) -> list[float]:
-        """Per tier, the similarity-weighted share of the nearest examples; and the nearest similarity."""
+        """Per tier, the similarities of the nearest examples of that tier, over the number of voters: a vote is as
+        strong as the examples are near (a prompt near no example hardly votes)."""
         k = min(NEIGHBOURS, len(similarities))
         nearest = np.argpartition(-similarities, k - 1)[:k]
         sims = np.clip(similarities[nearest], 0.0, None)
-        total = float(sims.sum())
-        if total <= 0:
-            return [0.0] * len(TIERS) + [0.0]
-        share = (sims @ self.onehot[nearest]) / total
-        return [*map(float, share), float(sims.max())]
+        return [float(v) for v in (sims @ self.onehot[nearest]) / k]
 
 
 def _terms(text: str) -> Counter[str]:

@@ -11,43 +11,15 @@ from tollgate import schema as schema_lang
 from tollgate.mock import Reply
 
 from .conftest import Relay
-from .helpers import KEYS, chat_config, hits, openai_target, post
+from .helpers import HARD, KEYS, ask, chat_config, hits, openai_target, post, semantic_config, tiered_config
 
 CHAT = "/v1/chat/completions"
 REASON = "X-Tollgate-Route-Reason"
 
-CODE = ["Fix the bug in my Python function", "Why does my JavaScript code throw an error?",
-        "Write a SQL query that joins two tables", "How do I write a unit test for this class?"]
-POEMS = ["Write a poem about love", "Write a short story about a dragon", "Give me lyrics for a song about summer",
-         "Write a haiku about the ocean"]
-
-
-def ask(text: str) -> dict:
-    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
-
-
-def semantic(mock, **balancer) -> dict:
-    return chat_config([openai_target(mock.url, "coder", examples=CODE),
-                        openai_target(mock.url, "poet", examples=POEMS),
-                        openai_target(mock.url, "general", "gpt-4o", description=None)],
-                       balancer={"algorithm": "semantic", **balancer}, timeout=10)
-
-
-def tiered(mock, **complexity) -> dict:
-    return chat_config([openai_target(mock.url, "small", "gpt-4o-mini", tier="simple"),
-                        openai_target(mock.url, "medium", "gpt-4o", tier="standard"),
-                        openai_target(mock.url, "large", "o3", tier="hard")],
-                       balancer={"algorithm": "complexity", "complexity": complexity}, timeout=10)
-
-
-HARD = ("Design a distributed job scheduler that guarantees exactly-once execution across three regions, "
-        "survives the loss of a region, and explain the consistency trade-offs you make.")
-
-
 # -- semantic ------------------------------------------------------------------------------------------------------
 
 async def test_semantic_sends_a_prompt_to_the_nearest_target_and_says_why(mock, relay):
-    r = await relay(semantic(mock))
+    r = await relay(semantic_config(mock.url))
     code = await post(r.url, ask("Fix this Python function, it throws a KeyError when the dict is empty"))
     poem = await post(r.url, ask("Write a poem about the sea at night"))
     assert (code.status, code.target, poem.target) == (200, "coder", "poet")
@@ -59,7 +31,7 @@ async def test_semantic_sends_a_prompt_to_the_nearest_target_and_says_why(mock, 
 
 
 async def test_semantic_below_the_threshold_goes_to_the_default_target(mock, relay):
-    r = await relay(semantic(mock))
+    r = await relay(semantic_config(mock.url))
     result = await post(r.url, ask("Recommend a good restaurant in Rome"))
     assert result.status == 200 and result.target == "openai/gpt-4o"
     reason = result.headers[REASON]
@@ -79,7 +51,7 @@ async def test_semantic_reads_descriptions_when_targets_have_no_examples(mock, r
 
 
 async def test_semantic_fails_over_to_the_next_nearest_then_the_defaults(mock, relay):
-    r = await relay(semantic(mock))
+    r = await relay(semantic_config(mock.url))
     mock.enqueue(Reply.fail(503), path=f"/coder{CHAT}")
     mock.enqueue(Reply.fail(500), path=f"/poet{CHAT}")
     result = await post(r.url, ask("Why does my JavaScript code throw a TypeError?"))
@@ -89,15 +61,15 @@ async def test_semantic_fails_over_to_the_next_nearest_then_the_defaults(mock, r
 
 
 async def test_provider_embeddings_embed_the_targets_once_and_a_failure_falls_back(mock, relay):
-    cfg = semantic(mock)
+    cfg = semantic_config(mock.url)
     cfg["embeddings"] = {"model": {"provider": "openai", "name": "text-embedding-3-small",
                                    "options": {"upstream_url": f"{mock.url}/emb/v1/embeddings"}},
                          "auth": {"header_name": "Authorization", "header_value": "Bearer sk-embeddings-0123456789"}}
     r = await relay(cfg)
     for _ in range(2):
         assert (await post(r.url, ask("Write a poem about rain"))).status == 200
-    # the targets' eight examples once, then one prompt per request
-    assert hits(mock, "emb") == len(CODE) + len(POEMS) + 2
+    # the targets' eight examples once (four each), then one prompt per request
+    assert hits(mock, "emb") == 8 + 2
     assert r.contexts[0].meta["ai_log"]["routing"]["fallback"] in (None, "below-threshold")
 
     broken = await relay({**cfg, "embeddings": {**cfg["embeddings"], "model": {
@@ -116,7 +88,7 @@ async def test_provider_embeddings_embed_the_targets_once_and_a_failure_falls_ba
     (HARD, "large", "hard"),
 ])
 async def test_complexity_sends_each_tier_to_its_targets(mock, relay, text, target, tier):
-    r = await relay(tiered(mock))
+    r = await relay(tiered_config(mock.url))
     result = await post(r.url, ask(text))
     assert result.status == 200 and result.target == target
     assert re.fullmatch(rf"tier={tier}; score=[01]\.\d+; scorer=local", result.headers[REASON])
@@ -125,7 +97,7 @@ async def test_complexity_sends_each_tier_to_its_targets(mock, relay, text, targ
 
 
 async def test_a_failing_tier_fails_over_to_the_next_tier(mock, relay):
-    r = await relay(tiered(mock))
+    r = await relay(tiered_config(mock.url))
     mock.enqueue(Reply.fail(503, "overloaded"), path=f"/large{CHAT}")
     result = await post(r.url, ask(HARD))
     assert result.status == 200 and result.target == "medium" and result.headers["X-Tollgate-Attempts"] == "2"
@@ -134,7 +106,7 @@ async def test_a_failing_tier_fails_over_to_the_next_tier(mock, relay):
 
 
 def with_scorer_model(mock, **extra) -> dict:
-    return tiered(mock, scorer="model", **extra,
+    return tiered_config(mock.url, scorer="model", **extra,
                   model={"provider": "openai", "name": "gpt-4o-mini",
                          "options": {"upstream_url": f"{mock.url}/grader{CHAT}"}},
                   auth={"header_name": "Authorization", "header_value": f"Bearer {KEYS['third']}"})

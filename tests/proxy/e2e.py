@@ -12,7 +12,7 @@ import json
 import re
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import pytest_asyncio
@@ -180,12 +180,13 @@ class Env:
             return r.read().decode()
 
 
-async def start_env() -> Env:
+async def start_env(configs_for: Callable[[str], dict[str, dict[str, Any]]] = proxy_configs) -> Env:
+    """The environment with one route per config that ``configs_for(mock_url)`` names."""
     mock = MockLLM(shutdown_timeout=0.1)
     await mock.start()
     proc = TollgateServer(env={"TOLLGATE_LOG_LEVEL": "info"})
     await proc.astart()
-    configs = proxy_configs(mock.url)
+    configs = configs_for(mock.url)
     logs = CaptureLog()
     kong = KongDouble(proc.entries("3.9", ["tollgate-proxy"]), declarative(proc.relay_url, configs),
                       bundled={"file-log": logs})

@@ -8,11 +8,9 @@ import openai
 import pytest
 import pytest_asyncio
 
-from tests.harness import KongDouble
-from tests.harness.procs import TollgateServer
-from tollgate.mock import MockLLM, Reply
+from tollgate.mock import Reply
 
-from .e2e import CaptureLog, Env, declarative, path_re
+from .e2e import Env, fresh_mock, path_re, start_env, stop_env  # noqa: F401 (fresh_mock: autouse)
 from .helpers import HARD, semantic_config, tiered_config
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
@@ -22,25 +20,9 @@ REASON = "X-Tollgate-Route-Reason"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def env():
-    mock = MockLLM(shutdown_timeout=0.1)
-    await mock.start()
-    proc = TollgateServer(env={"TOLLGATE_LOG_LEVEL": "info"})
-    await proc.astart()
-    configs = {"semantic": semantic_config(mock.url), "tiers": tiered_config(mock.url)}
-    logs = CaptureLog()
-    kong = KongDouble(proc.entries("3.9", ["tollgate-proxy"]), declarative(proc.relay_url, configs),
-                      bundled={"file-log": logs})
-    await kong.start()
-    yield Env(proc, mock, kong, logs, configs)
-    await kong.stop()
-    proc.cleanup()
-    await mock.stop()
-
-
-@pytest.fixture(autouse=True)
-def fresh_mock(env: Env):
-    env.mock.reset()
-    yield
+    e = await start_env(lambda url: {"semantic": semantic_config(url), "tiers": tiered_config(url)})
+    yield e
+    await stop_env(e)
 
 
 def client(env: Env, route: str) -> openai.AsyncOpenAI:

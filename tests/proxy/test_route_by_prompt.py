@@ -70,6 +70,9 @@ async def test_provider_embeddings_embed_the_targets_once_and_a_failure_falls_ba
         assert (await post(r.url, ask("Write a poem about rain"))).status == 200
     # the targets' eight examples once (four each), then one prompt per request
     assert hits(mock, "emb") == 8 + 2
+    another_worker = await relay(cfg)               # Kong starts an instance of the config per worker
+    assert (await post(another_worker.url, ask("Write a poem about snow"))).status == 200
+    assert hits(mock, "emb") == 8 + 3
     assert r.contexts[0].meta["ai_log"]["routing"]["fallback"] in (None, "below-threshold")
 
     broken = await relay({**cfg, "embeddings": {**cfg["embeddings"], "model": {

@@ -32,6 +32,12 @@ logger = log.get("proxy.routing")
 REASON_HEADER = "X-Tollgate-Route-Reason"
 RETRY_EMBEDDING_AFTER = 10.0     # seconds between attempts to embed the targets after a failure
 
+# The targets' vectors, by embedder and text, for the whole process: Kong starts one instance of a config per worker,
+# and each would embed them again. Embedders live as long as the process (``embeddings.embedder_for`` keeps them),
+# so their id is a stable key.
+_target_vectors: dict[tuple[int, str], np.ndarray] = {}
+_MAX_TARGET_VECTORS = 10_000
+
 decisions_total = Counter("tollgate_ai_proxy_route_decisions_total",
                           "Routing decisions of the semantic and complexity algorithms",
                           ("algorithm", "decision"), registry=metrics.REGISTRY)
@@ -121,8 +127,8 @@ class ComplexityRouter:
 class SemanticRouter:
     """The prompt's nearest target by cosine similarity of embeddings (the semantic cache's embedder).
 
-    A target's ``examples`` (else its ``description``) are embedded once, on the first request (the local model
-    runs off the event loop, as for the cache); a target with examples is as near as its nearest example. Targets
+    A target's ``examples`` (else its ``description``) are embedded once per process, on the first request (the
+    local model runs off the event loop, as for the cache); a target with examples is as near as its nearest example. Targets
     with neither are the defaults: they go first when the prompt is near no target (below ``threshold``), when it
     has no text, or when the embeddings cannot be had.
     """
@@ -165,12 +171,22 @@ class SemanticRouter:
                 if time.monotonic() - self._failed_at < RETRY_EMBEDDING_AFTER:
                     raise EmbeddingError("the targets' descriptions could not be embedded; retrying soon")
                 try:
-                    self._vectors = {tid: np.stack([_unit((await self.embedder.embed(t)).vector) for t in texts])
+                    self._vectors = {tid: np.stack([await self._vector(t) for t in texts])
                                      for tid, texts in self.texts.items()}
                 except (EmbeddingError, TimeoutError, OSError):
                     self._failed_at = time.monotonic()
                     raise
         return self._vectors
+
+    async def _vector(self, text: str) -> np.ndarray:
+        key = (id(self.embedder), text)
+        vector = _target_vectors.get(key)
+        if vector is None:
+            vector = _unit((await self.embedder.embed(text)).vector)
+            if len(_target_vectors) >= _MAX_TARGET_VECTORS:
+                _target_vectors.clear()
+            _target_vectors[key] = vector
+        return vector
 
 
 def check(config: dict[str, Any], specs: list[TargetSpec]) -> None:

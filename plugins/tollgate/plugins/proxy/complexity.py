@@ -5,7 +5,7 @@ words), math (formulas, LaTeX, math words), multi-step instructions (lists, sequ
 questions), demanding words (design, prove, trade-offs...) and the cues of quick questions (greetings, "what is",
 "translate"); and its similarity to labelled examples: a TF-IDF vector of words and word pairs over the examples'
 vocabulary, whose nearest examples vote per tier. A multinomial logistic regression weighs these features; it is
-fitted on the labelled examples when the scorer is built (a few ms, numpy), leaving each example out of its own
+fitted on the labelled examples when the scorer is built (~50 ms once, numpy), leaving each example out of its own
 vote so that the vote is no better in training than on a new prompt. The examples ship with Tollgate
 (``complexity_examples.json``) and a config may replace them (``balancer.complexity.examples``).
 
@@ -82,9 +82,6 @@ _CODE_LINE = re.compile(
     r"SELECT |INSERT |UPDATE |CREATE TABLE|for \(|while \(|if \()|[;{}]\s*$|=>|\w\(.*\)\s*[{:]\s*$",
     re.MULTILINE)
 
-FEATURES = ("length", "code_block", "code_words", "math", "list_items", "sequence", "constraints", "questions",
-            "demanding", "quick", "vote_simple", "vote_standard", "vote_hard")
-
 
 @dataclass(frozen=True)
 class Prompt:
@@ -123,7 +120,7 @@ class Score:
 
 
 class ExamplesError(ValueError):
-    """The labelled examples cannot train a scorer (too few, or a tier without any)."""
+    """The labelled examples cannot train a scorer (a tier has none)."""
 
 
 def shipped_examples() -> list[dict[str, str]]:
@@ -131,7 +128,7 @@ def shipped_examples() -> list[dict[str, str]]:
 
 
 class Scorer:
-    """Built once per config (fitting takes a few ms); ``score`` is pure and thread-safe."""
+    """Built once per set of examples (fitting takes ~50 ms); ``score`` is pure and thread-safe."""
 
     def __init__(self, examples: Sequence[dict[str, str]] | None = None):
         examples = list(shipped_examples() if examples is None else examples)

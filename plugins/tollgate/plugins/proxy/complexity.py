@@ -37,6 +37,7 @@ PREFIX = 4000            # characters of a message the text features read
 NEIGHBOURS = 5           # examples that vote
 DEPTH_STEP = 0.04
 DEPTH_MAX = 0.2
+_TIER_VALUES = np.linspace(0.0, 1.0, len(TIERS))     # simple 0, standard 0.5, hard 1
 EXAMPLES_FILE = Path(__file__).with_name("complexity_examples.json")
 
 _WORD = re.compile(r"[a-z0-9_+#]+")
@@ -153,21 +154,23 @@ class Scorer:
         similarities = self.matrix @ self.matrix.T
         np.fill_diagonal(similarities, -1.0)      # leave each example out of its own vote
         raw = np.array([[*_text_features(t, counts[i]), *self._vote(similarities[i])] for i, t in enumerate(texts)])
-        self.mean = raw.mean(axis=0)
-        self.scale = np.where(raw.std(axis=0) > 1e-6, raw.std(axis=0), 1.0)
-        self.weights, self.bias = _fit((raw - self.mean) / self.scale, self.labels, len(TIERS))
+        mean = raw.mean(axis=0)
+        scale = np.where(raw.std(axis=0) > 1e-6, raw.std(axis=0), 1.0)
+        weights, bias = _fit((raw - mean) / scale, self.labels, len(TIERS))
+        # the standardisation folded into the weights: one product per request
+        self.weights = weights / scale[:, None]
+        self.bias = bias - (mean / scale) @ weights
 
     def score(self, prompt: Prompt) -> Score:
         text = prompt.text[:PREFIX]
         terms = _terms(text)
         columns, weights = self._vector(terms)
         similarities = (self.matrix[:, columns] @ weights) if len(columns) else np.zeros(len(self.labels))
-        x = (np.array([*_text_features(text, terms, len(prompt.text)), *self._vote(similarities)]) - self.mean) \
-            / self.scale
+        x = np.array([*_text_features(text, terms, len(prompt.text)), *self._vote(similarities)])
         logits = x @ self.weights + self.bias
         p = np.exp(logits - logits.max())
         p /= p.sum()
-        value = float(p @ np.linspace(0.0, 1.0, len(TIERS)))
+        value = float(p @ _TIER_VALUES)
         value = min(1.0, value + min(DEPTH_MAX, DEPTH_STEP * max(0, prompt.turns - 1)))
         tier = TIERS[min(len(TIERS) - 1, int(value * len(TIERS)))]
         return Score(tier, value, tuple(round(float(v), 4) for v in p))

@@ -174,3 +174,15 @@ def test_the_schema_refuses_unknown_tiers_and_thresholds(cfg, field):
     with pytest.raises(schema_lang.SchemaError) as caught:
         Relay(cfg)
     assert any(path.startswith(field) for path in caught.value.errors), caught.value.errors
+
+
+async def test_a_request_without_text_goes_to_the_middle_tier_or_the_defaults(mock, relay):
+    image_only = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]}
+    tiers = await relay(tiered_config(mock.url))
+    result = await post(tiers.url, image_only)
+    assert result.status == 200 and result.target == "medium"
+    assert result.headers[REASON] == "tier=standard; scorer=none; error=no text"
+    meanings = await relay(semantic_config(mock.url))
+    result = await post(meanings.url, image_only)
+    assert result.status == 200 and result.target == "openai/gpt-4o" and result.headers[REASON] == "fallback=no-text"

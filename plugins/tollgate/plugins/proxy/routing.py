@@ -64,7 +64,7 @@ class Decision:
 
     def header(self) -> str:
         """``X-Tollgate-Route-Reason``: ``key=value`` pairs, ``; ``-separated, printable ASCII only."""
-        parts: list[tuple[str, Any]] = []
+        parts: list[tuple[str, Any]]
         if self.algorithm == "complexity":
             parts = [("tier", self.tier), ("score", _round(self.score)), ("scorer", self.scorer)]
         else:

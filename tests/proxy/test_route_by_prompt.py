@@ -186,3 +186,15 @@ async def test_a_request_without_text_goes_to_the_middle_tier_or_the_defaults(mo
     meanings = await relay(semantic_config(mock.url))
     result = await post(meanings.url, image_only)
     assert result.status == 200 and result.target == "openai/gpt-4o" and result.headers[REASON] == "fallback=no-text"
+
+
+async def test_when_every_tier_fails_the_error_still_says_the_decision(mock, relay):
+    r = await relay(tiered_config(mock.url))
+    mock.add_rule(Reply.fail(503, "overloaded"))
+    result = await post(r.url, ask(HARD))
+    assert result.status == 502 and result.json()["error"]["code"] == "all_targets_failed"
+    assert result.headers["X-Tollgate-Attempts"] == "3" and result.headers[REASON].startswith("tier=hard;")
+    mock.reset()
+    mock.enqueue(Reply.fail(400, "bad request"), path=f"/large{CHAT}")
+    result = await post(r.url, ask(HARD))
+    assert result.status == 400 and result.target == "large" and result.headers[REASON].startswith("tier=hard;")

@@ -280,7 +280,7 @@ class ProxyPolicy(Policy):
                         self._failed(ctx, spec, outcome, snapshot, trial=spec.id in trials, attempt=made)
                         if outcome.criterion not in self.criteria:
                             # Not a failover case (a 4xx about the request would fail anywhere): pass it on.
-                            return self._provider_error(outcome, made, spec)
+                            return self._provider_error(ctx, outcome, made, spec)
                         if time.monotonic() >= deadline:
                             return self._all_failed(ctx, failures, made, single)
                         continue
@@ -449,10 +449,18 @@ class ProxyPolicy(Policy):
         if failure.is_timeout and self.algorithm == "lowest-latency" and failure.elapsed_ms > 0:
             _spawn(self.state.penalty(spec.id, snapshot, failure.elapsed_ms))
 
-    def _provider_error(self, failure: Failure, attempts: int, spec: TargetSpec) -> web.Response:
+    def _error_headers(self, ctx: RequestContext, attempts: int) -> dict[str, str]:
+        """What an error answer says of the attempts and of the routing decision."""
+        headers = {ATTEMPTS_HEADER: str(attempts)} if attempts > 1 else {}
+        if ctx.meta.get("route_reason") and self.config.get("model_name_header", True) is not False:
+            headers[routing.REASON_HEADER] = ctx.meta["route_reason"]
+        return headers
+
+    def _provider_error(self, ctx: RequestContext, failure: Failure, attempts: int,
+                        spec: TargetSpec) -> web.Response:
         """The provider's own error, as OpenAI's (a 4xx about the request, or a lone target's failure); on a
         preserve route, the provider's own answer as it came."""
-        headers = {ATTEMPTS_HEADER: str(attempts)} if attempts > 1 else {}
+        headers = self._error_headers(ctx, attempts)
         if self.config.get("model_name_header", True) is not False:
             headers[TARGET_HEADER] = spec.label
         if isinstance(failure, preserve.NativeFailure) and failure.answer is not None:
@@ -466,13 +474,13 @@ class ProxyPolicy(Policy):
                     single: bool) -> web.Response:
         spec, last = failures[-1]
         ctx.meta["attempts"] = attempts
-        headers = {ATTEMPTS_HEADER: str(attempts)} if attempts > 1 else None
+        headers = self._error_headers(ctx, attempts) or None
         if last.is_timeout:
             return openai_error(504, self._summary(failures), "timeout", "upstream_timeout", headers)
         if single:
             if last.criterion.startswith("http_"):
                 # One target: its own answer (a 429 with its Retry-After, a 503...) is the most useful to pass on.
-                return self._provider_error(last, attempts, spec)
+                return self._provider_error(ctx, last, attempts, spec)
             return openai_error(502, self._redact(last.message), last.type, last.code, headers)
         return openai_error(502, self._summary(failures), "api_error", "all_targets_failed", headers)
 

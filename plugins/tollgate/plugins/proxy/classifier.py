@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ...providers import UnknownProvider, driver_for
+from ...providers import driver_for
 from ...providers.base import CHAT, ProviderError, Target
 from .attempt import Answer, call
 from .complexity import PREFIX, Prompt
@@ -38,21 +38,14 @@ class ClassifierFailed(Exception):
 
 @dataclass
 class ModelScorer:
-    provider: str
-    model: str
-    options: dict[str, Any]
-    auth: dict[str, Any]
+    target: Target
     timeout: float
 
     def __post_init__(self) -> None:
-        try:
-            self.driver = driver_for(self.provider)
-        except UnknownProvider as exc:
-            raise ValueError(f"balancer.complexity.model: provider {exc} is not known") from None
-        self.target = Target(provider=self.provider, model=self.model, options=self.options, auth=self.auth)
+        self.driver = driver_for(self.target.provider)     # the schema admits only providers with a driver
 
     async def tier(self, prompt: Prompt) -> str:
-        body = {"model": self.model, "max_tokens": 5, "temperature": 0,
+        body = {"model": self.target.model, "max_tokens": 5, "temperature": 0,
                 "messages": [{"role": "system", "content": INSTRUCTION},
                              {"role": "user", "content": prompt.text[:PREFIX]}]}
         try:
@@ -84,4 +77,5 @@ def from_config(complexity: dict[str, Any]) -> ModelScorer:
         raise ValueError("balancer.complexity.scorer model needs balancer.complexity.model (provider and name)")
     auth = {k: v for k, v in (complexity.get("auth") or {}).items() if v not in (None, False)}
     options = {k: v for k, v in (model.get("options") or {}).items() if v is not None}
-    return ModelScorer(model["provider"], model["name"], options, auth, float(complexity.get("timeout") or 1.0))
+    return ModelScorer(Target(provider=model["provider"], model=model["name"], options=options, auth=auth),
+                       float(complexity.get("timeout") or 1.0))

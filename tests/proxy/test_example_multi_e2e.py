@@ -20,11 +20,12 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 EXAMPLE = Path(__file__).resolve().parents[2] / "declarative" / "kong.yml"
 
 
-def multi_route(mock_url: str, relay_url: str) -> dict:
+def example_route(name: str, mock_url: str, relay_url: str) -> dict:
+    """The declarative config of one route of the example, pointed at the mock and the relay."""
     text = EXAMPLE.read_text().replace("http://mock-llm:8000", mock_url).replace("http://127.0.0.1:8081", relay_url)
     doc = yaml.safe_load(text)
     (service,) = doc["services"]
-    service["routes"] = [r for r in service["routes"] if r["name"] == "multi"]
+    service["routes"] = [r for r in service["routes"] if r["name"] == name]
     assert len(service["routes"]) == 1
     return {"_format_version": doc["_format_version"], "services": [service]}
 
@@ -35,7 +36,7 @@ async def env():
     await mock.start()
     proc = TollgateServer()
     await proc.astart()
-    kong = KongDouble(proc.entries("3.9", ["tollgate-proxy"]), multi_route(mock.url, proc.relay_url))
+    kong = KongDouble(proc.entries("3.9", ["tollgate-proxy"]), example_route("multi", mock.url, proc.relay_url))
     await kong.start()
     yield kong, mock
     await kong.stop()

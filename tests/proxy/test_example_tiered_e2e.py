@@ -5,32 +5,17 @@ over to the next tier."""
 from __future__ import annotations
 
 import pytest
-import pytest_asyncio
 
-from tests.harness import KongDouble
-from tests.harness.procs import TollgateServer
-from tollgate.mock import MockLLM, Reply
+from tollgate.mock import Reply
 
+from .e2e import example_fixture
 from .helpers import HARD, ask, post
-from .test_example_multi_e2e import example_route
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 PATH = "/tiered/v1/chat/completions"
 
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env():
-    mock = MockLLM(shutdown_timeout=0.1)
-    await mock.start()
-    proc = TollgateServer()
-    await proc.astart()
-    kong = KongDouble(proc.entries("3.9", ["tollgate-proxy"]), example_route("tiered", mock.url, proc.relay_url))
-    await kong.start()
-    yield kong, mock
-    await kong.stop()
-    proc.cleanup()
-    await mock.stop()
+env = example_fixture("tiered")
 
 
 async def test_each_prompt_goes_to_its_tier(env):

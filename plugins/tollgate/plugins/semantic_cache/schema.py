@@ -9,23 +9,14 @@ out, so the threshold can sit low enough to catch paraphrases (see bench/cache.p
 
 from __future__ import annotations
 
-from ...embeddings import PROVIDERS
 from ..common_schema import REDIS
-from ..proxy.schema import AUTH, OPTIONS
+from ..proxy.schema import EMBEDDINGS
 
 SCOPES = ["consumer", "route", "global"]
 FINISH_REASONS = ["stop", "length"]
 
 Schema = [
-    {"embeddings": {"type": "record", "fields": [
-        {"model": {"type": "record", "fields": [
-            {"provider": {"type": "string", "default": "local", "one_of": list(PROVIDERS)}},
-            {"name": {"type": "string"}},
-            {"options": OPTIONS},
-        ]}},
-        {"auth": AUTH},
-        {"timeout": {"type": "number", "default": 10, "gt": 0}},   # seconds, for a provider's embeddings call
-    ]}},
+    {"embeddings": EMBEDDINGS},
     {"vectordb": {"type": "record", "fields": [
         {"strategy": {"type": "string", "default": "local", "one_of": ["local", "redis", "pgvector"]}},
         {"distance_metric": {"type": "string", "default": "cosine", "one_of": ["cosine", "euclidean"]}},

@@ -171,6 +171,12 @@ async def rest_api() -> AsyncIterator[RestApi]:
             return web.json_response({"id": parts[3], "name": f"user {parts[3]}", "q": request.query.get("q")})
         if request.method == "POST" and request.path == "/api/users":
             return web.json_response({"created": await request.json()}, status=201)
+        if request.path.startswith("/api/users/") and len(parts) == 5 and parts[4] == "orders":
+            return web.json_response({"user": parts[3], "orders": [{"id": 1, "total": 12.5}]})
+        if request.path == "/api/orders":
+            return web.json_response({"orders": [{"id": 1, "user": "7"}]})
+        if request.method == "POST" and request.path == "/api/refunds":
+            return web.json_response({"refunded": await request.json()}, status=201)
         if request.path.startswith("/api/"):
             return web.json_response({"error": "no such user"}, status=404)
         return web.json_response({"error": "outside"}, status=403)

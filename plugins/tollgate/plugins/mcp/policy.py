@@ -8,24 +8,28 @@ stream.py; resumable in a session). Every refusal is a JSON-RPC error with the H
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from aiohttp import web
 
-from ... import runtime
+from ... import log, runtime
 from ...context import RequestContext
 from ...store import StoreUnavailable
 from ..base import Policy
 from . import jsonrpc, protocol
-from .acl import Acl
+from . import registry
+from .acl import GROUPS_HEADER, Acl, groups_of
 from .audit import Record
 from .calls import CallLimits
-from .catalog import Catalog
+from .catalog import Catalog, CatalogError, rest_tools_of
 from .gateway import CAPABILITIES, SERVER_INFO, Caller, Gateway
-from .jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, JsonRpcError, Message
+from .jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, JsonRpcError, Message
 from .oauth import METADATA_PATH, ResourceServer
 from .sessions import Session, SessionBook, SharedUpstreamSessions
 from .stream import Answer, EventLog, parse_event_id
+
+logger = log.get("mcp")
 
 _MODERN_ONLY_FIELDS = ("resultType", "ttlMs", "cacheScope")
 _CACHEABLE = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read",
@@ -36,8 +40,14 @@ class McpPolicy(Policy):
     def __init__(self, config: dict[str, Any], plugin: str):
         super().__init__(config, plugin)
         self.scope = str(config.get("__plugin_id") or config.get("route_id") or "default")
+        self.conversion_only = config.get("mode") == "conversion-only"
         self.gateway = Gateway(Catalog.from_config(config), Acl.from_config(config),
                                CallLimits.from_config(config, self.scope), config)
+        tag = (config.get("server") or {}).get("tag")
+        self.registry = registry.Registry(tag) if tag else None
+        self._publishing = (registry.publish_soon(runtime.current().store_for(config), self.scope, config)
+                            if self.conversion_only else None)
+        self.groups = bool(config.get("include_consumer_groups"))
         self.shared = SharedUpstreamSessions()
         self._working: set[asyncio.Task[Any]] = set()   # resumable answers still being worked out
         self.oauth = ResourceServer.from_config(config.get("oauth"))
@@ -51,6 +61,11 @@ class McpPolicy(Policy):
                            float(self.config.get("session_ttl") or 3600))
 
     async def serve(self, ctx: RequestContext, request: web.BaseRequest) -> web.StreamResponse:
+        if self.conversion_only:
+            return jsonrpc.error_response(None, JsonRpcError(
+                METHOD_NOT_FOUND, "this route's tollgate-mcp is conversion-only: a listener serves its tools"))
+        if self.registry is not None:
+            await self._refresh()
         if self.oauth is not None:
             if ctx.method == "GET" and ctx.path.startswith(METADATA_PATH):
                 return jsonrpc.json_response(self.oauth.metadata())
@@ -59,6 +74,9 @@ class McpPolicy(Policy):
                 ctx.identity = await self.oauth.identify(ctx.headers.get("Authorization"))
             except JsonRpcError as exc:
                 return jsonrpc.error_response(None, exc)
+        elif self.groups and ctx.identity:
+            # Kong's acl plugin, on this route, replaced the client's header with the consumer's groups (acl.py).
+            ctx.identity = {**ctx.identity, "groups": groups_of(ctx.headers.get(GROUPS_HEADER))}
         if ctx.method == "DELETE":
             return await self._end_session(ctx)
         if ctx.method == "GET" and "Last-Event-ID" in ctx.headers:
@@ -78,6 +96,31 @@ class McpPolicy(Policy):
         if isinstance(parsed, dict):
             return web.Response(status=202)   # a client's answer to a server request: nobody here awaits it
         return await self._one(ctx, request, parsed)
+
+    async def _refresh(self) -> None:
+        """A listener's tools from the conversion-only instances tagged ``server.tag`` (registry.py), with their
+        ACLs; a source whose names collide with what is already served is left out (and logged)."""
+        assert self.registry is not None
+        try:
+            sources = await self.registry.sources(runtime.current().store_for(self.config))
+        except StoreUnavailable as exc:
+            log.event(logger, "tool registry unavailable", logging.WARNING, error=str(exc))
+            return
+        if sources is None:
+            return
+        catalog, acl = Catalog.from_config(self.config), Acl.from_config(self.config)
+        inherited: list[Any] = []
+        for source in sources:
+            try:
+                tools = rest_tools_of(source.config)
+                candidate = Catalog.from_config(self.config, [*inherited, *tools])
+            except (CatalogError, ValueError) as exc:
+                log.event(logger, "conversion-only tools left out", logging.ERROR, plugin_id=source.plugin_id,
+                          error=str(exc))
+                continue
+            catalog, inherited = candidate, [*inherited, *tools]
+            acl = acl.inheriting(Acl.from_config(source.config), [t.name for t in tools])
+        self.gateway.catalog, self.gateway.acl = catalog, acl
 
     # -- one message -------------------------------------------------------------------------------------------
 

@@ -21,12 +21,13 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from tests.harness import KongDouble
 from tests.harness.procs import TollgateServer
 
-from .upstreams import Issuer, RestApi, Upstream, calc_server, issuer, mcp_upstream, rest_api, weather_server
+from .upstreams import (Issuer, RestApi, Upstream, calc_server, desk_server, issuer, mcp_upstream, rest_api,
+                        weather_server)
 
 KEYS = {"alice": "alice-key", "bob": "bob-key", "carol": "carol-key", "demo": "tollgate-demo-key"}
 GROUPS = {"alice": ["admin"], "bob": ["developer"], "carol": ["suspended", "developer"]}   # Kong's acls
 PLUGIN_IDS = {name: f"6d0c1e2a-0000-4000-8000-{i:012d}" for i, name in
-              enumerate(["one", "all", "rest", "slow", "dead", "limited", "oauth", "pass", "shop", "orders"],
+              enumerate(["one", "all", "rest", "slow", "dead", "limited", "oauth", "pass", "shop", "orders", "desk"],
                         start=1)}
 
 
@@ -49,7 +50,8 @@ OPEN_ROUTES = {"oauth": ["/mcp/oauth", "/.well-known/oauth-protected-resource/mc
 REST_ROUTES = {"orders": ["/api/orders"]}
 
 
-def mcp_configs(weather: Upstream, calc: Upstream, api: RestApi, idp: Issuer) -> dict[str, dict[str, Any]]:
+def mcp_configs(weather: Upstream, calc: Upstream, api: RestApi, idp: Issuer, desk: Upstream
+                ) -> dict[str, dict[str, Any]]:
     """Route name -> tollgate-mcp config."""
     rest_tools = [
         {"name": "get_user", "description": "One user", "method": "GET", "path": "/api/users/{id}",
@@ -86,6 +88,9 @@ def mcp_configs(weather: Upstream, calc: Upstream, api: RestApi, idp: Issuer) ->
                               "request_body": {"required": True, "content": {"application/json": {
                                   "schema": {"type": "object"}}}}}]},
         "shop": {"mode": "listener", "server": {"tag": "shop"}, "strategy": "redis", "include_consumer_groups": True},
+        # a 2025 server that asks its client things mid-call and has a resource to subscribe to
+        "desk": {"servers": [{"name": "desk", "url": desk.url, "prefix": "", "protocol": "2025-11-25"}],
+                 "strategy": "redis", "timeout": 10},
         "oauth": {"upstream_url": weather.url, "default_acl": [{"scope": "tools", "allow": ["alice-sub"]}],
                   "oauth": {"resource": OAUTH_RESOURCE, "issuer": idp.url, "jwks_url": idp.jwks_url,
                             "scopes_required": ["mcp:tools"]}},
@@ -137,6 +142,8 @@ class Env:
     calc: Upstream
     api: RestApi
     idp: Issuer
+    desk: Upstream
+    subscriptions: list[str]
 
     def url(self, route: str, node: int = 0) -> str:
         return self.nodes[node].url(route)
@@ -149,7 +156,9 @@ async def environment(redis_url: str) -> AsyncIterator[Env]:
         calc = await stack.enter_async_context(mcp_upstream("calc", calc_server(), json_response=True))
         api = await stack.enter_async_context(rest_api())
         idp = await stack.enter_async_context(issuer())
-        configs = mcp_configs(weather, calc, api, idp)
+        subscriptions: list[str] = []
+        desk = await stack.enter_async_context(mcp_upstream("desk", desk_server(subscriptions)))
+        configs = mcp_configs(weather, calc, api, idp, desk)
         nodes = []
         for _ in range(2):
             proc = TollgateServer(redis_url=redis_url, env={"TOLLGATE_LOG_LEVEL": "info"})
@@ -159,14 +168,15 @@ async def environment(redis_url: str) -> AsyncIterator[Env]:
             await kong.start()
             stack.push_async_callback(kong.stop)
             nodes.append(Node(proc, kong))
-        yield Env(nodes, weather, calc, api, idp)
+        yield Env(nodes, weather, calc, api, idp, desk, subscriptions)
 
 
 @contextlib.asynccontextmanager
-async def sdk_client(url: str, user: str = "alice", mode: str = "auto", headers: dict[str, str] | None = None
-                     ) -> AsyncIterator[Client]:
-    """The official SDK client through Kong: ``auto`` speaks 2026-07-28 here, ``legacy`` the session generation."""
+async def sdk_client(url: str, user: str = "alice", mode: str = "auto", headers: dict[str, str] | None = None,
+                     **options: Any) -> AsyncIterator[Client]:
+    """The official SDK client through Kong: ``auto`` speaks 2026-07-28 here, ``legacy`` the session generation;
+    ``options`` go to `mcp.Client` (callbacks for sampling, elicitation, messages)."""
     async with create_mcp_http_client(headers=headers if headers is not None else {"apikey": KEYS[user]},
                                       timeout=httpx2.Timeout(10, read=10)) as http:
-        async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+        async with Client(streamable_http_client(url, http_client=http), mode=mode, **options) as client:
             yield client

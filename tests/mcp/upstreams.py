@@ -20,7 +20,8 @@ import uvicorn
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from mcp.server.mcpserver import Context, MCPServer
-from pydantic import Field
+from mcp_types import EmptyResult, SamplingMessage, SubscribeRequestParams, TextContent
+from pydantic import BaseModel, Field
 
 from tests.harness.procs import free_port
 
@@ -40,6 +41,10 @@ class Upstream:
 
     def methods(self) -> list[str]:
         return [s.method for s in self.seen]
+
+
+class Person(BaseModel):
+    name: str
 
 
 def weather_server() -> MCPServer:
@@ -81,6 +86,44 @@ def weather_server() -> MCPServer:
     @server.resource("weather://stations")
     def stations() -> str:
         return "KSFO,KJFK"
+
+    return server
+
+
+def desk_server(subscriptions: list[str]) -> MCPServer:
+    """A server that asks its client things mid-call (2025 generation), and has a resource to subscribe to;
+    ``subscriptions`` collects the URIs subscribed to."""
+    server = MCPServer("desk")
+
+    @server.tool()
+    async def ask_name(ctx: Context) -> str:
+        """Asks the user (elicitation, mid-call: the 2025 generation)."""
+        answer = await ctx.elicit("What is your name?", Person)
+        return f"hello {answer.data.name}" if answer.action == "accept" else f"no name ({answer.action})"
+
+    @server.tool()
+    async def summarize(text: str, ctx: Context) -> str:
+        """Asks the client's model (sampling, mid-call)."""
+        result = await ctx.session.create_message(
+            [SamplingMessage(role="user", content=TextContent(type="text", text=text))], max_tokens=20,
+            related_request_id=ctx.request_id)
+        return f"summary: {result.content.text}"
+
+    @server.tool()
+    async def touch(uri: str, ctx: Context) -> str:
+        """Says a resource changed (resources/updated, on the session's standing stream)."""
+        await ctx.session.send_resource_updated(uri)
+        return "touched"
+
+    async def subscribe(ctx: Any, params: Any) -> EmptyResult:
+        subscriptions.append(str(params.uri))
+        return EmptyResult()
+
+    server._lowlevel_server.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
+
+    @server.resource("desk://inbox")
+    def inbox() -> str:
+        return "3 letters"
 
     return server
 

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from ... import log, runtime
@@ -27,7 +28,9 @@ from .gateway import CAPABILITIES, SERVER_INFO, Caller, Gateway
 from .jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, JsonRpcError, Message
 from .oauth import METADATA_PATH, ResourceServer
 from .sessions import Session, SessionBook, SharedUpstreamSessions
-from .stream import Answer, EventLog, parse_event_id
+from .questions import Inbox, client_capabilities
+from .stream import Answer, EventLog, StandingChannel, StandingLog, parse_event_id
+from .upstream import Upstream
 
 logger = log.get("mcp")
 
@@ -50,8 +53,11 @@ class McpPolicy(Policy):
         self.groups = bool(config.get("include_consumer_groups"))
         self.shared = SharedUpstreamSessions()
         self._working: set[asyncio.Task[Any]] = set()   # resumable answers still being worked out
+        # Upstream standing streams this process relays, by (client session, server) (see _watch).
+        self._listening: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.oauth = ResourceServer.from_config(config.get("oauth"))
         self.max_body = int(config.get("max_request_body_size") or 1048576)
+        self.timeout = float(config.get("timeout") or 30)
         logging_config = config.get("logging") or {}
         self.log_statistics = logging_config.get("log_statistics", True) is not False
         self.log_payloads = bool(logging_config.get("log_payloads"))
@@ -81,8 +87,10 @@ class McpPolicy(Policy):
             return await self._end_session(ctx)
         if ctx.method == "GET" and "Last-Event-ID" in ctx.headers:
             return await self._resume(ctx, request)
+        if ctx.method == "GET" and protocol.SESSION_HEADER in ctx.headers:
+            return await self._standing(ctx, request)
         if ctx.method != "POST":
-            # No standing GET stream: the gateway sends nothing unasked (the spec allows a 405 here).
+            # Only a session has a standing GET stream (2026-07-28 has none; the spec allows a 405 here).
             return web.Response(status=405, headers={"Allow": "POST, DELETE"})
         if len(ctx.body) > self.max_body:
             return jsonrpc.error_response(None, JsonRpcError(
@@ -94,7 +102,7 @@ class McpPolicy(Policy):
         if isinstance(parsed, list):
             return await self._batch(ctx, parsed)
         if isinstance(parsed, dict):
-            return web.Response(status=202)   # a client's answer to a server request: nobody here awaits it
+            return await self._client_answer(ctx, parsed)
         return await self._one(ctx, request, parsed)
 
     async def _refresh(self) -> None:
@@ -138,12 +146,18 @@ class McpPolicy(Policy):
             return jsonrpc.error_response(message.id if message.is_request else None, exc)
         if not message.is_request:
             return web.Response(status=202)
-        extra = {protocol.SESSION_HEADER: session.id} if session is not None else {}
-        log = EventLog(self.book().store, self.scope, session.id) if session is not None else None
-        answer = Answer(request, "text/event-stream" in ctx.headers.get("Accept", ""), extra, log)
+        accepts_sse = "text/event-stream" in ctx.headers.get("Accept", "")
+        if session is None:
+            answer = Answer(request, accepts_sse, {})
+        else:
+            store = self.book().store
+            answer = Answer(request, accepts_sse, {protocol.SESSION_HEADER: session.id},
+                            EventLog(store, self.scope, session.id), Inbox(store, self.scope, session.id),
+                            session.capabilities, self.timeout)
         caller = Caller(ctx.identity, session is None, session or self.shared.for_consumer(_consumer(ctx)),
-                        answer.notify, self._credentials(ctx),
-                        {k: v for k, v in ctx.headers.items() if k.lower().startswith(protocol.PARAM_HEADER_PREFIX)})
+                        answer, self._credentials(ctx),
+                        {k: v for k, v in ctx.headers.items() if k.lower().startswith(protocol.PARAM_HEADER_PREFIX)},
+                        (lambda upstream: self._watch(session, upstream)) if session is not None else None)
         if not answer.resumable:
             return await self._answer(ctx, message, caller, answer)
         # A resumable answer is worked out to the end even if the client drops the connection meanwhile.
@@ -187,7 +201,8 @@ class McpPolicy(Policy):
             raise JsonRpcError(INVALID_REQUEST, "initialize opens a session; it cannot carry one")
         version = protocol.negotiate(message.params.get("protocolVersion"))
         try:
-            session = await self.book().open(version, _consumer(ctx))
+            session = await self.book().open(version, _consumer(ctx),
+                                             client_capabilities(message.params.get("capabilities")))
         except StoreUnavailable:
             raise JsonRpcError(INTERNAL_ERROR, "tollgate-mcp: its state store is unavailable", status=503) from None
         result = {"protocolVersion": version, "capabilities": CAPABILITIES, "serverInfo": SERVER_INFO}
@@ -239,7 +254,68 @@ class McpPolicy(Policy):
         except StoreUnavailable:
             return jsonrpc.error_response(None, JsonRpcError(INTERNAL_ERROR, "state store unavailable", status=503))
         await asyncio.gather(*(u.end(session) for u in self.gateway.catalog.upstreams))
+        for key in [k for k in self._listening if k[0] == session.id]:
+            self._listening.pop(key).cancel()
         return web.Response(status=200)
+
+    # -- the client's side of server requests, and the standing stream (sessions) ----------------------------------
+
+    async def _client_answer(self, ctx: RequestContext, message: dict[str, Any]) -> web.StreamResponse:
+        """A client's answer to a request the gateway relayed from an upstream (questions.py): kept in the store
+        for the process holding that upstream's call."""
+        try:
+            session = await self._session(ctx)
+            await Inbox(self.book().store, self.scope, session.id).put(message)
+        except JsonRpcError as exc:
+            return jsonrpc.error_response(None, exc)
+        except StoreUnavailable:
+            return jsonrpc.error_response(None, JsonRpcError(INTERNAL_ERROR, "state store unavailable", status=503))
+        return web.Response(status=202)
+
+    async def _standing(self, ctx: RequestContext, request: web.BaseRequest) -> web.StreamResponse:
+        """The session's GET stream: what upstreams send outside any call (after resources/subscribe)."""
+        try:
+            session = await self._session(ctx)
+            log = StandingLog(self.book().store, self.scope, session.id)
+            position = await log.position()
+        except JsonRpcError as exc:
+            return jsonrpc.error_response(None, exc)
+        except StoreUnavailable:
+            return jsonrpc.error_response(None, JsonRpcError(INTERNAL_ERROR, "state store unavailable", status=503))
+        response = web.StreamResponse(status=200, headers={protocol.SESSION_HEADER: session.id,
+                                                           "Cache-Control": "no-cache",
+                                                           "Content-Type": "text/event-stream"})
+        await response.prepare(request)
+
+        async def alive() -> bool:
+            return await self.book().find(session.id, session.consumer) is not None
+
+        try:
+            await log.follow(position, response, request, alive)
+        except (ConnectionError, RuntimeError):
+            return response                  # the client went away
+        await response.write_eof()
+        return response
+
+    def _watch(self, session: Session, upstream: Upstream) -> None:
+        """Relay ``upstream``'s standing stream of ``session`` to the session's (once per process and server)."""
+        key = (session.id, upstream.name)
+        if key in self._listening:
+            return
+        store = self.book().store
+        channel = StandingChannel(StandingLog(store, self.scope, session.id), Inbox(store, self.scope, session.id),
+                                  session.capabilities, self.timeout)
+
+        async def listen() -> None:
+            try:
+                await upstream.listen(session, channel)
+            except (aiohttp.ClientError, StoreUnavailable) as exc:
+                log.event(logger, "upstream standing stream ended", logging.WARNING, server=upstream.name,
+                          error=type(exc).__name__)
+            finally:
+                self._listening.pop(key, None)
+
+        self._listening[key] = asyncio.create_task(listen())
 
     async def _batch(self, ctx: RequestContext, items: list[Any]) -> web.StreamResponse:
         """A JSON-RPC batch: only in a session whose version still has them (2025-03-26)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from ... import __version__, log, runtime
 from ..limits import identifier_value
@@ -38,7 +38,7 @@ class Caller:
     sessions: UpstreamSessions
     channel: Channel | None
     credentials: dict[str, str]      # client credentials to pass upstream (only with passthrough_credentials)
-    params: dict[str, str] = field(default_factory=dict)   # the call's Mcp-Param-* headers, for the tool's server
+    headers: Mapping[str, str] = field(default_factory=dict)   # the request's (Mcp-Param-* go to the tool's server)
     # Starts relaying an upstream's standing stream to the client's session (after a subscription).
     watch: Callable[[Upstream], None] | None = None
 
@@ -145,7 +145,8 @@ class Gateway:
         assert target.upstream is not None
         # Mcp-Param-* headers mirror arguments the tool's schema marks (x-mcp-header); the client made them from
         # the upstream's own schema (listed unchanged), so they go to that upstream, which checks them.
-        headers = {**caller.credentials, **caller.params} if method == "tools/call" else caller.credentials
+        headers = {**caller.credentials, **protocol.param_headers(caller.headers)} if method == "tools/call" \
+            else caller.credentials
         return await target.upstream.request(method, {**params, key: target.name}, caller.sessions, caller.channel,
                                              headers)
 

@@ -137,7 +137,7 @@ class McpPolicy(Policy):
         try:
             generation = protocol.generation_of(message, ctx.headers)
             if generation is not None:
-                protocol.check_modern(message, ctx.headers, ctx.headers.items())
+                protocol.check_modern(message, ctx.headers)
             elif message.method == "initialize":
                 return await self._initialize(ctx, message)
             else:
@@ -155,8 +155,7 @@ class McpPolicy(Policy):
                             EventLog(store, self.scope, session.id), Inbox(store, self.scope, session.id),
                             session.capabilities, self.timeout)
         caller = Caller(ctx.identity, session is None, session or self.shared.for_consumer(_consumer(ctx)),
-                        answer, self._credentials(ctx),
-                        {k: v for k, v in ctx.headers.items() if k.lower().startswith(protocol.PARAM_HEADER_PREFIX)},
+                        answer, self._credentials(ctx), ctx.headers,
                         (lambda upstream: self._watch(session, upstream)) if session is not None else None)
         if not answer.resumable:
             return await self._answer(ctx, message, caller, answer)

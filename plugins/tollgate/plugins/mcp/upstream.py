@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator, Protocol
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from ... import __version__, log
 from ...relay import upstream as http
@@ -29,6 +30,7 @@ from .sessions import UpstreamSessions
 logger = log.get("mcp")
 
 _ids = itertools.count(1)
+_NO_TIMEOUT = aiohttp.ClientTimeout()    # every exchange runs under the server's own timeout (`Upstream.request`)
 
 
 class Channel(Protocol):
@@ -64,6 +66,9 @@ class Upstream:
     headers: dict[str, str] = field(default_factory=dict)
     timeout: float = 30.0
     _detected: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._url = URL(self.url)     # parsed once: aiohttp would parse the string on every call
 
     async def request(self, method: str, params: dict[str, Any], sessions: UpstreamSessions,
                       channel: Channel | None = None, extra_headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -158,7 +163,8 @@ class Upstream:
         if session_id:
             headers[protocol.SESSION_HEADER] = session_id
         body = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-        async with http.session().post(self.url, data=orjson.dumps(body), headers=self._headers(headers)) as answer:
+        async with http.session().post(self._url, data=orjson.dumps(body), headers=self._headers(headers),
+                                       timeout=_NO_TIMEOUT) as answer:
             await answer.read()
         return session_id, negotiated
 
@@ -176,7 +182,8 @@ class Upstream:
         body: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
         if params:
             body["params"] = params
-        async with http.session().post(self.url, data=orjson.dumps(body), headers=self._headers(headers)) as answer:
+        async with http.session().post(self._url, data=orjson.dumps(body), headers=self._headers(headers),
+                                       timeout=_NO_TIMEOUT) as answer:
             if answer.status == 404 and session_bound:
                 raise SessionExpired()
             kind = answer.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -242,7 +249,8 @@ class Upstream:
         else:
             body["error"] = {"code": METHOD_NOT_FOUND,
                              "message": f"{asked.get('method')} is not relayed to this client by the MCP gateway"}
-        async with http.session().post(self.url, data=orjson.dumps(body), headers=self._headers(headers)) as answer:
+        async with http.session().post(self._url, data=orjson.dumps(body), headers=self._headers(headers),
+                                       timeout=_NO_TIMEOUT) as answer:
             await answer.read()
 
     def _headers(self, headers: dict[str, str]) -> dict[str, str]:

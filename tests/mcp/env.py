@@ -27,7 +27,8 @@ from .upstreams import (Issuer, RestApi, Upstream, calc_server, desk_server, iss
 KEYS = {"alice": "alice-key", "bob": "bob-key", "carol": "carol-key", "demo": "tollgate-demo-key"}
 GROUPS = {"alice": ["admin"], "bob": ["developer"], "carol": ["suspended", "developer"]}   # Kong's acls
 PLUGIN_IDS = {name: f"6d0c1e2a-0000-4000-8000-{i:012d}" for i, name in
-              enumerate(["one", "all", "rest", "slow", "dead", "limited", "oauth", "pass", "shop", "orders", "desk"],
+              enumerate(["one", "all", "rest", "slow", "dead", "limited", "oauth", "pass", "shop", "orders", "desk",
+                                      "desk26"],
                         start=1)}
 
 
@@ -91,6 +92,7 @@ def mcp_configs(weather: Upstream, calc: Upstream, api: RestApi, idp: Issuer, de
         # a 2025 server that asks its client things mid-call and has a resource to subscribe to
         "desk": {"servers": [{"name": "desk", "url": desk.url, "prefix": "", "protocol": "2025-11-25"}],
                  "strategy": "redis", "timeout": 10},
+        "desk26": {"servers": [{"name": "desk", "url": desk.url, "prefix": ""}]},     # the same, spoken to in 2026
         "oauth": {"upstream_url": weather.url, "default_acl": [{"scope": "tools", "allow": ["alice-sub"]}],
                   "oauth": {"resource": OAUTH_RESOURCE, "issuer": idp.url, "jwks_url": idp.jwks_url,
                             "scopes_required": ["mcp:tools"]}},

@@ -103,3 +103,14 @@ async def test_the_stateless_generation_has_no_subscriptions_or_standing_stream(
     assert reply.status == 404 and reply.error["code"] == -32601
     async with http.get(env.url("desk"), headers={"apikey": KEYS["alice"], "Accept": "text/event-stream"}) as answer:
         assert answer.status == 405
+
+
+async def test_stateless_input_required_rounds_pass_through_the_gateway(env: Env):
+    """2026-07-28 client and server: the server's question is an input_required result; the client answers by
+    calling again with inputResponses and requestState, which the gateway relays as they are."""
+    async def elicit(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="accept", content={"name": "Lin"})
+
+    async with sdk_client(env.url("desk26"), elicitation_callback=elicit) as client:
+        result = await client.call_tool("welcome", {})
+    assert not result.is_error and result.content[0].text == "welcome Lin"

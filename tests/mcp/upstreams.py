@@ -19,7 +19,7 @@ import jwt
 import uvicorn
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
 from mcp_types import EmptyResult, SamplingMessage, SubscribeRequestParams, TextContent
 from pydantic import BaseModel, Field
 
@@ -45,6 +45,11 @@ class Upstream:
 
 class Person(BaseModel):
     name: str
+
+
+def who() -> Elicit[Person]:
+    """desk's ``welcome`` asks this (module level: tool annotations are evaluated in the module's namespace)."""
+    return Elicit("Who is asking?", Person)
 
 
 def weather_server() -> MCPServer:
@@ -114,6 +119,11 @@ def desk_server(subscriptions: list[str]) -> MCPServer:
         """Says a resource changed (resources/updated, on the session's standing stream)."""
         await ctx.session.send_resource_updated(uri)
         return "touched"
+
+    @server.tool()
+    def welcome(person: Annotated[Person, Resolve(who)]) -> str:
+        """Asks the user in whichever way the generation has (2026-07-28: an input_required result)."""
+        return f"welcome {person.name}"
 
     async def subscribe(ctx: Any, params: Any) -> EmptyResult:
         subscriptions.append(str(params.uri))

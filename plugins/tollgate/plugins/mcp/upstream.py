@@ -25,6 +25,7 @@ from ... import __version__, log
 from ...relay import upstream as http
 from . import protocol
 from .jsonrpc import HTTP_STATUS, INTERNAL_ERROR, METHOD_NOT_FOUND, REQUEST_TIMEOUT, UPSTREAM_ERROR, JsonRpcError
+from .questions import client_capabilities
 from .sessions import UpstreamSessions
 
 logger = log.get("mcp")
@@ -129,7 +130,13 @@ class Upstream:
     async def _modern(self, version: str, method: str, params: dict[str, Any], channel: Channel | None,
                       extra_headers: dict[str, str] | None) -> dict[str, Any]:
         meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
-        body_params = {**params, "_meta": {**meta, **protocol.modern_meta(version)}}
+        envelope = protocol.modern_meta(version)
+        # A 2026-07-28 client answers the server's questions itself (input_required, then a new call): the server
+        # may ask what the client said it can answer.
+        capabilities = client_capabilities(meta.get(protocol.META_CAPABILITIES))
+        if capabilities:
+            envelope = {**envelope, protocol.META_CAPABILITIES: capabilities}
+        body_params = {**params, "_meta": {**meta, **envelope}}
         headers = {protocol.VERSION_HEADER: version, protocol.METHOD_HEADER: method}
         key = protocol.NAME_PARAM.get(method)
         if key is not None:

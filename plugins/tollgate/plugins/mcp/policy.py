@@ -232,13 +232,9 @@ class McpPolicy(Policy):
             log = EventLog(self.book().store, self.scope, session.id, position[0])
             if not await log.exists():
                 raise JsonRpcError(INVALID_REQUEST, "no such stream (or it has expired)", status=404)
-        except JsonRpcError as exc:
-            return jsonrpc.error_response(None, exc)
-        except StoreUnavailable:
-            return jsonrpc.error_response(None, JsonRpcError(INTERNAL_ERROR, "state store unavailable", status=503))
-        response = web.StreamResponse(status=200, headers={protocol.SESSION_HEADER: session.id,
-                                                           "Cache-Control": "no-cache",
-                                                           "Content-Type": "text/event-stream"})
+        except (JsonRpcError, StoreUnavailable) as exc:
+            return _refused(exc)
+        response = _sse_stream(session)
         await response.prepare(request)
         await log.replay(position[1], response, float(self.config.get("timeout") or 30))
         await response.write_eof()
@@ -248,10 +244,8 @@ class McpPolicy(Policy):
         try:
             session = await self._session(ctx)
             await self.book().end(session)
-        except JsonRpcError as exc:
-            return jsonrpc.error_response(None, exc)
-        except StoreUnavailable:
-            return jsonrpc.error_response(None, JsonRpcError(INTERNAL_ERROR, "state store unavailable", status=503))
+        except (JsonRpcError, StoreUnavailable) as exc:
+            return _refused(exc)
         await asyncio.gather(*(u.end(session) for u in self.gateway.catalog.upstreams))
         for key in [k for k in self._listening if k[0] == session.id]:
             self._listening.pop(key).cancel()
@@ -265,10 +259,8 @@ class McpPolicy(Policy):
         try:
             session = await self._session(ctx)
             await Inbox(self.book().store, self.scope, session.id).put(message)
-        except JsonRpcError as exc:
-            return jsonrpc.error_response(None, exc)
-        except StoreUnavailable:
-            return jsonrpc.error_response(None, JsonRpcError(INTERNAL_ERROR, "state store unavailable", status=503))
+        except (JsonRpcError, StoreUnavailable) as exc:
+            return _refused(exc)
         return web.Response(status=202)
 
     async def _standing(self, ctx: RequestContext, request: web.BaseRequest) -> web.StreamResponse:
@@ -277,13 +269,9 @@ class McpPolicy(Policy):
             session = await self._session(ctx)
             log = StandingLog(self.book().store, self.scope, session.id)
             position = await log.position()
-        except JsonRpcError as exc:
-            return jsonrpc.error_response(None, exc)
-        except StoreUnavailable:
-            return jsonrpc.error_response(None, JsonRpcError(INTERNAL_ERROR, "state store unavailable", status=503))
-        response = web.StreamResponse(status=200, headers={protocol.SESSION_HEADER: session.id,
-                                                           "Cache-Control": "no-cache",
-                                                           "Content-Type": "text/event-stream"})
+        except (JsonRpcError, StoreUnavailable) as exc:
+            return _refused(exc)
+        response = _sse_stream(session)
         await response.prepare(request)
 
         async def alive() -> bool:
@@ -345,6 +333,17 @@ class McpPolicy(Policy):
             return {}
         value = ctx.headers.get("Authorization")
         return {"Authorization": value} if value else {}
+
+
+def _refused(exc: JsonRpcError | StoreUnavailable) -> web.Response:
+    if isinstance(exc, StoreUnavailable):
+        exc = JsonRpcError(INTERNAL_ERROR, "tollgate-mcp: its state store is unavailable", status=503)
+    return jsonrpc.error_response(None, exc)
+
+
+def _sse_stream(session: Session) -> web.StreamResponse:
+    return web.StreamResponse(status=200, headers={protocol.SESSION_HEADER: session.id, "Cache-Control": "no-cache",
+                                                   "Content-Type": "text/event-stream"})
 
 
 def _consumer(ctx: RequestContext) -> str:

@@ -34,6 +34,8 @@ from .upstream import Upstream
 
 logger = log.get("mcp")
 
+LISTEN_CHECK = 30.0      # how often a relayed upstream GET stream checks that its client session still lives
+
 _MODERN_ONLY_FIELDS = ("resultType", "ttlMs", "cacheScope")
 _CACHEABLE = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read",
                         "server/discover"})
@@ -294,12 +296,21 @@ class McpPolicy(Policy):
                                   session.capabilities, self.timeout)
 
         async def listen() -> None:
+            relay = asyncio.create_task(upstream.listen(session, channel))
             try:
-                await upstream.listen(session, channel)
+                # The client's session may expire without a DELETE: stop relaying then, and end ours upstream.
+                while not relay.done():
+                    await asyncio.wait({relay}, timeout=LISTEN_CHECK)
+                    if not relay.done() and await self.book().find(session.id, session.consumer) is None:
+                        relay.cancel()
+                        await upstream.end(session)
+                        return
+                relay.result()
             except (aiohttp.ClientError, StoreUnavailable) as exc:
                 log.event(logger, "upstream standing stream ended", logging.WARNING, server=upstream.name,
                           error=type(exc).__name__)
             finally:
+                relay.cancel()
                 self._listening.pop(key, None)
 
         self._listening[key] = asyncio.create_task(listen())

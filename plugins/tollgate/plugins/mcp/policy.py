@@ -18,8 +18,7 @@ from ... import log, runtime
 from ...context import RequestContext
 from ...store import StoreUnavailable
 from ..base import Policy
-from . import jsonrpc, protocol
-from . import registry
+from . import jsonrpc, protocol, registry
 from .acl import GROUPS_HEADER, Acl, groups_of
 from .audit import Record
 from .calls import CallLimits

@@ -17,28 +17,9 @@ from ...context import BodyError, RequestContext
 from ...relay.errors import openai_error
 from ...store import Reservation, StoreUnavailable, Window, WindowState
 from ..limits import (Answer, Grant, LimitPolicy, Plan, UnknownIdentity, candidate_targets, count_refusal,
-                      identifier_value, now, proxy_of, requested_max_tokens, store_failure)
+                      identifier_value, now, proxy_of, requested_max_tokens, store_failure, window_seconds)
 from .expected import ESTIMATES, reservation
 from .index import WindowIndex, window_key
-from .schema import WINDOW_NAMES
-
-
-class InvalidWindow(ValueError):
-    pass
-
-
-def window_seconds(size: str) -> int:
-    """``"minute"`` or ``"60"`` as seconds."""
-    if size in WINDOW_NAMES:
-        return WINDOW_NAMES[size]
-    try:
-        seconds = int(size)
-    except ValueError:
-        raise InvalidWindow(f"window_size {size!r} is neither a number of seconds nor one of "
-                            f"{', '.join(WINDOW_NAMES)}") from None
-    if seconds <= 0:
-        raise InvalidWindow("window_size must be positive")
-    return seconds
 
 
 class TokenLimitPolicy(LimitPolicy):

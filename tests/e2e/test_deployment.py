@@ -280,6 +280,8 @@ def test_dockerfile(conf):
     assert 'ENTRYPOINT ["/usr/local/bin/tollgate-entrypoint.sh"]' in instructions
     assert 'CMD ["kong", "docker-start"]' in instructions
     assert "TIKTOKEN_CACHE_DIR=" in text and "tokens.warm()" in text
+    # the local embeddings run in int8, their model built at image build time, not by the first request
+    assert "[local-embeddings-int8]" in text and "TOLLGATE_MODEL_CACHE_DIR=" in text and "minilm.load()" in text
     # the query commands of kong.conf point into the image's venv
     assert all(v.startswith(TOLLGATE_BIN + " ") for k, v in conf.items() if k.endswith("_query_cmd"))
     for path in ("pyproject.toml", "plugins"):

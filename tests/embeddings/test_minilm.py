@@ -1,5 +1,5 @@
 """all-MiniLM-L6-v2 in numpy: unit vectors, sensible similarities, the fast GELU against the exact one, one model
-per process."""
+per process, and the backend `shared` picks."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ except minilm.ModelMissing:
 
 @pytest.fixture(scope="module")
 def model():
-    return minilm.shared()
+    return minilm.MiniLM()      # the numpy encoder, whichever backend `shared` would pick
 
 
 def test_vectors_are_unit_length_384_floats(model):
@@ -46,3 +46,10 @@ def test_long_prompts_are_truncated_to_the_models_256_tokens(model):
 
 def test_one_model_per_process():
     assert minilm.shared() is minilm.shared()
+
+
+def test_without_onnxruntime_the_numpy_encoder_serves(monkeypatch):
+    from tollgate.embeddings import minilm_onnx
+
+    monkeypatch.setattr(minilm_onnx, "available", lambda: False)
+    assert isinstance(minilm.load(), minilm.MiniLM)

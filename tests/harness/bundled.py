@@ -1,12 +1,20 @@
 """Stand-ins for Kong's bundled (Lua) plugins. They run inside the double (no RPC) and
 act on the request through the same PDK functions an external plugin reaches.
 
-Only ``key-auth`` is modelled (``kong/plugins/key-auth/handler.lua`` of 3.9.3): key from
-the configured header names (then the query string, then the body when asked), 401 with
-Kong's error template (``No API key found in request`` / ``Unauthorized`` /
-``Duplicate API key found``, ``WWW-Authenticate: Key``), on success
-``kong.client.authenticate`` and the ``X-Consumer-*`` / ``X-Credential-Identifier``
-upstream headers.
+Modelled (3.9.3 sources):
+
+* ``key-auth`` (``kong/plugins/key-auth/handler.lua``): key from the configured header names
+  (then the query string, then the body when asked), 401 with Kong's error template
+  (``No API key found in request`` / ``Unauthorized`` / ``Duplicate API key found``,
+  ``WWW-Authenticate: Key``), on success ``kong.client.authenticate`` and the
+  ``X-Consumer-*`` / ``X-Credential-Identifier`` upstream headers.
+* ``acl`` (``kong/plugins/acl/handler.lua`` and ``groups.lua``): the consumer's groups are its
+  ``acls`` (decK ``consumers[].acls[{group}]``); ``deny`` (when it has entries) or ``allow``
+  decides; 403 ``You cannot consume this service`` (401 without consumer or credential); when
+  admitted, ``X-Consumer-Groups`` (the consumer's groups, ``", "``-joined; empty when it has
+  none) replaces the client's header unless ``hide_groups_header``. With no consumer,
+  ``authenticated_groups`` (``kong.ctx.shared``, then ``ngx.ctx``) stand in, sent as
+  ``X-Authenticated-Groups``.
 """
 
 from __future__ import annotations
@@ -38,9 +46,8 @@ class BundledPlugin:
     async def run(self, phase: str, kong: "KongDouble", req: "RequestState", conf: dict[str, Any]) -> None:
         await getattr(self, phase)(kong, req, conf)
 
-    @staticmethod
-    def pdk(kong: "KongDouble", req: "RequestState", phase: str, name: str, *args: Any) -> Any:
-        return PDK[name](PdkCall(req=req, phase=phase, plugin_name="key-auth", kong=kong), *args)
+    def pdk(self, kong: "KongDouble", req: "RequestState", phase: str, name: str, *args: Any) -> Any:
+        return PDK[name](PdkCall(req=req, phase=phase, plugin_name=self.name, kong=kong), *args)
 
 
 class KeyAuth(BundledPlugin):
@@ -129,4 +136,48 @@ class KeyAuth(BundledPlugin):
             p("kong.service.request.set_header", "X-Anonymous-Consumer", True)
 
 
-BUNDLED: dict[str, BundledPlugin] = {"key-auth": KeyAuth()}
+class Acl(BundledPlugin):
+    name = "acl"
+    priority = 950
+    phases = ("access",)
+    schema = {"name": "acl", "fields": [{"config": {"type": "record", "fields": [
+        {"allow": {"type": "array", "elements": {"type": "string"}}},
+        {"deny": {"type": "array", "elements": {"type": "string"}}},
+        {"hide_groups_header": {"type": "boolean", "required": True, "default": False}},
+        {"always_use_authenticated_groups": {"type": "boolean", "required": True, "default": False}},
+    ]}}]}
+
+    async def access(self, kong: "KongDouble", req: "RequestState", conf: dict[str, Any]) -> None:
+        p = lambda name, *a: self.pdk(kong, req, "access", name, *a)  # noqa: E731
+        deny = conf.get("deny") or []
+        listed, denying = (deny, True) if deny else (conf.get("allow") or [], False)
+        consumer = p("kong.client.get_consumer") or {}
+        credential = p("kong.client.get_credential")
+        consumer_id = consumer.get("id") or (credential or {}).get("consumer_id")
+        groups: list[str] | None = None
+        if not consumer_id or not credential or conf.get("always_use_authenticated_groups"):
+            groups = self._authenticated_groups(req)
+        if groups is None and not consumer_id:
+            if credential:
+                return p("kong.response.error", 403, "You cannot consume this service")
+            return p("kong.response.error", 401)
+        header = "X-Authenticated-Groups"
+        if groups is None:
+            entity = kong.declarative.consumer_by_id(consumer_id)
+            groups = list(entity.acl_groups) if entity is not None else []
+            header = "X-Consumer-Groups"
+        in_group = any(g in groups for g in listed)
+        if in_group if denying else not in_group:
+            return p("kong.response.error", 403, "You cannot consume this service")
+        if not conf.get("hide_groups_header"):
+            p("kong.service.request.set_header", header, ", ".join(groups))
+
+    @staticmethod
+    def _authenticated_groups(req: "RequestState") -> list[str] | None:
+        groups = req.ctx_shared.get("authenticated_groups")
+        if not isinstance(groups, list):
+            groups = req.ngx_ctx.get("authenticated_groups")
+        return [str(g) for g in groups] if isinstance(groups, list) else None
+
+
+BUNDLED: dict[str, BundledPlugin] = {"key-auth": KeyAuth(), "acl": Acl()}

@@ -119,6 +119,8 @@ class Consumer:
     tags: list[str] | None = None
     created_at: int = 0
     updated_at: int = 0
+    #: the group names of the consumer's ``acls`` (the acl plugin's groups, not part of the entity), in order
+    acl_groups: list[str] = field(default_factory=list)
 
     def entity(self) -> dict[str, Any]:
         e: dict[str, Any] = {"username": self.username, "created_at": self.created_at,
@@ -340,6 +342,10 @@ def parse_declarative(doc: dict[str, Any], *, ws_id: str = DEFAULT_WS_ID, now: i
                         username=c.get("username"), custom_id=c.get("custom_id"), tags=c.get("tags"),
                         created_at=now, updated_at=now)
         d.consumers.append(cons)
+        for acl in c.get("acls", []) or []:
+            if not acl.get("group"):
+                raise ConfigError(f"consumer {cons.username}: acl without group")
+            cons.acl_groups.append(acl["group"])
         for cred in c.get("keyauth_credentials", []) or []:
             key = cred.get("key")
             if not key:

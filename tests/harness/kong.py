@@ -759,6 +759,31 @@ class KongDouble:
                 except BaseException:  # noqa: BLE001 - the cancelled request's own outcome does not matter
                     pass
 
+    async def _until_client_leaves(self, request: web.BaseRequest, body: Any) -> Any:
+        """A streamed body's chunks until the client closes its connection (then ClientAborted), as nginx 1.25.3
+        (OpenResty 1.25.3.2, Kong 3.9.3's) proxies one when the client leaves mid-answer:
+
+        - Kong's templates never set ``proxy_ignore_client_abort`` (kong/templates/nginx_kong.lua), so nginx watches
+          the client connection for the whole upstream exchange (src/http/ngx_http_upstream.c:614-630 and 2301);
+        - the client's close (epoll's EPOLLRDHUP, ngx_http_upstream.c:1417-1461; else recv() == 0, :1504-1514)
+          finalizes the upstream request with 499 at once, closing the upstream connection (:4559) without
+          reading what the upstream still sends;
+        - with 499, ngx_http_upstream_finalize_request calls ngx_http_finalize_request directly (:4613-4619): no last
+          buffer (NGX_HTTP_LAST) goes down the output filters, so no body_filter call sees the end of the body;
+          the log phase runs when the request is freed.
+        So no body_filter runs on anything the upstream sends after the client left, not even one more chunk (the
+        double notices the close within 50 ms; nginx notices it on the event itself). Even with
+        ``proxy_ignore_client_abort on`` nginx would stop at the first failed write (the write filter refuses a
+        connection in error, src/http/ngx_http_write_filter_module.c:59; then ngx_http_upstream.c:3711-3715, or
+        :4219-4224 when buffering).
+        """
+        chunks = body.__aiter__()
+        while True:
+            try:
+                yield await self._unless_client_aborts(request, chunks.__anext__())
+            except StopAsyncIteration:
+                return
+
     def _client_aborted(self, req: RequestState) -> web.StreamResponse:
         req.response.status = 499
         req.ended_at = time.time()
@@ -899,7 +924,7 @@ class KongDouble:
         try:
             await wire.prepare(request)
             if hasattr(body, "__aiter__"):
-                async for chunk in body:
+                async for chunk in self._until_client_leaves(request, body):
                     if chunk:
                         await wire.write(chunk)
                         sent += len(chunk)
@@ -909,6 +934,9 @@ class KongDouble:
                         await wire.write(chunk)
                         sent += len(chunk)
             await wire.write_eof()
+        except ClientAborted:
+            self._record_log("info", "epoll_wait() reported that client prematurely closed connection, so upstream "
+                             "connection is closed too while sending to client", request=req)
         except (ConnectionError, aiohttp.ClientError, asyncio.TimeoutError, RuntimeError) as e:
             self._record_log("info", f"client or upstream closed the connection: {e!r}", request=req)
         req.bytes_sent = sent + sum(len(k) + len(v) + 4 for k, v in headers) + 20

@@ -84,6 +84,31 @@ async def test_key_auth(fixture_entries, kong, echo):
     assert r.status == 200 and r.json()["headers"]["x-consumer-username"] == "bob"
 
 
+async def test_acl_groups_reach_the_upstream_and_later_plugins(fixture_entries, kong, echo):
+    """Kong 3.9.3's acl plugin: groups from the consumer's acls; the client's X-Consumer-Groups is replaced. OSS has
+    no kong.client.get_consumer_groups (Enterprise's): the call answers nil and logs "could not find pdk method"."""
+    entries = await fixture_entries("pdk_probe")
+    cfg = doc(echo, [{"name": "key-auth"}, {"name": "acl", "config": {"deny": ["banned"]}},
+                     probe(["kong.request.get_header", "x-consumer-groups"], ["kong.client.get_consumer_groups"],
+                           header="x-probe")],
+              more_routes=[{"name": "admins", "paths": ["/admins"], "strip_path": False,
+                            "plugins": [{"name": "key-auth"}, {"name": "acl", "config": {"allow": ["admin"]}}]}])
+    cfg["consumers"][0]["acls"] = [{"group": "admin"}, {"group": "ops"}]
+    cfg["consumers"].append({"username": "mallory", "keyauth_credentials": [{"key": "m-key"}],
+                             "acls": [{"group": "banned"}]})
+    k = await kong(cfg, entries=entries)
+    r = await k.request("GET", "/v1/x", headers={**KEY, "X-Consumer-Groups": "root"})
+    assert r.status == 200 and r.json()["headers"]["x-consumer-groups"] == "admin, ops"
+    assert json.loads(r.json()["headers"]["x-probe"]) == ["admin, ops", None]
+    assert any("could not find pdk method: kong.client.get_consumer_groups" in line.message for line in k.log_lines("err"))
+    r = await k.request("GET", "/v1/x", headers={"apikey": "bob-key", "X-Consumer-Groups": "root"})
+    assert r.status == 200 and r.json()["headers"]["x-consumer-groups"] == ""     # no groups: replaced by ""
+    r = await k.request("GET", "/v1/x", headers={"apikey": "m-key"})
+    assert r.status == 403 and r.json()["message"] == "You cannot consume this service"
+    assert (await k.request("GET", "/admins/x", headers=KEY)).status == 200
+    assert (await k.request("GET", "/admins/x", headers={"apikey": "bob-key"})).status == 403
+
+
 # ------------------------------------------------------------------------------ precedence and order
 
 

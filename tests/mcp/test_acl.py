@@ -38,3 +38,31 @@ def test_consumer_identifier_picks_the_subject():
     assert by_id.allows("tools", "x", BOB) and not by_id.allows("tools", "x", ALICE)
     by_custom = Acl.from_config({"consumer_identifier": "custom_id", "default_acl": [{"deny": ["team-a"]}]})
     assert not by_custom.allows("tools", "x", ALICE) and by_custom.allows("tools", "x", BOB)
+
+
+def test_consumer_groups_count_only_with_include_consumer_groups():
+    config = {"default_acl": [{"allow": ["admin"], "deny": ["suspended"]}]}
+    admin = {**BOB, "groups": ["developer", "admin"]}
+    suspended = {**ALICE, "groups": ["suspended"]}
+    assert not acl(**config).allows("tools", "x", admin)               # groups ignored by default
+    grouped = acl(include_consumer_groups=True, **config)
+    assert grouped.allows("tools", "x", admin)                          # a group in the allow list admits
+    assert not grouped.allows("tools", "x", suspended)                  # a group in the deny list refuses
+    assert not grouped.allows("tools", "x", BOB)                        # no groups, not allowed by name
+
+
+def test_deny_wins_across_consumer_and_groups():
+    rules = acl(include_consumer_groups=True, default_acl=[{"allow": ["alice"], "deny": ["contractors"]}])
+    assert rules.allows("tools", "x", ALICE)
+    assert not rules.allows("tools", "x", {**ALICE, "groups": ["contractors"]})
+
+
+def test_a_listener_inherits_the_acls_of_the_tools_it_serves():
+    source = Acl.from_config({"consumer_identifier": "custom_id", "include_consumer_groups": True,
+                              "default_acl": [{"allow": ["gold"]}],
+                              "tools": [{"name": "weather", "acl": {"allow": ["team-a"]}}]})
+    listener = acl(default_acl=[{"deny": ["bob"]}]).inheriting(source, ["weather", "orders", "open"])
+    assert listener.allows("tools", "weather", ALICE) and not listener.allows("tools", "weather", BOB)
+    assert listener.allows("tools", "orders", {**BOB, "groups": ["gold"]})   # the source's default, groups on
+    assert not listener.allows("tools", "orders", ALICE)
+    assert not listener.allows("tools", "mine", BOB) and listener.allows("tools", "mine", ALICE)  # its own default

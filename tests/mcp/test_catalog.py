@@ -38,6 +38,9 @@ def test_one_server_keeps_its_names_several_get_prefixes():
     ({"mode": "conversion-listener", "upstream_url": "u"}, "converted tools only"),
     ({"tools": [{"name": "t", "method": "GET"}], "rest": REST}, "both method and path"),
     ({}, "at least one"),
+    ({"mode": "conversion-only", "tools": [USER_TOOL], "rest": REST}, "needs tags"),
+    ({"mode": "conversion-only", "tags": ["t"], "upstream_url": "u"}, "converted tools only"),
+    ({"mode": "conversion-listener", "server": {"tag": "t"}, "tools": [USER_TOOL], "rest": REST}, "server.tag"),
 ])
 def test_collisions_and_impossible_modes_are_refused_at_load(config, message):
     with pytest.raises(CatalogError, match=message):
@@ -49,3 +52,10 @@ def test_a_plugin_instance_with_colliding_names_does_not_start():
     with pytest.raises(CatalogError):
         Plugin(validate(Schema, {"servers": [{"name": "a", "url": "u", "prefix": "p"},
                                              {"name": "b", "url": "v", "prefix": "pq"}]}))
+
+
+def test_a_listener_may_serve_only_tagged_tools():
+    assert catalog(server={"tag": "shop"}).rest == {}
+    inherited = catalog(tools=[USER_TOOL], rest=REST).rest[USER_TOOL["name"]]
+    both = Catalog.from_config({"servers": [{"name": "wx", "url": "u"}], "server": {"tag": "shop"}}, [inherited])
+    assert both.target(USER_TOOL["name"]).rest is inherited and both.upstreams[0].prefix == "wx_"

@@ -25,7 +25,7 @@ def headers(**values: str) -> CIMultiDict:
 
 
 def check(msg: Message, h: CIMultiDict) -> str:
-    return protocol.check_modern(msg, h, h.items())
+    return protocol.check_modern(msg, h)
 
 
 def test_generation_follows_meta_or_header_and_initialize_opens_a_session():

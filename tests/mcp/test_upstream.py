@@ -39,11 +39,15 @@ async def test_sse_answers_with_notifications_and_crlf_framing(upstream):
     url = await upstream(handle)
     notes = []
 
-    async def notify(message):
-        notes.append(message)
+    class Channel:
+        async def notify(self, message):
+            notes.append(message)
+
+        async def ask(self, message):
+            raise AssertionError("nothing to ask here")
 
     server = Upstream("s", url + "/mcp", "", protocol="2026-07-28")
-    assert await server.request("tools/list", {}, sessions(), notify) == {"tools": []}
+    assert await server.request("tools/list", {}, sessions(), Channel()) == {"tools": []}
     assert notes == [{"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}}]
 
 
@@ -161,5 +165,5 @@ async def test_a_server_request_to_its_client_is_declined_at_once(upstream):
 
     server = Upstream("s", await upstream(handle), "", protocol="2026-07-28", timeout=5)
     result = await server.request("tools/call", {"name": "x"}, sessions())
-    assert result["content"][0]["text"] == "elicitation/create is not relayed by the MCP gateway"
+    assert result["content"][0]["text"] == "elicitation/create is not relayed to this client by the MCP gateway"
     assert (await declined)["id"] == "srv-1" and (await declined)["error"]["code"] == -32601

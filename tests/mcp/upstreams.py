@@ -19,8 +19,9 @@ import jwt
 import uvicorn
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
-from mcp.server.mcpserver import Context, MCPServer
-from pydantic import Field
+from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
+from mcp_types import EmptyResult, SamplingMessage, SubscribeRequestParams, TextContent
+from pydantic import BaseModel, Field
 
 from tests.harness.procs import free_port
 
@@ -40,6 +41,15 @@ class Upstream:
 
     def methods(self) -> list[str]:
         return [s.method for s in self.seen]
+
+
+class Person(BaseModel):
+    name: str
+
+
+def who() -> Elicit[Person]:
+    """desk's ``welcome`` asks this (module level: tool annotations are evaluated in the module's namespace)."""
+    return Elicit("Who is asking?", Person)
 
 
 def weather_server() -> MCPServer:
@@ -81,6 +91,49 @@ def weather_server() -> MCPServer:
     @server.resource("weather://stations")
     def stations() -> str:
         return "KSFO,KJFK"
+
+    return server
+
+
+def desk_server(subscriptions: list[str]) -> MCPServer:
+    """A server that asks its client things mid-call (2025 generation), and has a resource to subscribe to;
+    ``subscriptions`` collects the URIs subscribed to."""
+    server = MCPServer("desk")
+
+    @server.tool()
+    async def ask_name(ctx: Context) -> str:
+        """Asks the user (elicitation, mid-call: the 2025 generation)."""
+        answer = await ctx.elicit("What is your name?", Person)
+        return f"hello {answer.data.name}" if answer.action == "accept" else f"no name ({answer.action})"
+
+    @server.tool()
+    async def summarize(text: str, ctx: Context) -> str:
+        """Asks the client's model (sampling, mid-call)."""
+        result = await ctx.session.create_message(
+            [SamplingMessage(role="user", content=TextContent(type="text", text=text))], max_tokens=20,
+            related_request_id=ctx.request_id)
+        return f"summary: {result.content.text}"
+
+    @server.tool()
+    async def touch(uri: str, ctx: Context) -> str:
+        """Says a resource changed (resources/updated, on the session's standing stream)."""
+        await ctx.session.send_resource_updated(uri)
+        return "touched"
+
+    @server.tool()
+    def welcome(person: Annotated[Person, Resolve(who)]) -> str:
+        """Asks the user in whichever way the generation has (2026-07-28: an input_required result)."""
+        return f"welcome {person.name}"
+
+    async def subscribe(ctx: Any, params: Any) -> EmptyResult:
+        subscriptions.append(str(params.uri))
+        return EmptyResult()
+
+    server._lowlevel_server.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
+
+    @server.resource("desk://inbox")
+    def inbox() -> str:
+        return "3 letters"
 
     return server
 
@@ -171,6 +224,12 @@ async def rest_api() -> AsyncIterator[RestApi]:
             return web.json_response({"id": parts[3], "name": f"user {parts[3]}", "q": request.query.get("q")})
         if request.method == "POST" and request.path == "/api/users":
             return web.json_response({"created": await request.json()}, status=201)
+        if request.path.startswith("/api/users/") and len(parts) == 5 and parts[4] == "orders":
+            return web.json_response({"user": parts[3], "orders": [{"id": 1, "total": 12.5}]})
+        if request.path == "/api/orders":
+            return web.json_response({"orders": [{"id": 1, "user": "7"}]})
+        if request.method == "POST" and request.path == "/api/refunds":
+            return web.json_response({"refunded": await request.json()}, status=201)
         if request.path.startswith("/api/"):
             return web.json_response({"error": "no such user"}, status=404)
         return web.json_response({"error": "outside"}, status=403)

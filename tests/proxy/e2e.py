@@ -11,11 +11,15 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 import pytest_asyncio
+import yaml
 
 from tests.harness import KongDouble
 from tests.harness.bundled import BundledPlugin
@@ -180,12 +184,13 @@ class Env:
             return r.read().decode()
 
 
-async def start_env() -> Env:
+async def start_env(configs_for: Callable[[str], dict[str, dict[str, Any]]] = proxy_configs) -> Env:
+    """The environment with one route per config that ``configs_for(mock_url)`` names."""
     mock = MockLLM(shutdown_timeout=0.1)
     await mock.start()
     proc = TollgateServer(env={"TOLLGATE_LOG_LEVEL": "info"})
     await proc.astart()
-    configs = proxy_configs(mock.url)
+    configs = configs_for(mock.url)
     logs = CaptureLog()
     kong = KongDouble(proc.entries("3.9", ["tollgate-proxy"]), declarative(proc.relay_url, configs),
                       bundled={"file-log": logs})
@@ -216,3 +221,41 @@ def fresh_mock(env: Env):
 def path_re(name: str) -> re.Pattern[str]:
     return re.compile(f"^/{re.escape(name)}/")
 
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "declarative" / "kong.yml"
+
+
+def example_route(name: str, mock_url: str, relay_url: str) -> dict[str, Any]:
+    """The declarative config of one route of the example, pointed at the mock and the relay."""
+    text = EXAMPLE.read_text().replace("http://mock-llm:8000", mock_url).replace("http://127.0.0.1:8081", relay_url)
+    doc = yaml.safe_load(text)
+    (service,) = doc["services"]
+    service["routes"] = [r for r in service["routes"] if r["name"] == name]
+    assert len(service["routes"]) == 1
+    return {"_format_version": doc["_format_version"], "services": [service]}
+
+
+@asynccontextmanager
+async def example_env(name: str) -> AsyncIterator[tuple[KongDouble, MockLLM]]:
+    """One route of declarative/kong.yml, as shipped, behind the Kong double, ``tollgate serve`` and the mock."""
+    mock = MockLLM(shutdown_timeout=0.1)
+    await mock.start()
+    proc = TollgateServer()
+    await proc.astart()
+    kong = KongDouble(proc.entries("3.9", ["tollgate-proxy"]), example_route(name, mock.url, proc.relay_url))
+    await kong.start()
+    try:
+        yield kong, mock
+    finally:
+        await kong.stop()
+        proc.cleanup()
+        await mock.stop()
+
+
+def example_fixture(name: str) -> Any:
+    """A module fixture ``env``: (the Kong double, the mock) serving one route of the example."""
+    @pytest_asyncio.fixture(scope="module", loop_scope="module")
+    async def env() -> AsyncIterator[tuple[KongDouble, MockLLM]]:
+        async with example_env(name) as kong_and_mock:
+            yield kong_and_mock
+    return env

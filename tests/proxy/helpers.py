@@ -63,3 +63,33 @@ def sse_events(text: str) -> list[Any]:
 
 def hits(mock: Any, name: str) -> int:
     return sum(1 for r in mock.requests if r.path.startswith(f"/{name}/"))
+
+
+# -- algorithms semantic and complexity ------------------------------------------------------------------------------
+
+CODE = ["Fix the bug in my Python function", "Why does my JavaScript code throw an error?",
+        "Write a SQL query that joins two tables", "How do I write a unit test for this class?"]
+POEMS = ["Write a poem about love", "Write a short story about a dragon", "Give me lyrics for a song about summer",
+         "Write a haiku about the ocean"]
+HARD = ("Design a distributed job scheduler that guarantees exactly-once execution across three regions, "
+        "survives the loss of a region, and explain the consistency trade-offs you make.")
+
+
+def ask(text: str) -> dict[str, Any]:
+    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
+
+
+def semantic_config(mock_url: str, **balancer: Any) -> dict[str, Any]:
+    """coder and poet (by example prompts), and a default target without a description (openai/gpt-4o)."""
+    return chat_config([openai_target(mock_url, "coder", examples=CODE),
+                        openai_target(mock_url, "poet", examples=POEMS),
+                        openai_target(mock_url, "general", "gpt-4o", description=None)],
+                       balancer={"algorithm": "semantic", **balancer}, timeout=10)
+
+
+def tiered_config(mock_url: str, **complexity: Any) -> dict[str, Any]:
+    """small (simple), medium (standard) and large (hard)."""
+    return chat_config([openai_target(mock_url, "small", "gpt-4o-mini", tier="simple"),
+                        openai_target(mock_url, "medium", "gpt-4o", tier="standard"),
+                        openai_target(mock_url, "large", "o3", tier="hard")],
+                       balancer={"algorithm": "complexity", "complexity": complexity}, timeout=10)

@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 
 from tollgate.plugins.proxy.balancer import Balancer, Inputs, Latency, Snapshot, ewma
+from tollgate.plugins.proxy.routing import Decision
 from tollgate.plugins.proxy.targets import TargetSpec
 
 
@@ -101,3 +102,38 @@ def test_single_target_is_returned_as_is():
     only = [spec("a")]
     for algorithm in ("round-robin", "lowest-latency", "consistent-hashing", "cost", "priority"):
         assert Balancer(algorithm).order(only, Inputs()) == only
+
+
+# -- semantic, complexity ------------------------------------------------------------------------------------------
+
+def meaning(name: str, index: int, description: str | None = None, tier: str | None = None) -> TargetSpec:
+    return TargetSpec(index=index, id=name, provider="openai", model=name, options={}, auth={},
+                      description=description, tier=tier)
+
+
+def test_semantic_puts_the_nearest_first_and_the_defaults_last():
+    tier = [meaning("code", 0, "code"), meaning("math", 1, "math"), meaning("d1", 2), meaning("d2", 3)]
+    balancer = Balancer("semantic")
+    near = Decision("semantic", similarity={"code": 0.2, "math": 0.7}, nearest="math")
+    orders = [[s.id for s in balancer.order(tier, Inputs(decision=near))] for _ in range(4)]
+    assert all(o[:2] == ["math", "code"] for o in orders)
+    assert {o[2] for o in orders} == {"d1", "d2"}                      # the defaults share by weight
+    below = Decision("semantic", similarity={"code": 0.2, "math": 0.25}, fallback="below-threshold")
+    assert [s.id for s in balancer.order(tier, Inputs(decision=below))][2:] == ["math", "code"]
+    failed = Decision("semantic", fallback="embeddings-failed")
+    assert {s.id for s in balancer.order(tier, Inputs(decision=failed))[:2]} == {"d1", "d2"}
+
+
+def test_complexity_puts_the_tier_first_then_the_nearest_tiers_stronger_first():
+    tier = [meaning("s", 0, tier="simple"), meaning("m1", 1, tier="standard"), meaning("m2", 2, tier="standard"),
+            meaning("h", 3, tier="hard")]
+    balancer = Balancer("complexity")
+
+    def order(chosen: str) -> list[str]:
+        return [s.id for s in balancer.order(tier, Inputs(decision=Decision("complexity", tier=chosen)))]
+
+    assert order("hard")[0] == "h" and order("hard")[3] == "s"
+    assert order("simple")[0] == "s" and order("simple")[3] == "h"
+    firsts_standard = Counter(order("standard")[0] for _ in range(4))
+    assert firsts_standard == {"m1": 2, "m2": 2}                        # a tier's targets share by weight
+    assert order("standard")[2:] == ["h", "s"]                         # at equal distance, the stronger first

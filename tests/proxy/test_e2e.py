@@ -121,6 +121,7 @@ async def test_uri_captures_choose_the_model_where_the_route_says_so(env: Env):
 # -- Kong's side: ai.proxy.meta and round trips ------------------------------------------------------------------------
 
 async def test_access_sets_ai_proxy_meta_in_one_call(env: Env):
+    await chat(env, "pinned")     # an instance's first request also asks Kong for its route's name (route_names.py)
     await chat(env, "pinned")
     await env.kong.settle()
     stats = env.kong.stats.last
@@ -132,6 +133,7 @@ async def test_access_sets_ai_proxy_meta_in_one_call(env: Env):
 
 async def test_without_kong_analytics_access_is_three_round_trips(env: Env):
     await chat(env, "chat-openai")            # logging.log_statistics off (the default)
+    await chat(env, "chat-openai")            # (not an instance's first request: that one also asks for the route name)
     await env.kong.settle()
     stats = env.kong.stats.last
     assert stats.by_phase[("tollgate-proxy", "access")] == 3   # HandleEvent, consumer, attachment

@@ -3,44 +3,16 @@ the primary answers; when it fails (503, 429 with Retry-After) the secondary doe
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import pytest_asyncio
-import yaml
 
-from tests.harness import KongDouble
-from tests.harness.procs import TollgateServer
-from tollgate.mock import MockLLM, Reply
+from tollgate.mock import Reply
 
+from .e2e import example_fixture
 from .helpers import post
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "declarative" / "kong.yml"
-
-
-def multi_route(mock_url: str, relay_url: str) -> dict:
-    text = EXAMPLE.read_text().replace("http://mock-llm:8000", mock_url).replace("http://127.0.0.1:8081", relay_url)
-    doc = yaml.safe_load(text)
-    (service,) = doc["services"]
-    service["routes"] = [r for r in service["routes"] if r["name"] == "multi"]
-    assert len(service["routes"]) == 1
-    return {"_format_version": doc["_format_version"], "services": [service]}
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env():
-    mock = MockLLM(shutdown_timeout=0.1)
-    await mock.start()
-    proc = TollgateServer()
-    await proc.astart()
-    kong = KongDouble(proc.entries("3.9", ["tollgate-proxy"]), multi_route(mock.url, proc.relay_url))
-    await kong.start()
-    yield kong, mock
-    await kong.stop()
-    proc.cleanup()
-    await mock.stop()
+env = example_fixture("multi")
 
 
 async def test_the_primary_answers(env):

@@ -39,24 +39,43 @@ def run_body_filter(plugin: LuaPlugin, pieces: list[bytes]) -> bytes:
     return out
 
 
-STREAM = b'data: {"choices":[{"delta":{"content":": tollgate"}}]}\n\ndata: [DONE]\n\n'
-TRAILER = kong_log.TRAILER + kong_log.encode({"proxy": {"usage": {"total_tokens": 7}, "meta": {"x": None}}}).encode()
+NONCE = "0123456789abcdef"
+# a model that writes the marker itself (even a whole fake trailer) cannot pass for the relay: it lacks the nonce
+STREAM = (b'data: {"choices":[{"delta":{"content":": tollgate-analytics {\\"proxy\\":{}}"}}]}\n\n'
+          b'data: {"choices":[{"delta":{"content":": tollgate"}}]}\n\ndata: [DONE]\n\n')
+TRAILER = kong_log.trailer(NONCE, kong_log.encode({"proxy": {"usage": {"total_tokens": 7}, "meta": {"x": None}}}))
+
+
+def promised(plugin: LuaPlugin) -> None:
+    """What header_filter leaves when the relay's header promised a trailer with NONCE."""
+    plugin.lua.globals().kong.ctx.plugin.held = ""
+    plugin.lua.globals().kong.ctx.plugin.marker = kong_log.TRAILER.decode() + NONCE + " "
 
 
 @pytest.mark.parametrize("cut", range(0, len(STREAM + TRAILER) + 3, 3))
 def test_the_body_filter_cuts_the_trailer_wherever_the_chunks_split(cut: int):
     recorder = Recorder()
     plugin = companion_with_stub_kong(recorder)
-    plugin.lua.globals().kong.ctx.plugin.held = ""          # header_filter saw "trailer": true
-    whole = STREAM + TRAILER + b"\n\n"
+    promised(plugin)
+    whole = STREAM + TRAILER
     assert run_body_filter(plugin, [whole[:cut], whole[cut:cut + 5], whole[cut + 5:]]) == STREAM
     assert recorder.values["ai.proxy.usage"] == {"total_tokens": 7} and "ai.proxy.meta" in recorder.values
 
 
 def test_the_body_filter_passes_a_body_without_trailer_unchanged_and_drops_a_cut_trailer():
     plugin = companion_with_stub_kong(Recorder())
-    plugin.lua.globals().kong.ctx.plugin.held = ""
+    promised(plugin)
     assert run_body_filter(plugin, [b"data: x\n\n:", b" tolls"]) == b"data: x\n\n: tolls"
     plugin = companion_with_stub_kong(Recorder())
-    plugin.lua.globals().kong.ctx.plugin.held = ""
-    assert run_body_filter(plugin, [STREAM, TRAILER[:30]]) == STREAM
+    promised(plugin)
+    assert run_body_filter(plugin, [STREAM, TRAILER[:45]]) == STREAM
+
+
+def test_a_binary_native_stream_keeps_every_byte_and_loses_only_its_trailer():
+    """route_type preserve: AWS event-stream frames (binary) end the same way."""
+    frames = bytes(range(256)) * 3 + b"\n\n: tollgate-analytics \x00\n\n"
+    recorder = Recorder()
+    plugin = companion_with_stub_kong(recorder)
+    promised(plugin)
+    assert run_body_filter(plugin, [frames[:100], frames[100:] + TRAILER[:9], TRAILER[9:]]) == frames
+    assert recorder.values["ai.proxy.usage"] == {"total_tokens": 7}

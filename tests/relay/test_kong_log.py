@@ -20,7 +20,8 @@ import pytest_asyncio
 from tests.harness import KongDouble
 from tests.harness.lua import LuaPlugin
 from tests.harness.procs import TollgateServer
-from tests.proxy.e2e import CaptureLog
+from tests.proxy.e2e import BEDROCK_KEY_ID, BEDROCK_SECRET, CaptureLog
+from tests.proxy.test_preserve_e2e import BEDROCK, BEDROCK_FRAMES, CONVERSE_BODY
 from tollgate.mock import MockLLM, Reply
 from tollgate.relay import kong_log
 
@@ -35,6 +36,25 @@ def proxy_config(mock_url: str) -> dict[str, Any]:
             "model": {"provider": "openai", "name": "gpt-4o-mini",
                       "options": {"upstream_url": mock_url + "/v1/chat/completions", **PRICED}},
             "auth": {"header_name": "Authorization", "header_value": "Bearer sk-kong-log-0123456789abcdef"}}
+
+
+def native_config(mock_url: str) -> dict[str, Any]:
+    """route_type preserve: the client speaks Anthropic's Messages API, the answer passes through byte for byte."""
+    return {"route_type": "preserve", "timeout": 10,
+            "model": {"provider": "anthropic", "name": "claude-sonnet-4-5",
+                      "options": {"upstream_url": mock_url, "anthropic_version": "2023-06-01", **PRICED}},
+            "auth": {"header_name": "x-api-key", "header_value": "sk-ant-kong-log-0123456789"}}
+
+
+def bedrock_config(mock_url: str) -> dict[str, Any]:
+    """route_type preserve on Bedrock: streams are AWS event-stream frames (binary)."""
+    return {"route_type": "preserve", "timeout": 10,
+            "model": {"provider": "bedrock", "name": BEDROCK,
+                      "options": {"upstream_url": mock_url, "bedrock": {"aws_region": "us-west-2"}, **PRICED}},
+            "auth": {"aws_access_key_id": BEDROCK_KEY_ID, "aws_secret_access_key": BEDROCK_SECRET}}
+
+
+NATIVE = {"native": native_config, "bedrock": bedrock_config}
 
 
 class Env:
@@ -56,11 +76,21 @@ class Env:
             await asyncio.sleep(0.02)
         raise AssertionError("no relay log line")
 
-    async def stream(self, route: str, body: dict[str, Any] | None = None) -> tuple[Any, bytes]:
-        """A raw streamed chat request (headers and bytes exactly as the client gets them)."""
+    async def relay_entry(self, kong_request_id: str) -> dict[str, Any]:
+        """Tollgate's own log line of the request Kong numbered ``kong_request_id``."""
+        for _ in range(100):
+            for line in self.proc.stderr_text().splitlines():
+                if line.startswith("{") and '"msg":"ai request"' in line and kong_request_id in line:
+                    return orjson.loads(line)
+            await asyncio.sleep(0.05)
+        raise AssertionError("no relay log line")
+
+    async def stream(self, route: str, body: dict[str, Any] | None = None, path: str = "/v1/chat/completions"
+                     ) -> tuple[Any, bytes]:
+        """A raw request, streamed by default (headers and bytes exactly as the client gets them)."""
         body = body or {"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}
         async with aiohttp.ClientSession() as http:
-            async with http.post(f"{self.kong.url}/{route}/v1/chat/completions", json=body) as r:
+            async with http.post(f"{self.kong.url}/{route}{path}", json=body) as r:
                 return r.headers, await r.read()
 
     async def kong_entry(self) -> dict[str, Any]:
@@ -80,11 +110,13 @@ async def env():
     await proc.astart()
     logs = CaptureLog()
     routes = [{"name": name, "paths": [f"/{name}/"], "strip_path": True,
-               "plugins": [{"name": "tollgate-proxy", "config": proxy_config(mock.url)}, {"name": "file-log"},
+               "plugins": [{"name": "tollgate-proxy",
+                            "config": NATIVE[name](mock.url) if name in NATIVE else proxy_config(mock.url)},
+                           {"name": "file-log"},
                            *([{"name": "tollgate-analytics"}] if name != "bare" else []),
                            *([{"name": "tollgate-semantic-cache", "config": {"scope": "route"}}]
                              if name == "cached" else [])]}
-              for name in ("companion", "bare", "cached")]
+              for name in ("companion", "bare", "cached", "native", "bedrock")]
     config = {"_format_version": "3.0",
               "services": [{"name": "relay", "url": proc.relay_url, "retries": 0, "routes": routes}]}
     kong = KongDouble(proc.entries("3.9", ["tollgate-proxy", "tollgate-semantic-cache"]), config,
@@ -149,9 +181,16 @@ async def test_a_client_that_leaves_mid_stream_leaves_the_meta_in_kongs_log(env:
         async with http.post(f"{env.kong.url}/companion/v1/chat/completions",
                              json={"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True}) as r:
             await r.content.readline()          # the first event, then the client goes away
-    entry = (await env.kong_entry())["ai"]["proxy"]
+    logged = await env.kong_entry()
+    entry = logged["ai"]["proxy"]
     assert entry["meta"]["provider_name"] == "openai" and entry["meta"]["request_model"] == "gpt-4o-mini"
-    assert "usage" not in entry               # what was generated is charged by Tollgate, not told to Kong
+    # nginx stops reading the relay the moment the client leaves and runs the log phase (the double does as nginx
+    # does: tests/harness/kong.py, _until_client_leaves), before the relay even learns of it: the usage exists only
+    # later, in Tollgate's own log line and metrics, never in Kong's (kong/plugins/tollgate-analytics/README.md).
+    assert "usage" not in entry
+    assert any("so upstream connection is closed too while sending to client" in r.message for r in env.kong.logs)
+    relay = await env.relay_entry(logged["request"]["id"])
+    assert relay["ai"]["proxy"]["usage"]["estimated"] is True and relay["ai"]["proxy"]["usage"]["prompt_tokens"] > 0
 
 
 async def test_without_the_companion_the_relay_adds_nothing(env: Env):
@@ -179,3 +218,49 @@ async def test_a_cache_hit_reaches_kongs_log_with_its_cache_status(env: Env, str
         entry = (await env.kong_entry())["ai"]["proxy"]
         assert entry["cache"]["cache_status"] == expected
     assert len(env.mock.requests) == 1                     # the hit never reached the provider
+
+
+async def test_a_native_json_answer_hands_its_entry_over_in_a_header(env: Env):
+    """route_type preserve, a whole answer: held until complete so its entry can go in the header."""
+    env.mock.enqueue(Reply(content="Native stars.", prompt_tokens=31, completion_tokens=4))
+    headers, body = await env.stream("native", {"model": "claude-sonnet-4-5", "max_tokens": 32, "messages": MESSAGES},
+                                     "/v1/messages")
+    assert kong_log.HEADER not in headers and orjson.loads(body)["content"][0]["text"] == "Native stars."
+    assert int(headers["Content-Length"]) == len(body)
+    logged = await env.kong_entry()
+    entry = logged["ai"]["proxy"]
+    assert (entry["usage"]["prompt_tokens"], entry["usage"]["completion_tokens"]) == (31, 4)
+    assert entry["usage"]["cost"] == pytest.approx(cost(31, 4)) and entry["meta"]["provider_name"] == "anthropic"
+    assert (await env.relay_entry(logged["request"]["id"]))["ai"]["proxy"]["usage"]["cost"] == entry["usage"]["cost"]
+
+
+async def test_a_native_stream_reaches_the_client_byte_for_byte_and_kong_gets_the_trailer(env: Env):
+    """route_type preserve, a stream: the trailer follows the provider's last byte; the companion cuts it out."""
+    events = [b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_k","type":"message",'
+              b'"role":"assistant","content":[],"model":"claude-sonnet-4-5","stop_reason":null,'
+              b'"usage":{"input_tokens":42,"output_tokens":1}}}\n\n',
+              b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+              b'"delta":{"type":"text_delta","text":": tollgate-analytics {}"}}\n\n',
+              b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},'
+              b'"usage":{"output_tokens":17}}\n\n',
+              b'event: message_stop\ndata: {"type":"message_stop"}\n\n']
+    env.mock.enqueue(Reply(events=events, interval=0.01))
+    headers, body = await env.stream("native", {"model": "claude-sonnet-4-5", "max_tokens": 32, "stream": True,
+                                                "messages": MESSAGES}, "/v1/messages")
+    assert body == b"".join(events) and kong_log.HEADER not in headers
+    logged = await env.kong_entry()
+    entry = logged["ai"]["proxy"]
+    assert (entry["usage"]["prompt_tokens"], entry["usage"]["completion_tokens"]) == (42, 17)
+    assert entry["usage"]["cost"] == pytest.approx(cost(42, 17)) and entry["usage"]["time_to_first_token"] >= 0
+    assert (await env.relay_entry(logged["request"]["id"]))["ai"]["proxy"]["usage"]["completion_tokens"] == 17
+
+
+
+async def test_a_binary_native_stream_reaches_the_client_unchanged_and_kong_gets_the_trailer(env: Env):
+    """Bedrock ConverseStream (AWS event-stream frames): the trailer follows the last frame and is cut out."""
+    env.mock.enqueue(Reply(events=BEDROCK_FRAMES, interval=0.01))
+    headers, body = await env.stream("bedrock", CONVERSE_BODY, f"/model/{BEDROCK}/converse-stream")
+    assert body == b"".join(BEDROCK_FRAMES) and headers["Content-Type"] == "application/vnd.amazon.eventstream"
+    entry = (await env.kong_entry())["ai"]["proxy"]
+    assert (entry["usage"]["prompt_tokens"], entry["usage"]["completion_tokens"]) == (21, 5)
+    assert entry["usage"]["cost"] == pytest.approx(cost(21, 5)) and entry["meta"]["provider_name"] == "bedrock"

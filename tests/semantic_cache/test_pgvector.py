@@ -6,10 +6,12 @@ from __future__ import annotations
 import tempfile
 
 import aiohttp
+import numpy as np
 import pytest
 import pytest_asyncio
 
 from tollgate.mock import MockLLM, Reply
+from tollgate.plugins.semantic_cache.pgvector import PgVectorDB, decode_vector, encode_vector
 
 from .conftest import Env, ask, start_env, stop_env, text
 
@@ -67,3 +69,19 @@ async def test_pgvector_entries_expire_and_purge(env: Env):
             assert r.status == 200 and (await r.json())["databases"] >= 1
     assert (await ask(node, "pg-ttl", "How does a magnet work?"))[1]["X-Cache-Status"] == "Miss"
     env.clock.advance(1)
+
+
+async def test_pooled_connections_carry_the_search_settings_and_binary_vectors(postgres):
+    """The search settings are the connections' own, kept when a connection goes back to the pool and comes out
+    again (no SET per search); vectors cross as pgvector's binary form in both directions."""
+    db = PgVectorDB(postgres.get_uri(), "tg_settings", 3, timeout=10, ef_search=17)
+    try:
+        for _ in range(3):      # the same connection, given back to the pool and taken again
+            row = await db._run(lambda conn: conn.fetchrow(
+                "SELECT current_setting('hnsw.ef_search') AS ef, current_setting('hnsw.iterative_scan') AS scan"))
+            assert (row["ef"], row["scan"]) == ("17", "relaxed_order")
+        back = await db._run(lambda conn: conn.fetchval("SELECT $1::vector", np.array([0.5, -1, 2], np.float32)))
+        assert isinstance(back, np.ndarray) and back.dtype == np.float32 and back.tolist() == [0.5, -1.0, 2.0]
+        assert decode_vector(encode_vector(np.arange(384, dtype=np.float32))).tolist() == list(range(384))
+    finally:
+        await db.close()

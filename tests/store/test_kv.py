@@ -100,6 +100,20 @@ async def test_hashes(store: Store, advance: Advance) -> None:
     assert await store.hgetall("health") == {}
 
 
+async def test_hdel_removes_fields_and_keeps_the_expiry(store: Store, advance: Advance) -> None:
+    assert await store.hdel("index", ["a"]) == 0
+    await store.hset("index", {"a": b"1", "b": b"2", "c": b"3"}, ttl=0.3)
+    assert await store.hdel("index", ["a", "c", "missing"]) == 2
+    assert await store.hdel("index", []) == 0
+    assert await store.hgetall("index") == {"b": b"2"}
+    assert await store.hdel("index", ["b"]) == 1
+    assert await store.hgetall("index") == {}
+    await store.hset("index", {"d": b"4"}, ttl=0.3)
+    await store.hdel("index", ["nothing"])
+    await advance(0.4)
+    assert await store.hgetall("index") == {}
+
+
 async def test_keys_of_different_kinds_do_not_collide(store: Store) -> None:
     await store.set("same", b"value")
     await store.hset("same", {"f": b"field"})

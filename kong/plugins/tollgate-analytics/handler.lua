@@ -6,9 +6,11 @@
 -- answer ends, so it hands it to this plugin on the response:
 --   * access: ask the relay for analytics (an upstream request header, set here so a client cannot fake it);
 --   * header_filter: the relay's response header holds the entry (a whole answer), or what was known when a stream
---     began plus `"trailer": true`; the header never reaches the client;
---   * body_filter: a stream's final entry comes after its end as a line `: tollgate-analytics {json}` + blank line,
---     cut out here (also when split across chunks), so the client gets the stream byte for byte.
+--     began plus `"trailer": true` and a random `nonce`; the header never reaches the client;
+--   * body_filter: a stream's final entry comes after its end as a line `: tollgate-analytics <nonce> {json}` and a
+--     blank line, cut out here (also when split across chunks), so the client gets the stream byte for byte. Only
+--     the nonce, which the client and the model never see, marks it: no text a model writes can pass for it.
+-- See README.md for what happens when a client leaves mid-stream (nginx runs no body_filter after that).
 
 local cjson = require("cjson.safe")
 
@@ -33,10 +35,10 @@ local function record(entry)
   end
 end
 
--- The length of the longest end of `data` that begins MARKER (what may continue in the next chunk).
-local function marker_prefix_at_end(data)
-  for n = math.min(#MARKER - 1, #data), 1, -1 do
-    if data:sub(-n) == MARKER:sub(1, n) then
+-- The length of the longest end of `data` that begins `marker` (what may continue in the next chunk).
+local function marker_prefix_at_end(data, marker)
+  for n = math.min(#marker - 1, #data), 1, -1 do
+    if data:sub(-n) == marker:sub(1, n) then
       return n
     end
   end
@@ -55,34 +57,35 @@ function TollgateAnalytics:header_filter(conf)
   kong.response.clear_header(HEADER)
   local entry = cjson.decode(value)
   record(entry)
-  if type(entry) == "table" and entry.trailer == true then
+  if type(entry) == "table" and entry.trailer == true and type(entry.nonce) == "string" and #entry.nonce >= 16 then
+    kong.ctx.plugin.marker = MARKER .. entry.nonce .. " "
     kong.ctx.plugin.held = ""
   end
 end
 
 function TollgateAnalytics:body_filter(conf)
-  local held = kong.ctx.plugin.held
+  local held, marker = kong.ctx.plugin.held, kong.ctx.plugin.marker
   if not held then
     return
   end
   local data = held .. (ngx.arg[1] or "")
   local eof = ngx.arg[2]
   local out
-  local at = data:find(MARKER, 1, true)
+  local at = data:find(marker, 1, true)
   if at then
-    local stop = data:find("\n\n", at + #MARKER, true)
+    local stop = data:find("\n\n", at + #marker, true)
     if stop then
-      record(cjson.decode(data:sub(at + #MARKER, stop - 1)))
+      record(cjson.decode(data:sub(at + #marker, stop - 1)))
       out, held = data:sub(1, at - 1) .. data:sub(stop + 2), nil
     else
       out, held = data:sub(1, at - 1), data:sub(at)
     end
   else
-    local keep = marker_prefix_at_end(data)
+    local keep = marker_prefix_at_end(data, marker)
     out, held = data:sub(1, #data - keep), data:sub(#data - keep + 1)
   end
   if eof and held then
-    if held:sub(1, #MARKER) ~= MARKER then
+    if held:sub(1, #marker) ~= marker then
       out = out .. held        -- not a trailer after all: it belongs to the body
     end
     held = nil                 -- a trailer cut short is dropped, never passed to the client

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from .. import metrics
+from .. import metrics, route_names
 from ..usage import BUCKET_SECONDS, Key, Row, UsageRecord, merge, percentile
 
 # The ranges a report covers (name -> seconds); anything else is refused, so a caller cannot ask for a scan of
@@ -100,8 +100,11 @@ def _rounded(value: float | None) -> float | None:
     return round(value, 1) if value is not None else None
 
 
-def _grouped(groups: dict[Any, Sums], top: int) -> list[dict[str, Any]]:
+def _grouped(dimension: str, groups: dict[Any, Sums], top: int) -> list[dict[str, Any]]:
+    """The ``top`` groups by requests; routes are shown by name (``id`` keeps the route's id)."""
     ordered = sorted(groups.items(), key=lambda item: (-item[1].requests, str(item[0])))
+    if dimension == "route":
+        return [{"name": route_names.name_of(key), "id": key, **sums.document()} for key, sums in ordered[:top]]
     return [{"name": name, **sums.document()} for name, sums in ordered[:top]]
 
 
@@ -150,7 +153,7 @@ def dashboard(record: UsageRecord, now: float, range_name: str, seconds: int, to
         "range": range_name, "since": since, "until": now, "step": step,
         "totals": totals.document(),
         "series": points,
-        "by": {dimension: _grouped(groups, top) for dimension, groups in by.items()},
+        "by": {dimension: _grouped(dimension, groups, top) for dimension, groups in by.items()},
         "refusals": [{"plugin": p, "reason": r, "count": c} for (p, r), c in sorted(refusals.items())],
         "refusals_since_start": refusals_since_start(),
         "blocks": [{"plugin": p, "rule": r, "count": c} for (p, r), c in sorted(blocks.items())],
@@ -184,7 +187,11 @@ def usage_rows(record: UsageRecord, now: float, seconds: int, period: int, by: I
     out = []
     for group_key in sorted(groups, key=lambda k: (-k[0], *map(str, k[1:]))):
         sums = groups[group_key]
-        out.append({"period_start": group_key[0], **dict(zip(dims, group_key[1:])), "requests": sums.requests,
+        named = dict(zip(dims, group_key[1:]))
+        if "route" in named:   # by name for people; the id beside it
+            named["route_id"] = named["route"]
+            named["route"] = route_names.name_of(named["route"])
+        out.append({"period_start": group_key[0], **named, "requests": sums.requests,
                     "prompt_tokens": sums.prompt_tokens, "completion_tokens": sums.completion_tokens,
                     "total_tokens": sums.prompt_tokens + sums.completion_tokens, "cost": round(sums.cost, 9),
                     "refusals": sums.refusals, "errors": sums.errors})

@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from .. import runtime as runtime_module, usage
+from ..store import from_each
 from . import report
 
 STATIC = {"index.html": "text/html", "dashboard.js": "application/javascript", "dashboard.css": "text/css"}
@@ -61,8 +62,10 @@ async def static(request: web.Request) -> web.Response:
 
 
 async def data(request: web.Request) -> web.Response:
-    """The page's figures for ``range`` (5m ... 24h), ``top`` rows per breakdown, budgets from every store."""
+    """The page's figures for ``range`` (5m ... 24h), ``top`` rows per breakdown, and from every store the budgets
+    and the ``top`` fullest token-limit windows (cluster-wide with ``strategy: redis``)."""
     from ..plugins.cost_quota.spend import report_stores
+    from ..plugins.token_limit import index as token_windows
 
     try:
         range_name, seconds = report.parse_range(request.query.get("range"))
@@ -74,6 +77,9 @@ async def data(request: web.Request) -> web.Response:
     document = report.dashboard(usage.RECORD, now, range_name, seconds, top)
     stores = [("local" if key == "local" else repr(store), store) for key, store in list(runtime.stores.items())]
     document["budgets"] = await report_stores(stores, now)
+    windows = await from_each(stores, lambda store: token_windows.report(store, now))
+    fullest = sorted((row for row in windows if "error" not in row), key=lambda r: -r["used"] / r["limit"])
+    document["token_limits"] = [row for row in windows if "error" in row] + fullest[:top]
     return web.json_response(document, dumps=_dumps)
 
 

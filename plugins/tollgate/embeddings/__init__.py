@@ -1,8 +1,8 @@
-"""Text to vectors for the semantic cache and the semantic guards: the embedded model (``local``) or a provider's
+"""Text to vectors for the semantic cache and semantic routing: the embedded model (``local``) or a provider's
 embeddings API.
 
 `embedder_for` gives one `Embedder` per distinct model config, shared by every plugin instance of the process, so
-the local model loads once; `embedder_from` reads the plugins' common ``embeddings`` config record.
+the local model loads once; `from_config` reads a plugin's ``embeddings`` record (``schema.EMBEDDINGS``).
 """
 
 from __future__ import annotations
@@ -113,9 +113,18 @@ class ProviderEmbedder:
 _embedders: dict[bytes, Embedder] = {}
 
 
-def embedder_for(model: dict[str, Any], auth: dict[str, Any] | None = None) -> Embedder:
-    """The process's embedder for an ``embeddings.model`` config (``provider``, ``name``, ``options``)."""
-    key = orjson.dumps([model, auth or {}], option=orjson.OPT_SORT_KEYS)
+def from_config(embeddings: dict[str, Any] | None) -> Embedder:
+    """The embedder a plugin's ``embeddings`` record names (unset fields, as Kong sends them, are nulls)."""
+    embeddings = embeddings or {}
+    model = {k: v for k, v in (embeddings.get("model") or {}).items() if v is not None}
+    auth = {k: v for k, v in (embeddings.get("auth") or {}).items() if v not in (None, False)}
+    return embedder_for(model, auth, float(embeddings.get("timeout") or 10))
+
+
+def embedder_for(model: dict[str, Any], auth: dict[str, Any] | None = None, timeout: float = 10.0) -> Embedder:
+    """The process's embedder for an ``embeddings.model`` config (``provider``, ``name``, ``options``); ``timeout``
+    (seconds) bounds a provider's call."""
+    key = orjson.dumps([model, auth or {}, timeout], option=orjson.OPT_SORT_KEYS)
     found = _embedders.get(key)
     if found is not None:
         return found
@@ -128,17 +137,6 @@ def embedder_for(model: dict[str, Any], auth: dict[str, Any] | None = None) -> E
     else:
         if not model.get("name"):
             raise ValueError(f"embeddings.model.name is required for provider {provider}")
-        made = ProviderEmbedder(provider, model["name"], dict(model.get("options") or {}), dict(auth or {}))
+        made = ProviderEmbedder(provider, model["name"], dict(model.get("options") or {}), dict(auth or {}), timeout)
     _embedders[key] = made
     return made
-
-
-def embedder_from(embeddings: dict[str, Any] | None) -> Embedder:
-    """The process's embedder for an ``embeddings`` config record (``model``, ``auth``, ``timeout``)."""
-    embeddings = embeddings or {}
-    model = {k: v for k, v in (embeddings.get("model") or {}).items() if v is not None}
-    embedder = embedder_for(model, {k: v for k, v in (embeddings.get("auth") or {}).items()
-                                    if v not in (None, False)})
-    if isinstance(embedder, ProviderEmbedder):
-        embedder.timeout = float(embeddings.get("timeout") or 10)
-    return embedder

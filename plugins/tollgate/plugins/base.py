@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from .. import runtime
+from .. import route_names, runtime
 from ..attachments import HEADER
 
 
@@ -59,6 +59,7 @@ class AttachingPlugin:
     def __init__(self, config: dict[str, Any]):
         self.config = config
         self.policy = self.policy_class(config, self.name)
+        self._route_named = self.route_id is None   # an instance of one route learns its name once (route_names)
 
     @property
     def route_id(self) -> str | None:
@@ -70,6 +71,9 @@ class AttachingPlugin:
 
     async def attach(self, kong: Any, extra: dict[str, Any] | None = None) -> str:
         """Record this instance's attachment for the request (with the consumer, if this plugin reads it)."""
+        if not self._route_named:
+            self._route_named = True
+            route_names.learn(self.route_id, await kong.router.get_route())  # type: ignore[arg-type]
         identity = identity_of(await kong.client.get_consumer()) if self.reads_consumer else {}
         process = runtime.current()
         # The instance, taken now: Kong may close it (a config change) before the request reaches the relay.

@@ -18,6 +18,27 @@ logger = log.get("limits")
 FAIL_OPEN_HEADER = "X-Tollgate-Fail-Open"
 
 
+WINDOW_NAMES = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "month": 2592000}
+
+
+class InvalidWindow(ValueError):
+    """A ``window_size`` that is neither a window name nor a positive number of seconds."""
+
+
+def window_seconds(size: str) -> int:
+    """``"minute"`` or ``"60"`` as seconds."""
+    if size in WINDOW_NAMES:
+        return WINDOW_NAMES[size]
+    try:
+        seconds = int(size)
+    except ValueError:
+        raise InvalidWindow(f"window_size {size!r} is neither a number of seconds nor one of "
+                            f"{', '.join(WINDOW_NAMES)}") from None
+    if seconds <= 0:
+        raise InvalidWindow("window_size must be positive")
+    return seconds
+
+
 class UnknownIdentity(LookupError):
     """The request lacks what the configured identifier keys on (e.g. the named header)."""
 

@@ -43,7 +43,7 @@ async def cleared(ctx: RequestContext) -> dict[str, str]:
 
 def sse_response(ctx: RequestContext, headers: dict[str, str]) -> web.StreamResponse:
     """A 200 event stream (prepare it before writing)."""
-    return web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers, **kong_log.stream_start(ctx)})
+    return web.StreamResponse(status=200, headers={**SSE_HEADERS, **headers, **kong_log.promise_trailer(ctx)})
 
 
 async def write(response: web.StreamResponse, filters: Filters | None, chunks: list[Chunk]) -> None:

@@ -4,16 +4,20 @@ Kong's log plugins and its prometheus exporter read ``ai.proxy.*`` from Kong's s
 running inside Kong can set those keys before the log phase, and only the relay knows the usage, at the end of the
 answer. So when the companion asks (``X-Tollgate-Analytics: 1`` on the upstream request, set by Kong), the relay
 answers with the entry: in a response header for a whole answer; for a stream, in a header with what is known
-when it starts (``"trailer": true``) and, after its last byte, a trailer line ``: tollgate-analytics {json}``. The
-companion (kong/plugins/tollgate-analytics/handler.lua) takes both off the response, so the client never sees them.
+when it starts (``"trailer": true`` and a random ``nonce``) and, after its last byte, a trailer line
+``: tollgate-analytics <nonce> {json}`` and a blank line. The companion (kong/plugins/tollgate-analytics/handler.lua)
+takes both off the response, so the client never sees them. The nonce, which neither the client nor the model ever
+sees, is what makes the trailer unmistakable: text a model writes cannot look like it, in any stream format.
 
-A client that leaves mid-stream gets no trailer (nothing reaches Kong after it left): Kong's log then has the meta
-sent at the start, and Tollgate's own metrics and log line carry the usage charged.
+A client that leaves mid-stream gets no trailer: nginx closes the connection to the relay and runs Kong's log phase
+the moment the client leaves, before the usage is known (kong/plugins/tollgate-analytics/README.md has the source
+lines). Kong's log then has the meta sent at the start; Tollgate's own metrics and log line carry the usage charged.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 from aiohttp import web
@@ -33,14 +37,19 @@ def encode(entry: dict[str, Any]) -> str:
     return json.dumps(_without_nulls(entry), ensure_ascii=True, separators=(",", ":"))
 
 
-def stream_start(ctx: RequestContext) -> dict[str, str]:
-    """The header of a stream that is about to begin: what is known now, and a promise of the trailer."""
+def promise_trailer(ctx: RequestContext) -> dict[str, str]:
+    """The header of an answer whose entry follows its last byte (a stream): what is known now, and the promise."""
     if not wanted(ctx):
         return {}
-    ctx.meta["kong_log_trailer"] = True
+    nonce = ctx.meta["kong_log_trailer"] = secrets.token_hex(8)
     meta = {"provider_name": ctx.meta.get("provider"), "request_model": ctx.meta.get("request_model"),
             "response_model": ctx.meta.get("model"), "plugin_id": ctx.meta.get("plugin_id")}
-    return {HEADER: encode({"proxy": {"meta": meta}, "trailer": True})}
+    return {HEADER: encode({"proxy": {"meta": meta}, "trailer": True, "nonce": nonce})}
+
+
+def trailer(nonce: str, entry: str) -> bytes:
+    """The line that follows a stream's last byte (``entry`` is `encode`'s JSON)."""
+    return TRAILER + nonce.encode() + b" " + entry.encode() + b"\n\n"
 
 
 async def deliver(ctx: RequestContext, response: web.StreamResponse, proxy: dict[str, Any]) -> None:
@@ -52,10 +61,11 @@ async def deliver(ctx: RequestContext, response: web.StreamResponse, proxy: dict
     if not response.prepared:
         response.headers[HEADER] = data
         return
-    if not ctx.meta.get("kong_log_trailer") or ctx.meta.get("client_disconnected"):
-        return   # a native (preserve) answer promised no trailer; a client that left gets none
+    nonce = ctx.meta.get("kong_log_trailer")
+    if not nonce or ctx.meta.get("client_disconnected"):
+        return   # no trailer was promised; a client that left gets none
     try:
-        await response.write(TRAILER + data.encode() + b"\n\n")
+        await response.write(trailer(nonce, data))
     except (ConnectionResetError, RuntimeError):
         ctx.meta["client_disconnected"] = True
 

@@ -16,8 +16,10 @@ def session() -> aiohttp.ClientSession:
     if _session is None or _session.closed or _loop is not loop:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=256, ttl_dns_cache=300, keepalive_timeout=60,
                                          enable_cleanup_closed=True)
-        # auto_decompress: a gzip answer reaches the drivers already inflated.
-        _session = aiohttp.ClientSession(connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",))
+        # auto_decompress: a gzip answer reaches the drivers already inflated. No cookie jar: the session is shared
+        # by every consumer, and one's cookies must never ride along with another's calls (and it saves work).
+        _session = aiohttp.ClientSession(connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",),
+                                         cookie_jar=aiohttp.DummyCookieJar())
         _loop = loop
     return _session
 

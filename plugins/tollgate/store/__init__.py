@@ -7,7 +7,7 @@ with `create_store` and handle `StoreUnavailable` according to their ``fail_open
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable, Callable, Iterable
 
 from tollgate.store.base import ChargedBucket, Reservation, Store, StoreError, StoreUnavailable, VectorHit
 from tollgate.store.local import LocalStore
@@ -26,6 +26,7 @@ __all__ = [
     "Window",
     "WindowState",
     "create_store",
+    "from_each",
 ]
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel", "redis+cluster", "rediss+cluster")
@@ -47,3 +48,18 @@ def create_store(url: str | None = None, **options: Any) -> Store:
     known = ", ".join(_REDIS_SCHEMES)
     raise ValueError(f"unknown store URL scheme {scheme!r}: use 'local' or one of {known}")
 
+
+
+async def from_each(stores: Iterable[tuple[str, Any]], read: Callable[[Any], Awaitable[list[dict[str, Any]]]]
+                    ) -> list[dict[str, Any]]:
+    """The rows ``read`` gives for every store a process uses (``(label, store)``), each marked with its store;
+    a store that fails gives one row with its ``error`` instead (a report shows what it can)."""
+    rows: list[dict[str, Any]] = []
+    for label, store in stores:
+        try:
+            found = await read(store)
+        except StoreError as exc:
+            rows.append({"store": label, "error": str(exc)})
+            continue
+        rows.extend({"store": label, **row} for row in found)
+    return rows

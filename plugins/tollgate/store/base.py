@@ -229,6 +229,10 @@ class Store(abc.ABC):
     async def hset(self, key: str, mapping: Mapping[str, bytes], ttl: float | None = None) -> None:
         """Set fields of the hash at ``key``; ``ttl`` (re)sets the whole hash's expiry when given."""
 
+    @abc.abstractmethod
+    async def hdel(self, key: str, fields: Sequence[str]) -> int:
+        """Remove ``fields`` from the hash at ``key`` (its expiry unchanged); how many existed."""
+
     # -- vectors (semantic cache) ----------------------------------------------------------------
 
     @abc.abstractmethod

@@ -138,6 +138,20 @@ class LocalStore(Store):
         self._tidy()
         return dict(self._data.get("h:" + key) or {})
 
+    async def hdel(self, key: str, fields: Sequence[str]) -> int:
+        self._tidy()
+        name = "h:" + key
+        current = self._data.get(name)
+        if not current:
+            return 0
+        gone = set(fields)
+        kept = {k: v for k, v in current.items() if k not in gone}
+        if not kept:
+            self._data.pop(name)
+        elif len(kept) < len(current):
+            self._data.replace(name, kept)
+        return len(current) - len(kept)
+
     async def hset(self, key: str, mapping: Mapping[str, bytes], ttl: float | None = None) -> None:
         ttl_ms(ttl)
         update = {str(field): as_bytes(value, "hash value") for field, value in mapping.items()}

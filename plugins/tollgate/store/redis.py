@@ -380,6 +380,11 @@ class RedisStore(Store):
         if len(args) > 1:
             await self._script(self._hset, [self._key("h", key)], args)
 
+    async def hdel(self, key: str, fields: Sequence[str]) -> int:
+        if not fields:
+            return 0
+        return int(await self._run(lambda: self._client.hdel(self._key("h", key), *fields)))
+
     # -- vectors ----------------------------------------------------------------------------------
 
     def _space(self, namespace: str) -> str:

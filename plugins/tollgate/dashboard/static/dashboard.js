@@ -22,6 +22,7 @@ function el(tag, attrs, text) {
 const integer = (v) => (v === null || v === undefined ? "–" : Math.round(v).toLocaleString("en-US"));
 const money = (v) => (v === null || v === undefined ? "–" : "$" + Number(v).toFixed(v !== 0 && Math.abs(v) < 0.01 ? 6 : 2));
 const ms = (v) => (v === null || v === undefined ? "–" : (v >= 1000 ? (v / 1000).toFixed(2) + " s" : Math.round(v) + " ms"));
+const seconds = (v) => (v === null || v === undefined ? "–" : v >= 3600 ? (v / 3600).toFixed(1) + " h" : v >= 60 ? Math.round(v / 60) + " min" : Math.ceil(v) + " s");
 const percent = (v) => (v === null || v === undefined ? "–" : (v * 100).toFixed(1) + "%");
 const name = (v) => (v === "" || v === null || v === undefined ? "(none)" : v);
 
@@ -105,9 +106,11 @@ function chart(id, points, field, format) {
   }
 }
 
+// A bar of used / limit: budgets count micro-units of money, token-limit windows tokens.
 function meter(row, _field) {
-  const td = el("td", {"data-field": "used", "data-value": row.limit_micros ? row.spent_micros / row.limit_micros : ""});
-  const share = row.limit_micros ? row.spent_micros / row.limit_micros : 0;
+  const [used, limit] = row.limit_micros !== undefined ? [row.spent_micros, row.limit_micros] : [row.used, row.limit];
+  const td = el("td", {"data-field": "share", "data-value": limit ? used / limit : ""});
+  const share = limit ? used / limit : 0;
   const box = el("span", {class: "meter" + (share >= 1 ? " over" : share >= 0.8 ? " warn" : "")});
   const fill = el("span");
   fill.style.width = Math.min(100, share * 100).toFixed(1) + "%";
@@ -124,9 +127,16 @@ function render(data) {
   const budgets = data.budgets.filter((b) => !b.error).map((b) => ({...b, scope: b.label ? b.who + " (" + b.label + ")" : b.who}));
   table("budgets", [["budget", "budget", name], ["scope", "scope", name], ["period", "period", name],
                     ["spent", "spent", name], ["limit", "limit", name], ["remaining", "remaining", name],
-                    ["currency", "currency", name], ["used", "used", meter], ["store", "store", name]],
+                    ["currency", "currency", name], ["share", "used", meter], ["store", "store", name]],
         budgets, (b) => b.budget + "|" + b.who, "no budget has been charged yet");
   for (const failed of data.budgets.filter((b) => b.error)) setStatus("budget store " + failed.store + ": " + failed.error, true);
+  const windows = data.token_limits.filter((w) => !w.error).map((w) => ({...w, scope: w.label || w.who}));
+  table("token-limits", [["route", "route", name], ["scope", "scope", name], ["window", "window", name],
+                         ["counts", "counts", name], ["used", "used", integer], ["limit", "limit", integer],
+                         ["remaining", "remaining", integer], ["reset_in", "resets in", seconds],
+                         ["share", "share", meter], ["store", "store", name]],
+        windows, (w) => w.route + "|" + w.scope + "|" + w.window + "|" + w.counts, "no token limit is in use");
+  for (const failed of data.token_limits.filter((w) => w.error)) setStatus("token-limit store " + failed.store + ": " + failed.error, true);
   table("refusals", [["plugin", "plugin", name], ["reason", "reason", name], ["count", "in range", integer]],
         data.refusals, (r) => r.plugin + "|" + r.reason, "no refusals in this range");
   table("refusals-total", [["plugin", "plugin", name], ["reason", "reason", name], ["count", "total", integer]],
@@ -142,7 +152,7 @@ function render(data) {
   table("blocks", [["plugin", "guard", name], ["rule", "rule", name], ["count", "blocked", integer]],
         data.blocks, (r) => r.plugin + "|" + r.rule, "no guard blocks in this range");
   for (const dimension of ["route", "model", "provider", "consumer"]) {
-    table("by-" + dimension, GROUP_COLUMNS, data.by[dimension], (r) => r.name, "no requests in this range");
+    table("by-" + dimension, GROUP_COLUMNS, data.by[dimension], (r) => r.id || r.name, "no requests in this range");
   }
 }
 

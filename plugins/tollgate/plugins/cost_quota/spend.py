@@ -21,7 +21,7 @@ import orjson
 
 from ... import log
 from ...pricing import format_money
-from ...store import StoreError, Window
+from ...store import StoreError, Window, from_each
 from .budgets import Budget, window_at
 from .periods import iso, timezone
 
@@ -116,15 +116,7 @@ async def report(store: Any, now: float, namespace: str | None = None) -> list[d
 async def report_stores(stores: Iterable[tuple[str, Any]], now: float, namespace: str | None = None
                         ) -> list[dict[str, Any]]:
     """Rows of every store a process uses (``(label, store)``), each row marked with its store."""
-    rows: list[dict[str, Any]] = []
-    for label, store in stores:
-        try:
-            found = await report(store, now, namespace)
-        except StoreError as exc:
-            rows.append({"store": label, "error": str(exc)})
-            continue
-        rows.extend({"store": label, **row} for row in found)
-    return rows
+    return await from_each(stores, lambda store: report(store, now, namespace))
 
 
 COLUMNS = (("store", "STORE"), ("namespace", "NAMESPACE"), ("budget", "BUDGET"), ("who", "SCOPE"),

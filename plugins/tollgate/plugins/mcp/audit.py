@@ -27,6 +27,8 @@ latency_ms = Histogram("tollgate_mcp_latency_ms", "MCP request latency through t
 
 MAX_NAMES = 1000
 _names: set[str] = set()
+_counters: dict[tuple[str, str, str, str], Any] = {}     # label values -> counter child: labels() costs per call
+_histograms: dict[tuple[str, str], Any] = {}
 
 
 def _label(name: str | None) -> str:
@@ -60,8 +62,15 @@ class Record:
         elapsed = (time.perf_counter() - self.started) * 1000
         outcome = "ok" if self.error_code is None else str(self.error_code)
         route = self.route or ""
-        calls_total.labels(route, self.method, _label(self.name if self.upstream else None), outcome).inc()
-        latency_ms.labels(route, self.method).observe(elapsed)
+        key = (route, self.method, _label(self.name if self.upstream else None), outcome)
+        counter = _counters.get(key)
+        if counter is None:
+            counter = _counters[key] = calls_total.labels(*key)
+        counter.inc()
+        histogram = _histograms.get(key[:2])
+        if histogram is None:
+            histogram = _histograms[key[:2]] = latency_ms.labels(*key[:2])
+        histogram.observe(elapsed)
         if not log_statistics:
             return
         fields: dict[str, Any] = {"method": self.method, "name": self.name, "consumer": self.consumer,

@@ -13,8 +13,7 @@ from typing import Any
 
 from ... import log
 from ...store import StoreUnavailable, Window
-from ..limits import count_refusal, now
-from ..token_limit.policy import window_seconds
+from ..limits import count_refusal, now, window_seconds
 from .jsonrpc import RATE_LIMITED, UPSTREAM_ERROR, JsonRpcError
 
 logger = log.get("mcp")

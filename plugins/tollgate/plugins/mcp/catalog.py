@@ -30,6 +30,18 @@ class CatalogError(ValueError):
     """The config names servers or tools in a way that would make two items share a name."""
 
 
+def rest_tools_of(config: dict[str, Any]) -> list[RestTool]:
+    """The converted tools one config defines (``tools`` with a method and path, and an OpenAPI document's)."""
+    tools = [t for t in config.get("tools") or [] if t.get("method") or t.get("path")]
+    openapi = config.get("openapi") or {}
+    if openapi.get("spec"):
+        tools += tools_from_openapi(openapi["spec"], openapi.get("operations") or None)
+    for tool in tools:
+        if not (tool.get("method") and tool.get("path")):
+            raise CatalogError(f"tool {tool['name']}: a converted tool needs both method and path")
+    return [RestTool.from_config(t, config.get("rest") or {}) for t in tools]
+
+
 @dataclass(frozen=True)
 class Target:
     """Who serves one named item: an upstream (under its own name there) or a converted tool."""
@@ -47,18 +59,14 @@ class Catalog:
         self._check()
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Catalog":
+    def from_config(cls, config: dict[str, Any], inherited: list[RestTool] | None = None) -> "Catalog":
+        """The endpoint of one instance's config; ``inherited``: a listener's tools from conversion-only
+        instances (see registry.py)."""
         servers = list(config.get("servers") or [])
         if config.get("upstream_url"):
             servers.insert(0, {"name": "upstream", "url": config["upstream_url"], "prefix": ""})
-        tools = [t for t in config.get("tools") or [] if t.get("method") or t.get("path")]
-        openapi = config.get("openapi") or {}
-        if openapi.get("spec"):
-            tools += tools_from_openapi(openapi["spec"], openapi.get("operations") or None)
-        for tool in tools:
-            if not (tool.get("method") and tool.get("path")):
-                raise CatalogError(f"tool {tool['name']}: a converted tool needs both method and path")
-        shared = len(servers) > 1 or (servers and tools)
+        rest_tools = [*rest_tools_of(config), *(inherited or [])]
+        shared = len(servers) > 1 or (servers and rest_tools)
         timeout = float(config.get("timeout") or 30)
         upstreams = [Upstream(name=s["name"], url=s["url"],
                               prefix=s["prefix"] if s.get("prefix") is not None else (f"{s['name']}_" if shared
@@ -66,13 +74,19 @@ class Catalog:
                               protocol=s.get("protocol") or "auto", headers=dict(s.get("headers") or {}),
                               timeout=float(s.get("timeout") or timeout)) for s in servers]
         mode = config.get("mode") or "listener"
-        if mode == "passthrough-listener" and (len(upstreams) != 1 or tools):
+        tagged = bool((config.get("server") or {}).get("tag"))
+        if mode == "passthrough-listener" and (len(upstreams) != 1 or rest_tools):
             raise CatalogError("mode passthrough-listener serves exactly one upstream MCP server")
-        if mode == "conversion-listener" and (upstreams or not tools):
-            raise CatalogError("mode conversion-listener serves converted tools only")
-        if not upstreams and not tools:
-            raise CatalogError("name at least one server (servers or upstream_url) or converted tool")
-        return cls(upstreams, [RestTool.from_config(t, config.get("rest") or {}) for t in tools])
+        if mode in ("conversion-listener", "conversion-only") and (upstreams or not rest_tools):
+            raise CatalogError(f"mode {mode} serves converted tools only")
+        if mode == "conversion-only" and not config.get("tags"):
+            raise CatalogError("mode conversion-only needs tags: the listeners whose server.tag is one of them "
+                               "serve its tools")
+        if mode != "listener" and tagged:
+            raise CatalogError("server.tag belongs to mode listener (it names the conversion-only tools it serves)")
+        if not upstreams and not rest_tools and not tagged:
+            raise CatalogError("name at least one server (servers or upstream_url), converted tool or server.tag")
+        return cls(upstreams, rest_tools)
 
     def _check(self) -> None:
         if len(self.rest) != self._rest_count:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from ... import __version__, log, runtime
 from ..limits import identifier_value
@@ -18,14 +18,15 @@ from .calls import CallLimits
 from .catalog import KINDS, SCOPE_OF, Catalog, Target
 from .jsonrpc import FORBIDDEN, INVALID_PARAMS, METHOD_NOT_FOUND, JsonRpcError, Message
 from .sessions import UpstreamSessions
-from .upstream import Notify, Upstream
+from .upstream import Channel, Upstream
 
 logger = log.get("mcp")
 
 MAX_PAGES = 20
 SERVER_INFO = {"name": "tollgate-mcp", "version": __version__}
 CAPABILITIES = {"tools": {"listChanged": False}, "prompts": {"listChanged": False},
-                "resources": {"listChanged": False, "subscribe": False}}
+                "resources": {"listChanged": False, "subscribe": True}}
+SUBSCRIPTIONS = ("resources/subscribe", "resources/unsubscribe")
 
 
 @dataclass
@@ -35,9 +36,11 @@ class Caller:
     identity: dict[str, Any]
     modern: bool
     sessions: UpstreamSessions
-    notify: Notify | None
+    channel: Channel | None
     credentials: dict[str, str]      # client credentials to pass upstream (only with passthrough_credentials)
-    params: dict[str, str] = field(default_factory=dict)   # the call's Mcp-Param-* headers, for the tool's server
+    headers: Mapping[str, str] = field(default_factory=dict)   # the request's (Mcp-Param-* go to the tool's server)
+    # Starts relaying an upstream's standing stream to the client's session (after a subscription).
+    watch: Callable[[Upstream], None] | None = None
 
 
 class Gateway:
@@ -58,6 +61,8 @@ class Gateway:
             return await self._list(method, message.params, caller)
         if method in protocol.NAME_PARAM:
             return await self._use(method, message.params, caller, record, ctx)
+        if method in SUBSCRIPTIONS and not caller.modern:     # 2026-07-28 has subscriptions/listen instead
+            return await self._subscription(method, message.params, caller, record)
         raise JsonRpcError(METHOD_NOT_FOUND, f"Method not found: {method}")
 
     # -- lists -------------------------------------------------------------------------------------------------
@@ -140,9 +145,29 @@ class Gateway:
         assert target.upstream is not None
         # Mcp-Param-* headers mirror arguments the tool's schema marks (x-mcp-header); the client made them from
         # the upstream's own schema (listed unchanged), so they go to that upstream, which checks them.
-        headers = {**caller.credentials, **caller.params} if method == "tools/call" else caller.credentials
-        return await target.upstream.request(method, {**params, key: target.name}, caller.sessions, caller.notify,
+        headers = {**caller.credentials, **protocol.param_headers(caller.headers)} if method == "tools/call" \
+            else caller.credentials
+        return await target.upstream.request(method, {**params, key: target.name}, caller.sessions, caller.channel,
                                              headers)
+
+    async def _subscription(self, method: str, params: dict[str, Any], caller: Caller, record: Record
+                            ) -> dict[str, Any]:
+        """``resources/subscribe`` or ``unsubscribe``, to the server that lists the resource; its updates then
+        come on the client's standing stream (the GET of its session)."""
+        uri = params.get("uri")
+        if not isinstance(uri, str) or not uri:
+            raise JsonRpcError(INVALID_PARAMS, f"{method} needs params.uri")
+        record.name = uri
+        target = await self._resource_owner(uri, caller)
+        if target is None or target.upstream is None:
+            raise JsonRpcError(INVALID_PARAMS, f"Unknown resource: {uri}")
+        record.upstream = target.upstream.name
+        if not self.acl.allows("resources", uri, caller.identity):
+            raise JsonRpcError(FORBIDDEN, f"resource {uri} is not allowed for this consumer")
+        result = await target.upstream.request(method, params, caller.sessions, caller.channel, caller.credentials)
+        if method == "resources/subscribe" and caller.watch is not None:
+            caller.watch(target.upstream)
+        return result
 
     async def _resource_owner(self, uri: str, caller: Caller) -> Target | None:
         """The server that lists ``uri`` (URIs are not prefixed: they are the servers' own addresses)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..base import AttachingPlugin
 from .policy import McpPolicy
 
@@ -9,3 +11,8 @@ from .policy import McpPolicy
 class Plugin(AttachingPlugin):
     name = "tollgate-mcp"
     policy_class = McpPolicy
+
+    async def access(self, kong: Any) -> None:
+        if self.config.get("mode") == "conversion-only":
+            return      # its route carries REST traffic to its own Service; a listener serves the tools
+        await super().access(kong)

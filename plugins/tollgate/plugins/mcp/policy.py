@@ -8,24 +8,32 @@ stream.py; resumable in a session). Every refusal is a JSON-RPC error with the H
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
-from ... import runtime
+from ... import log, runtime
 from ...context import RequestContext
 from ...store import StoreUnavailable
 from ..base import Policy
-from . import jsonrpc, protocol
-from .acl import Acl
+from . import jsonrpc, protocol, registry
+from .acl import GROUPS_HEADER, Acl, groups_of
 from .audit import Record
 from .calls import CallLimits
-from .catalog import Catalog
+from .catalog import Catalog, CatalogError, rest_tools_of
 from .gateway import CAPABILITIES, SERVER_INFO, Caller, Gateway
-from .jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, JsonRpcError, Message
+from .jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, JsonRpcError, Message
 from .oauth import METADATA_PATH, ResourceServer
 from .sessions import Session, SessionBook, SharedUpstreamSessions
-from .stream import Answer, EventLog, parse_event_id
+from .questions import Inbox, client_capabilities
+from .stream import Answer, EventLog, StandingChannel, StandingLog, parse_event_id
+from .upstream import Upstream
+
+logger = log.get("mcp")
+
+LISTEN_CHECK = 30.0      # how often a relayed upstream GET stream checks that its client session still lives
 
 _MODERN_ONLY_FIELDS = ("resultType", "ttlMs", "cacheScope")
 _CACHEABLE = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read",
@@ -36,12 +44,21 @@ class McpPolicy(Policy):
     def __init__(self, config: dict[str, Any], plugin: str):
         super().__init__(config, plugin)
         self.scope = str(config.get("__plugin_id") or config.get("route_id") or "default")
+        self.conversion_only = config.get("mode") == "conversion-only"
         self.gateway = Gateway(Catalog.from_config(config), Acl.from_config(config),
                                CallLimits.from_config(config, self.scope), config)
+        tag = (config.get("server") or {}).get("tag")
+        self.registry = registry.Registry(tag) if tag else None
+        self._publishing = (registry.publish_soon(runtime.current().store_for(config), self.scope, config)
+                            if self.conversion_only else None)
+        self.groups = bool(config.get("include_consumer_groups"))
         self.shared = SharedUpstreamSessions()
         self._working: set[asyncio.Task[Any]] = set()   # resumable answers still being worked out
+        # Upstream standing streams this process relays, by (client session, server) (see _watch).
+        self._listening: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.oauth = ResourceServer.from_config(config.get("oauth"))
         self.max_body = int(config.get("max_request_body_size") or 1048576)
+        self.timeout = float(config.get("timeout") or 30)
         logging_config = config.get("logging") or {}
         self.log_statistics = logging_config.get("log_statistics", True) is not False
         self.log_payloads = bool(logging_config.get("log_payloads"))
@@ -51,6 +68,11 @@ class McpPolicy(Policy):
                            float(self.config.get("session_ttl") or 3600))
 
     async def serve(self, ctx: RequestContext, request: web.BaseRequest) -> web.StreamResponse:
+        if self.conversion_only:
+            return jsonrpc.error_response(None, JsonRpcError(
+                METHOD_NOT_FOUND, "this route's tollgate-mcp is conversion-only: a listener serves its tools"))
+        if self.registry is not None:
+            await self._refresh()
         if self.oauth is not None:
             if ctx.method == "GET" and ctx.path.startswith(METADATA_PATH):
                 return jsonrpc.json_response(self.oauth.metadata())
@@ -59,12 +81,17 @@ class McpPolicy(Policy):
                 ctx.identity = await self.oauth.identify(ctx.headers.get("Authorization"))
             except JsonRpcError as exc:
                 return jsonrpc.error_response(None, exc)
+        elif self.groups and ctx.identity:
+            # Kong's acl plugin, on this route, replaced the client's header with the consumer's groups (acl.py).
+            ctx.identity = {**ctx.identity, "groups": groups_of(ctx.headers.get(GROUPS_HEADER))}
         if ctx.method == "DELETE":
             return await self._end_session(ctx)
         if ctx.method == "GET" and "Last-Event-ID" in ctx.headers:
             return await self._resume(ctx, request)
+        if ctx.method == "GET" and protocol.SESSION_HEADER in ctx.headers:
+            return await self._standing(ctx, request)
         if ctx.method != "POST":
-            # No standing GET stream: the gateway sends nothing unasked (the spec allows a 405 here).
+            # Only a session has a standing GET stream (2026-07-28 has none; the spec allows a 405 here).
             return web.Response(status=405, headers={"Allow": "POST, DELETE"})
         if len(ctx.body) > self.max_body:
             return jsonrpc.error_response(None, JsonRpcError(
@@ -76,8 +103,33 @@ class McpPolicy(Policy):
         if isinstance(parsed, list):
             return await self._batch(ctx, parsed)
         if isinstance(parsed, dict):
-            return web.Response(status=202)   # a client's answer to a server request: nobody here awaits it
+            return await self._client_answer(ctx, parsed)
         return await self._one(ctx, request, parsed)
+
+    async def _refresh(self) -> None:
+        """A listener's tools from the conversion-only instances tagged ``server.tag`` (registry.py), with their
+        ACLs; a source whose names collide with what is already served is left out (and logged)."""
+        assert self.registry is not None
+        try:
+            sources = await self.registry.sources(runtime.current().store_for(self.config))
+        except StoreUnavailable as exc:
+            log.event(logger, "tool registry unavailable", logging.WARNING, error=str(exc))
+            return
+        if sources is None:
+            return
+        catalog, acl = Catalog.from_config(self.config), Acl.from_config(self.config)
+        inherited: list[Any] = []
+        for source in sources:
+            try:
+                tools = rest_tools_of(source.config)
+                candidate = Catalog.from_config(self.config, [*inherited, *tools])
+            except (CatalogError, ValueError) as exc:
+                log.event(logger, "conversion-only tools left out", logging.ERROR, plugin_id=source.plugin_id,
+                          error=str(exc))
+                continue
+            catalog, inherited = candidate, [*inherited, *tools]
+            acl = acl.inheriting(Acl.from_config(source.config), [t.name for t in tools])
+        self.gateway.catalog, self.gateway.acl = catalog, acl
 
     # -- one message -------------------------------------------------------------------------------------------
 
@@ -86,7 +138,7 @@ class McpPolicy(Policy):
         try:
             generation = protocol.generation_of(message, ctx.headers)
             if generation is not None:
-                protocol.check_modern(message, ctx.headers, ctx.headers.items())
+                protocol.check_modern(message, ctx.headers)
             elif message.method == "initialize":
                 return await self._initialize(ctx, message)
             else:
@@ -95,12 +147,17 @@ class McpPolicy(Policy):
             return jsonrpc.error_response(message.id if message.is_request else None, exc)
         if not message.is_request:
             return web.Response(status=202)
-        extra = {protocol.SESSION_HEADER: session.id} if session is not None else {}
-        log = EventLog(self.book().store, self.scope, session.id) if session is not None else None
-        answer = Answer(request, "text/event-stream" in ctx.headers.get("Accept", ""), extra, log)
+        accepts_sse = "text/event-stream" in ctx.headers.get("Accept", "")
+        if session is None:
+            answer = Answer(request, accepts_sse, {})
+        else:
+            store = self.book().store
+            answer = Answer(request, accepts_sse, {protocol.SESSION_HEADER: session.id},
+                            EventLog(store, self.scope, session.id), Inbox(store, self.scope, session.id),
+                            session.capabilities, self.timeout)
         caller = Caller(ctx.identity, session is None, session or self.shared.for_consumer(_consumer(ctx)),
-                        answer.notify, self._credentials(ctx),
-                        {k: v for k, v in ctx.headers.items() if k.lower().startswith(protocol.PARAM_HEADER_PREFIX)})
+                        answer, self._credentials(ctx), ctx.headers,
+                        (lambda upstream: self._watch(session, upstream)) if session is not None else None)
         if not answer.resumable:
             return await self._answer(ctx, message, caller, answer)
         # A resumable answer is worked out to the end even if the client drops the connection meanwhile.
@@ -144,7 +201,8 @@ class McpPolicy(Policy):
             raise JsonRpcError(INVALID_REQUEST, "initialize opens a session; it cannot carry one")
         version = protocol.negotiate(message.params.get("protocolVersion"))
         try:
-            session = await self.book().open(version, _consumer(ctx))
+            session = await self.book().open(version, _consumer(ctx),
+                                             client_capabilities(message.params.get("capabilities")))
         except StoreUnavailable:
             raise JsonRpcError(INTERNAL_ERROR, "tollgate-mcp: its state store is unavailable", status=503) from None
         result = {"protocolVersion": version, "capabilities": CAPABILITIES, "serverInfo": SERVER_INFO}
@@ -175,13 +233,9 @@ class McpPolicy(Policy):
             log = EventLog(self.book().store, self.scope, session.id, position[0])
             if not await log.exists():
                 raise JsonRpcError(INVALID_REQUEST, "no such stream (or it has expired)", status=404)
-        except JsonRpcError as exc:
-            return jsonrpc.error_response(None, exc)
-        except StoreUnavailable:
-            return jsonrpc.error_response(None, JsonRpcError(INTERNAL_ERROR, "state store unavailable", status=503))
-        response = web.StreamResponse(status=200, headers={protocol.SESSION_HEADER: session.id,
-                                                           "Cache-Control": "no-cache",
-                                                           "Content-Type": "text/event-stream"})
+        except (JsonRpcError, StoreUnavailable) as exc:
+            return _refused(exc)
+        response = _sse_stream(session)
         await response.prepare(request)
         await log.replay(position[1], response, float(self.config.get("timeout") or 30))
         await response.write_eof()
@@ -191,12 +245,74 @@ class McpPolicy(Policy):
         try:
             session = await self._session(ctx)
             await self.book().end(session)
-        except JsonRpcError as exc:
-            return jsonrpc.error_response(None, exc)
-        except StoreUnavailable:
-            return jsonrpc.error_response(None, JsonRpcError(INTERNAL_ERROR, "state store unavailable", status=503))
+        except (JsonRpcError, StoreUnavailable) as exc:
+            return _refused(exc)
         await asyncio.gather(*(u.end(session) for u in self.gateway.catalog.upstreams))
+        for key in [k for k in self._listening if k[0] == session.id]:
+            self._listening.pop(key).cancel()
         return web.Response(status=200)
+
+    # -- the client's side of server requests, and the standing stream (sessions) ----------------------------------
+
+    async def _client_answer(self, ctx: RequestContext, message: dict[str, Any]) -> web.StreamResponse:
+        """A client's answer to a request the gateway relayed from an upstream (questions.py): kept in the store
+        for the process holding that upstream's call."""
+        try:
+            session = await self._session(ctx)
+            await Inbox(self.book().store, self.scope, session.id).put(message)
+        except (JsonRpcError, StoreUnavailable) as exc:
+            return _refused(exc)
+        return web.Response(status=202)
+
+    async def _standing(self, ctx: RequestContext, request: web.BaseRequest) -> web.StreamResponse:
+        """The session's GET stream: what upstreams send outside any call (after resources/subscribe)."""
+        try:
+            session = await self._session(ctx)
+            log = StandingLog(self.book().store, self.scope, session.id)
+            position = await log.position()
+        except (JsonRpcError, StoreUnavailable) as exc:
+            return _refused(exc)
+        response = _sse_stream(session)
+        await response.prepare(request)
+
+        async def alive() -> bool:
+            return await self.book().find(session.id, session.consumer) is not None
+
+        try:
+            await log.follow(position, response, request, alive)
+        except (ConnectionError, RuntimeError):
+            return response                  # the client went away
+        await response.write_eof()
+        return response
+
+    def _watch(self, session: Session, upstream: Upstream) -> None:
+        """Relay ``upstream``'s standing stream of ``session`` to the session's (once per process and server)."""
+        key = (session.id, upstream.name)
+        if key in self._listening:
+            return
+        store = self.book().store
+        channel = StandingChannel(StandingLog(store, self.scope, session.id), Inbox(store, self.scope, session.id),
+                                  session.capabilities, self.timeout)
+
+        async def listen() -> None:
+            relay = asyncio.create_task(upstream.listen(session, channel))
+            try:
+                # The client's session may expire without a DELETE: stop relaying then, and end ours upstream.
+                while not relay.done():
+                    await asyncio.wait({relay}, timeout=LISTEN_CHECK)
+                    if not relay.done() and await self.book().find(session.id, session.consumer) is None:
+                        relay.cancel()
+                        await upstream.end(session)
+                        return
+                relay.result()
+            except (aiohttp.ClientError, StoreUnavailable) as exc:
+                log.event(logger, "upstream standing stream ended", logging.WARNING, server=upstream.name,
+                          error=type(exc).__name__)
+            finally:
+                relay.cancel()
+                self._listening.pop(key, None)
+
+        self._listening[key] = asyncio.create_task(listen())
 
     async def _batch(self, ctx: RequestContext, items: list[Any]) -> web.StreamResponse:
         """A JSON-RPC batch: only in a session whose version still has them (2025-03-26)."""
@@ -227,6 +343,17 @@ class McpPolicy(Policy):
             return {}
         value = ctx.headers.get("Authorization")
         return {"Authorization": value} if value else {}
+
+
+def _refused(exc: JsonRpcError | StoreUnavailable) -> web.Response:
+    if isinstance(exc, StoreUnavailable):
+        exc = JsonRpcError(INTERNAL_ERROR, "tollgate-mcp: its state store is unavailable", status=503)
+    return jsonrpc.error_response(None, exc)
+
+
+def _sse_stream(session: Session) -> web.StreamResponse:
+    return web.StreamResponse(status=200, headers={protocol.SESSION_HEADER: session.id, "Cache-Control": "no-cache",
+                                                   "Content-Type": "text/event-stream"})
 
 
 def _consumer(ctx: RequestContext) -> str:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
+
+from multidict import MultiMapping
 
 from .jsonrpc import HEADER_MISMATCH, INVALID_PARAMS, INVALID_REQUEST, UNSUPPORTED_PROTOCOL_VERSION, JsonRpcError, Message
 
@@ -32,7 +35,7 @@ METHOD_HEADER = "Mcp-Method"
 NAME_HEADER = "Mcp-Name"
 SESSION_HEADER = "Mcp-Session-Id"
 PARAM_HEADER_PREFIX = "mcp-param-"   # lower-cased
-_ROUTING_HEADERS = frozenset(h.lower() for h in (VERSION_HEADER, METHOD_HEADER, NAME_HEADER))
+_ROUTING_HEADERS = (VERSION_HEADER, METHOD_HEADER, NAME_HEADER)
 
 # Methods that name one tool, prompt or resource, and the parameter that names it.
 NAME_PARAM = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
@@ -76,21 +79,18 @@ def generation_of(message: Message, headers: Mapping[str, str]) -> Generation | 
     return None
 
 
-def check_modern(message: Message, headers: Mapping[str, str], raw_headers: Iterable[tuple[str, str]]) -> str:
-    """Validate a 2026-07-28 request's envelope and routing headers; returns its version.
+def check_modern(message: Message, headers: MultiMapping[str]) -> str:
+    """Validate a 2026-07-28 request's envelope and routing headers (a case-insensitive multidict); returns its
+    version.
 
     Order follows the spec's ladder: envelope shape, then header agreement (so a client that contradicts itself
     is told so), then the version."""
     meta = message.params.get("_meta")
     if not isinstance(meta, dict) or META_VERSION not in meta or META_CAPABILITIES not in meta:
         raise JsonRpcError(INVALID_PARAMS, f"params._meta must carry {META_VERSION!r} and {META_CAPABILITIES!r}")
-    seen: set[str] = set()
-    for name, _ in raw_headers:
-        key = name.lower()
-        if key in _ROUTING_HEADERS:
-            if key in seen:
-                raise JsonRpcError(HEADER_MISMATCH, f"{key} header appears more than once")
-            seen.add(key)
+    for key in _ROUTING_HEADERS:
+        if len(headers.getall(key, ())) > 1:
+            raise JsonRpcError(HEADER_MISMATCH, f"{key} header appears more than once")
     version = meta[META_VERSION]
     if headers.get(VERSION_HEADER) != version:
         raise JsonRpcError(HEADER_MISMATCH, f"{VERSION_HEADER} header does not match params._meta's protocol version")
@@ -116,13 +116,20 @@ def check_session_header(headers: Mapping[str, str], negotiated: str) -> None:
         raise JsonRpcError(INVALID_REQUEST, f"Unsupported {VERSION_HEADER}: {header}", status=400)
 
 
+def param_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """A call's ``Mcp-Param-*`` headers (they mirror arguments the tool's schema marks)."""
+    return {k: v for k, v in headers.items() if k[:10].lower() == PARAM_HEADER_PREFIX}
+
+
 def negotiate(requested: Any) -> str:
     """The session version answering an ``initialize`` that asks for ``requested``."""
     return requested if requested in SESSION_VERSIONS else LATEST_SESSION_VERSION
 
 
+@functools.cache
 def modern_meta(version: str) -> dict[str, Any]:
-    """The ``_meta`` envelope the gateway sends upstream when it speaks 2026-07-28 itself."""
+    """The ``_meta`` envelope the gateway sends upstream when it speaks 2026-07-28 itself (one per version: it is
+    only ever copied into requests, never changed)."""
     from ... import __version__
     return {META_VERSION: version, META_CAPABILITIES: {},
             META_CLIENT_INFO: {"name": "tollgate-mcp", "version": __version__}}

@@ -14,7 +14,11 @@ ACL = {"type": "record", "fields": [{"allow": SUBJECTS}, {"deny": SUBJECTS}]}
 
 Schema = [
     {"mode": {"type": "string", "default": "listener",
-              "one_of": ["passthrough-listener", "conversion-listener", "listener"]}},
+              "one_of": ["passthrough-listener", "conversion-listener", "conversion-only", "listener"]}},
+    # conversion-only: the tags listeners find its tools by (Kong reads the plugin entity's tags, which Kong does not
+    # pass to an external plugin); listener: server.tag, the tag of the conversion-only tools it serves.
+    {"tags": {"type": "array", "elements": {"type": "string"}, "default": []}},
+    {"server": {"type": "record", "fields": [{"tag": {"type": "string"}}]}},
     {"upstream_url": {"type": "string"}},   # passthrough shorthand: one server, names unprefixed
     {"servers": {"type": "array", "default": [], "elements": {"type": "record", "fields": [
         {"name": {"type": "string", "required": True}},
@@ -56,6 +60,7 @@ Schema = [
     ]}}},
     {"consumer_identifier": {"type": "string", "default": "username",
                              "one_of": ["username", "consumer_id", "custom_id"]}},
+    {"include_consumer_groups": {"type": "boolean", "default": False}},   # group names count as ACL subjects
     {"limits": {"type": "array", "default": [], "elements": {"type": "record", "fields": [
         {"tools": {"type": "array", "elements": {"type": "string"}, "default": ["*"]}},
         {"limit": {"type": "integer", "required": True, "gt": 0}},

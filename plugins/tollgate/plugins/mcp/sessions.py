@@ -2,8 +2,9 @@
 serve any request of a session.
 
 A session is one small hash: its negotiated version, the consumer that opened it (a session is only good for the
-consumer that opened it, as in the SDK's own server), and the session id of each session-generation upstream it
-has talked to. The store's ``delete`` covers plain values only, so ending a session marks it ended instead; the
+consumer that opened it, as in the SDK's own server), what the client can be asked (sampling, elicitation, roots:
+the gateway declares that much to the upstreams it opens sessions with for it), and the session id of each
+session-generation upstream it has talked to. The store's ``delete`` covers plain values only, so ending a session marks it ended instead; the
 mark expires with the hash.
 """
 
@@ -22,7 +23,10 @@ _UPSTREAM = "up:"
 
 
 class UpstreamSessions(Protocol):
-    """Where the upstream session ids of one client conversation are kept (see `upstream.Upstream`)."""
+    """Where the upstream session ids of one client conversation are kept (see `upstream.Upstream`), and what the
+    client behind them can be asked."""
+
+    capabilities: dict[str, Any]
 
     async def get(self, server: str) -> str | None: ...
 
@@ -40,6 +44,7 @@ class Session:
     consumer: str
     upstream: dict[str, str]
     _book: "SessionBook" = field(repr=False)
+    capabilities: dict[str, Any] = field(default_factory=dict)
 
     async def get(self, server: str) -> str | None:
         return self.upstream.get(server)
@@ -65,11 +70,12 @@ class SessionBook:
     def key(self, session_id: str) -> str:
         return f"mcp:session:{self.scope}:{session_id}"
 
-    async def open(self, version: str, consumer: str) -> Session:
+    async def open(self, version: str, consumer: str, capabilities: dict[str, Any] | None = None) -> Session:
         session_id = secrets.token_urlsafe(24)   # visible ASCII, as the spec requires, and unguessable
-        info = orjson.dumps({"version": version, "consumer": consumer, "created": time.time()})
+        info = orjson.dumps({"version": version, "consumer": consumer, "created": time.time(),
+                             "capabilities": capabilities or {}})
         await self.store.hset(self.key(session_id), {_INFO: info}, ttl=self.ttl)
-        return Session(session_id, version, consumer, {}, self)
+        return Session(session_id, version, consumer, {}, self, capabilities or {})
 
     async def find(self, session_id: str, consumer: str) -> Session | None:
         """The live session ``session_id`` of ``consumer``; None when unknown, ended, expired or someone else's."""
@@ -82,7 +88,7 @@ class SessionBook:
         if info.get("consumer") != consumer:
             return None
         upstream = {k[len(_UPSTREAM):]: v.decode() for k, v in fields.items() if k.startswith(_UPSTREAM) and v}
-        return Session(session_id, info["version"], consumer, upstream, self)
+        return Session(session_id, info["version"], consumer, upstream, self, info.get("capabilities") or {})
 
     async def end(self, session: Session) -> None:
         await self.store.hset(self.key(session.id), {_ENDED: b"1"}, ttl=min(self.ttl, 300))
@@ -105,6 +111,7 @@ class SharedUpstreamSessions:
 class _ConsumerView:
     ids: dict[str, str]
     consumer: str
+    capabilities: dict[str, Any] = field(default_factory=dict)    # a stateless client is asked nothing mid-call
 
     async def get(self, server: str) -> str | None:
         return self.ids.get(f"{self.consumer}\0{server}")

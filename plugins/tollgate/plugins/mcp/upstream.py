@@ -1,9 +1,11 @@
 """The gateway as a client of one upstream MCP server, in whichever generation the server speaks.
 
 A 2026-07-28 server gets self-contained requests (``_meta`` envelope, routing headers). A session-generation server
-gets an ``initialize`` once per conversation; its session id is kept where the caller says (the client's session in
-the store, or the process for stateless clients), so a 2026-07-28 client can use a 2025 server. Answers arrive as
-JSON or SSE; notifications on an SSE answer are handed to the caller as they come. Every failure, including a
+gets an ``initialize`` once per conversation (declaring what the client behind it can do: sampling, elicitation,
+roots); its session id is kept where the caller says (the client's session in the store, or the process for
+stateless clients), so a 2026-07-28 client can use a 2025 server. Answers arrive as JSON or SSE; what the server
+sends its client on the way (notifications, and requests such as ``sampling/createMessage``) goes to the caller's
+`Channel` as it comes, and the client's answer to a request goes back to the server. Every failure, including a
 server that hangs, ends in a `JsonRpcError` within the timeout.
 """
 
@@ -13,21 +15,34 @@ import asyncio
 import base64
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Protocol
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from ... import __version__, log
 from ...relay import upstream as http
 from . import protocol
 from .jsonrpc import HTTP_STATUS, INTERNAL_ERROR, METHOD_NOT_FOUND, REQUEST_TIMEOUT, UPSTREAM_ERROR, JsonRpcError
+from .questions import client_capabilities
 from .sessions import UpstreamSessions
 
 logger = log.get("mcp")
 
-Notify = Callable[[dict[str, Any]], Awaitable[None]]
 _ids = itertools.count(1)
+_NO_TIMEOUT = aiohttp.ClientTimeout()    # every exchange runs under the server's own timeout (`Upstream.request`)
+
+
+class Channel(Protocol):
+    """The way back to the client of one call (or of one session's standing stream)."""
+
+    async def notify(self, message: dict[str, Any]) -> None:
+        """A notification from the server (progress, resources/updated...)."""
+
+    async def ask(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """A request from the server to the client: the client's answer (its ``result`` or ``error`` member), or
+        None when the client cannot be asked (the gateway then declines it)."""
 
 
 class NotJsonRpc(JsonRpcError):
@@ -53,19 +68,22 @@ class Upstream:
     timeout: float = 30.0
     _detected: str | None = field(default=None, repr=False)
 
+    def __post_init__(self) -> None:
+        self._url = URL(self.url)     # parsed once: aiohttp would parse the string on every call
+
     async def request(self, method: str, params: dict[str, Any], sessions: UpstreamSessions,
-                      notify: Notify | None = None, extra_headers: dict[str, str] | None = None) -> dict[str, Any]:
+                      channel: Channel | None = None, extra_headers: dict[str, str] | None = None) -> dict[str, Any]:
         """``method`` on this server; its result, or `JsonRpcError` (the server's own error, or why it failed)."""
         try:
             async with asyncio.timeout(self.timeout):
                 version = await self._version()
                 if version in protocol.MODERN_VERSIONS:
-                    return await self._modern(version, method, params, notify, extra_headers)
+                    return await self._modern(version, method, params, channel, extra_headers)
                 try:
-                    return await self._in_session(version, method, params, sessions, notify, extra_headers)
+                    return await self._in_session(version, method, params, sessions, channel, extra_headers)
                 except SessionExpired:
                     await sessions.forget(self.name)
-                    return await self._in_session(version, method, params, sessions, notify, extra_headers)
+                    return await self._in_session(version, method, params, sessions, channel, extra_headers)
         except TimeoutError:
             raise JsonRpcError(REQUEST_TIMEOUT, f"upstream MCP server {self.name} did not answer within "
                                                 f"{self.timeout:g} s") from None
@@ -109,31 +127,38 @@ class Upstream:
         supported = result.get("supportedVersions") or []
         return version if version in supported else protocol.LATEST_SESSION_VERSION
 
-    async def _modern(self, version: str, method: str, params: dict[str, Any], notify: Notify | None,
+    async def _modern(self, version: str, method: str, params: dict[str, Any], channel: Channel | None,
                       extra_headers: dict[str, str] | None) -> dict[str, Any]:
         meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
-        body_params = {**params, "_meta": {**meta, **protocol.modern_meta(version)}}
+        envelope = protocol.modern_meta(version)
+        # A 2026-07-28 client answers the server's questions itself (input_required, then a new call): the server
+        # may ask what the client said it can answer.
+        capabilities = client_capabilities(meta.get(protocol.META_CAPABILITIES))
+        if capabilities:
+            envelope = {**envelope, protocol.META_CAPABILITIES: capabilities}
+        body_params = {**params, "_meta": {**meta, **envelope}}
         headers = {protocol.VERSION_HEADER: version, protocol.METHOD_HEADER: method}
         key = protocol.NAME_PARAM.get(method)
         if key is not None:
             headers[protocol.NAME_HEADER] = _header_value(str(params.get(key, "")))
-        return await self._post(method, body_params, {**headers, **(extra_headers or {})}, notify)
+        return await self._post(method, body_params, {**headers, **(extra_headers or {})}, channel)
 
     async def _in_session(self, version: str, method: str, params: dict[str, Any], sessions: UpstreamSessions,
-                          notify: Notify | None, extra_headers: dict[str, str] | None) -> dict[str, Any]:
+                          channel: Channel | None, extra_headers: dict[str, str] | None) -> dict[str, Any]:
         session_id = await sessions.get(self.name)
         if session_id is None:
-            session_id, version = await self._initialize(version)
+            session_id, version = await self._initialize(version, sessions.capabilities)
             await sessions.put(self.name, session_id)
         headers = {protocol.VERSION_HEADER: version, **(extra_headers or {})}
         if session_id:
             headers[protocol.SESSION_HEADER] = session_id
-        return await self._post(method, protocol.strip_meta(params), headers, notify, session_bound=bool(session_id))
+        return await self._post(method, protocol.strip_meta(params), headers, channel, session_bound=bool(session_id))
 
-    async def _initialize(self, version: str) -> tuple[str, str]:
-        """Open a session: ``initialize``, then ``notifications/initialized``. Returns (session id, version);
-        the id is empty for a server that keeps no sessions."""
-        params = {"protocolVersion": version, "capabilities": {},
+    async def _initialize(self, version: str, capabilities: dict[str, Any]) -> tuple[str, str]:
+        """Open a session: ``initialize`` (with the capabilities of the client behind it), then
+        ``notifications/initialized``. Returns (session id, version); the id is empty for a server that keeps no
+        sessions."""
+        params = {"protocolVersion": version, "capabilities": capabilities,
                   "clientInfo": {"name": "tollgate-mcp", "version": __version__}}
         result, answer_headers = await self._exchange("initialize", params, {})
         negotiated = result.get("protocolVersion")
@@ -145,30 +170,32 @@ class Upstream:
         if session_id:
             headers[protocol.SESSION_HEADER] = session_id
         body = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-        async with http.session().post(self.url, data=orjson.dumps(body), headers=self._headers(headers)) as answer:
+        async with http.session().post(self._url, data=orjson.dumps(body), headers=self._headers(headers),
+                                       timeout=_NO_TIMEOUT) as answer:
             await answer.read()
         return session_id, negotiated
 
     # -- the wire ----------------------------------------------------------------------------------------------
 
-    async def _post(self, method: str, params: dict[str, Any], headers: dict[str, str], notify: Notify | None,
+    async def _post(self, method: str, params: dict[str, Any], headers: dict[str, str], channel: Channel | None,
                     session_bound: bool = False) -> dict[str, Any]:
-        result, _ = await self._exchange(method, params, headers, notify, session_bound)
+        result, _ = await self._exchange(method, params, headers, channel, session_bound)
         return result
 
     async def _exchange(self, method: str, params: dict[str, Any], headers: dict[str, str],
-                        notify: Notify | None = None, session_bound: bool = False
+                        channel: Channel | None = None, session_bound: bool = False
                         ) -> tuple[dict[str, Any], Any]:
         request_id = next(_ids)
         body: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
         if params:
             body["params"] = params
-        async with http.session().post(self.url, data=orjson.dumps(body), headers=self._headers(headers)) as answer:
+        async with http.session().post(self._url, data=orjson.dumps(body), headers=self._headers(headers),
+                                       timeout=_NO_TIMEOUT) as answer:
             if answer.status == 404 and session_bound:
                 raise SessionExpired()
             kind = answer.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if kind == "text/event-stream":
-                message = await _from_sse(answer, request_id, notify, lambda asked: self._decline(asked, headers))
+                message = await self._from_sse(answer, request_id, channel, headers)
             else:
                 raw = await answer.read()
                 message = _json_or_none(raw)
@@ -189,12 +216,48 @@ class Upstream:
             raise JsonRpcError(UPSTREAM_ERROR, f"upstream MCP server {self.name} sent a malformed answer")
         return result
 
-    async def _decline(self, asked: dict[str, Any], headers: dict[str, str]) -> None:
-        """Answer a server's request to its client (sampling, elicitation, roots) with an error at once: the gateway
-        relays none, and a server left waiting would hold the call until the timeout."""
-        body = {"jsonrpc": "2.0", "id": asked.get("id"), "error": {
-            "code": METHOD_NOT_FOUND, "message": f"{asked.get('method')} is not relayed by the MCP gateway"}}
-        async with http.session().post(self.url, data=orjson.dumps(body), headers=self._headers(headers)) as answer:
+    async def listen(self, sessions: UpstreamSessions, channel: Channel) -> None:
+        """Relay the server's standing GET stream of our session there (``resources/updated`` and the like, and
+        requests unrelated to a call) to ``channel``, until the server or the session ends it."""
+        session_id = await sessions.get(self.name)
+        if not session_id:
+            return
+        headers = {protocol.SESSION_HEADER: session_id, "Accept": "text/event-stream", **self.headers}
+        async with http.session().get(self.url, headers=headers, timeout=aiohttp.ClientTimeout(total=None)) as answer:
+            if answer.status != 200:
+                log.event(logger, "upstream GET stream refused", 30, server=self.name, status=answer.status)
+                return
+            await self._from_sse(answer, None, channel, {protocol.SESSION_HEADER: session_id})
+
+    async def _from_sse(self, answer: aiohttp.ClientResponse, request_id: int | None, channel: Channel | None,
+                        headers: dict[str, str]) -> Any:
+        """Read SSE events until the answer to ``request_id`` (or the end); notifications on the way go to the
+        channel, and requests from the server are put to the client, whose answer goes back to the server."""
+        async for message in sse_messages(answer):
+            if request_id is not None and message.get("id") == request_id and ("result" in message
+                                                                                or "error" in message):
+                return message
+            if "method" not in message:
+                continue
+            if "id" not in message:
+                if channel is not None:
+                    await channel.notify(message)
+                continue
+            reply = await channel.ask(message) if channel is not None else None
+            await self._reply(message, reply, headers)
+        return None
+
+    async def _reply(self, asked: dict[str, Any], reply: dict[str, Any] | None, headers: dict[str, str]) -> None:
+        """Answer a server's request to its client: with the client's answer, or declined at once (-32601) when
+        the client cannot be asked: a server left waiting would hold the call until the timeout."""
+        body: dict[str, Any] = {"jsonrpc": "2.0", "id": asked.get("id")}
+        if reply is not None and ("result" in reply) != ("error" in reply):
+            body.update({k: reply[k] for k in ("result", "error") if k in reply})
+        else:
+            body["error"] = {"code": METHOD_NOT_FOUND,
+                             "message": f"{asked.get('method')} is not relayed to this client by the MCP gateway"}
+        async with http.session().post(self._url, data=orjson.dumps(body), headers=self._headers(headers),
+                                       timeout=_NO_TIMEOUT) as answer:
             await answer.read()
 
     def _headers(self, headers: dict[str, str]) -> dict[str, str]:
@@ -202,10 +265,8 @@ class Upstream:
                 **self.headers, **headers}
 
 
-async def _from_sse(answer: aiohttp.ClientResponse, request_id: int, notify: Notify | None,
-                    decline: Callable[[dict[str, Any]], Awaitable[None]]) -> Any:
-    """Read SSE events until the answer to ``request_id``; notifications before it go to ``notify``, requests the
-    server makes of its client go to ``decline``."""
+async def sse_messages(answer: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+    """The JSON-RPC messages of an SSE body, as they arrive (other fields and comments carry nothing we need)."""
     data: list[bytes] = []
     async for raw in answer.content:
         line = raw.rstrip(b"\r\n")
@@ -214,18 +275,11 @@ async def _from_sse(answer: aiohttp.ClientResponse, request_id: int, notify: Not
             data.append(value[1:] if value.startswith(b" ") else value)
             continue
         if line or not data:
-            continue  # other fields (event, id, retry) and comments carry nothing we need
+            continue
         message = _json_or_none(b"\n".join(data))
         data = []
-        if not isinstance(message, dict):
-            continue
-        if message.get("id") == request_id and ("result" in message or "error" in message):
-            return message
-        if "method" in message and "id" not in message and notify is not None:
-            await notify(message)
-        elif "method" in message and "id" in message:
-            await decline(message)
-    return None
+        if isinstance(message, dict):
+            yield message
 
 
 def _json_or_none(raw: bytes) -> Any:

@@ -7,6 +7,10 @@ rest are the failover order. The inputs that are shared between nodes (latency, 
 * the smooth weighted round-robin position (nginx's algorithm: exact shares, well interleaved);
 * in-flight counts for ``least-busy`` (like Kong's least-connections, each node counts its own connections:
   a count kept in a shared store would drift for good whenever a node died mid-request).
+
+``semantic`` and ``complexity`` order by a per-request ``Decision`` (``routing.py``): the nearest targets first
+(the defaults first when the prompt is near none), or the chosen tier first, then the other tiers nearest first
+(a stronger tier before a weaker one at the same distance), each group by weighted round-robin.
 """
 
 from __future__ import annotations
@@ -17,9 +21,13 @@ import itertools
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
+from .schema import TIERS
 from .targets import TargetSpec
+
+if TYPE_CHECKING:
+    from .routing import Decision
 
 INF = math.inf
 # A latency sample older than this no longer counts as known: the target gets one probe request, so a target that
@@ -61,6 +69,7 @@ class Inputs:
     hash_key: str | None = None                          # consistent-hashing
     probing: frozenset[str] = frozenset()                # lowest-latency: targets this request probes
     cost_of: Callable[[TargetSpec], float | None] = lambda spec: None
+    decision: "Decision | None" = None                   # semantic, complexity
 
 
 class Balancer:
@@ -95,6 +104,10 @@ class Balancer:
             return self._by_score(tier, lambda s: self.in_flight[s.id] / s.weight)
         if algorithm == "cost":
             return self._by_score(tier, lambda s: _or_inf(inputs.cost_of(s)))
+        if algorithm == "semantic":
+            return self._nearest_first(tier, inputs.decision)
+        if algorithm == "complexity":
+            return self._tier_first(tier, inputs.decision)
         raise ValueError(f"unknown balancer algorithm {algorithm!r}")
 
     # -- weighted round-robin ---------------------------------------------------------------------------------
@@ -129,6 +142,28 @@ class Balancer:
         turn = next(self._turn)
         n = len(tier)
         return [s for _, _, s in sorted((score(s), (i - turn) % n, s) for i, s in enumerate(tier))]
+
+    # -- semantic, complexity ---------------------------------------------------------------------------------
+
+    def _nearest_first(self, tier: Sequence[TargetSpec], decision: "Decision | None") -> list[TargetSpec]:
+        similarity = decision.similarity if decision is not None else {}
+        defaults = self.weighted_round_robin([s for s in tier if not s.has_meaning])
+        meaning = [s for s in tier if s.has_meaning]
+        if similarity:
+            near = sorted(meaning, key=lambda s: (-similarity.get(s.id, -INF), s.index))
+        else:
+            near = self.weighted_round_robin(meaning)
+        if decision is None or decision.fallback:
+            return defaults + near
+        return near + defaults
+
+    def _tier_first(self, tier: Sequence[TargetSpec], decision: "Decision | None") -> list[TargetSpec]:
+        chosen = TIERS.index(decision.tier) if decision is not None and decision.tier in TIERS else 1
+        groups: dict[tuple[int, int], list[TargetSpec]] = {}
+        for spec in tier:
+            rank = TIERS.index(spec.tier) if spec.tier in TIERS else len(TIERS)
+            groups.setdefault((abs(rank - chosen), -rank), []).append(spec)
+        return [s for key in sorted(groups) for s in self.weighted_round_robin(groups[key])]
 
     # -- consistent hashing -----------------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 answer as OpenAI.
 
 One request goes: ``checks`` (4xx for what the client got wrong) -> ``targets`` (which targets its rules allow) ->
-``health`` (shared state: open breakers are skipped, probes claimed) -> ``balancer`` (the order to try them in) ->
+``health`` (shared state: open breakers are skipped, probes claimed) -> ``routing`` (algorithms semantic and
+complexity: what the prompt is) -> ``balancer`` (the order to try them in) ->
 ``attempt`` (one call; a stream counts as answered at its first chunk) -> ``streaming`` (the rest of a stream).
 ``route_type: preserve`` takes ``preserve`` for the last two: the client's native request, the native answer passed
 back byte for byte with its usage read on the way. A client that goes away cancels the handler, and with it the
@@ -35,7 +36,7 @@ from ...providers.base import PRESERVE, ProviderError, Target
 from ...relay import answers
 from ...relay.errors import openai_error
 from ..base import Policy
-from . import costs, preserve, scrub, streaming
+from . import costs, preserve, routing, scrub, streaming
 from .attempt import Answer, Failure, OpenStream, call
 from .balancer import STALE_AFTER, Balancer, Inputs, Snapshot
 from .checks import ModelRule, Rejected, check
@@ -97,7 +98,9 @@ class ProxyPolicy(Policy):
         self.reads_state = self.shared_state and (self.state.failure_threshold > 0
                                                   or self.algorithm in ("lowest-latency", "lowest-usage"))
         self.models = ModelRule.of(self.specs)
-        scrub.register(secrets_of(self.specs))
+        self.router = routing.router_for(config, self.specs)
+        scrub.register(secrets_of(self.specs, (config.get("embeddings") or {}).get("auth"),
+                                  (balancer.get("complexity") or {}).get("auth")))
         self.needs_uri_captures = "uri_captures" in kinds_in(self.specs)
         # ai.proxy.meta for Kong's log plugins: only when the route asks for Kong's analytics (log_statistics).
         self.access_meta = self._access_meta() if (config.get("logging") or {}).get("log_statistics") else {}
@@ -183,8 +186,9 @@ class ProxyPolicy(Policy):
                         and await state.claim(spec.id, "probe", min(STALE_AFTER, self.timeout)):
                     probing.add(spec.id)
                     break
+        decision = await self._route(ctx) if self.router is not None else None
         inputs = Inputs(snapshot=snapshot, hash_key=self._hash_key(ctx), probing=frozenset(probing),
-                        cost_of=lambda spec: self._estimated_cost(ctx, spec, requested))
+                        cost_of=lambda spec: self._estimated_cost(ctx, spec, requested), decision=decision)
         order = self.balancer.order(usable[0], inputs) + self.balancer.order(usable[1], inputs)
         if not order:
             # Every breaker is open: with nothing to route around to, try them anyway (soonest to close first)
@@ -193,6 +197,15 @@ class ProxyPolicy(Policy):
             log.event(logger, "every target's circuit is open; trying them anyway", logging.WARNING,
                       route_id=ctx.route_id, targets=[s.label for s in order])
         return snapshot, order, trials
+
+    async def _route(self, ctx: RequestContext) -> routing.Decision:
+        """What the prompt is (algorithms semantic, complexity), said in a header and the log line."""
+        assert self.router is not None
+        decision = await self.router.decide(ctx.meta["request"]["body"])
+        ctx.meta["route_reason"] = decision.header()
+        ctx.meta.setdefault("ai_log", {})["routing"] = decision.log()
+        routing.decisions_total.labels(self.algorithm, decision.label).inc()
+        return decision
 
     def _hash_key(self, ctx: RequestContext) -> str | None:
         if self.algorithm != "consistent-hashing":
@@ -267,7 +280,7 @@ class ProxyPolicy(Policy):
                         self._failed(ctx, spec, outcome, snapshot, trial=spec.id in trials, attempt=made)
                         if outcome.criterion not in self.criteria:
                             # Not a failover case (a 4xx about the request would fail anywhere): pass it on.
-                            return self._provider_error(outcome, made, spec)
+                            return self._provider_error(ctx, outcome, made, spec)
                         if time.monotonic() >= deadline:
                             return self._all_failed(ctx, failures, made, single)
                         continue
@@ -344,6 +357,8 @@ class ProxyPolicy(Policy):
         if self.config.get("model_name_header", True) is not False and ctx.meta.get("provider"):
             headers["X-Kong-LLM-Model"] = f"{ctx.meta['provider']}/{ctx.meta['model']}"
             headers[TARGET_HEADER] = ctx.meta["target"]
+            if ctx.meta.get("route_reason"):
+                headers[routing.REASON_HEADER] = ctx.meta["route_reason"]
         return headers
 
     async def _answer(self, ctx: RequestContext, spec: TargetSpec, target: Target, answer: Answer,
@@ -437,10 +452,18 @@ class ProxyPolicy(Policy):
         if failure.is_timeout and self.algorithm == "lowest-latency" and failure.elapsed_ms > 0:
             _spawn(self.state.penalty(spec.id, snapshot, failure.elapsed_ms))
 
-    def _provider_error(self, failure: Failure, attempts: int, spec: TargetSpec) -> web.Response:
+    def _error_headers(self, ctx: RequestContext, attempts: int) -> dict[str, str]:
+        """What an error answer says of the attempts and of the routing decision."""
+        headers = {ATTEMPTS_HEADER: str(attempts)} if attempts > 1 else {}
+        if ctx.meta.get("route_reason") and self.config.get("model_name_header", True) is not False:
+            headers[routing.REASON_HEADER] = ctx.meta["route_reason"]
+        return headers
+
+    def _provider_error(self, ctx: RequestContext, failure: Failure, attempts: int,
+                        spec: TargetSpec) -> web.Response:
         """The provider's own error, as OpenAI's (a 4xx about the request, or a lone target's failure); on a
         preserve route, the provider's own answer as it came."""
-        headers = {ATTEMPTS_HEADER: str(attempts)} if attempts > 1 else {}
+        headers = self._error_headers(ctx, attempts)
         if self.config.get("model_name_header", True) is not False:
             headers[TARGET_HEADER] = spec.label
         if isinstance(failure, preserve.NativeFailure) and failure.answer is not None:
@@ -454,13 +477,13 @@ class ProxyPolicy(Policy):
                     single: bool) -> web.Response:
         spec, last = failures[-1]
         ctx.meta["attempts"] = attempts
-        headers = {ATTEMPTS_HEADER: str(attempts)} if attempts > 1 else None
+        headers = self._error_headers(ctx, attempts) or None
         if last.is_timeout:
             return openai_error(504, self._summary(failures), "timeout", "upstream_timeout", headers)
         if single:
             if last.criterion.startswith("http_"):
                 # One target: its own answer (a 429 with its Retry-After, a 503...) is the most useful to pass on.
-                return self._provider_error(last, attempts, spec)
+                return self._provider_error(ctx, last, attempts, spec)
             return openai_error(502, self._redact(last.message), last.type, last.code, headers)
         return openai_error(502, self._summary(failures), "api_error", "all_targets_failed", headers)
 

@@ -38,7 +38,7 @@ from ... import estimate, log
 from ...context import RequestContext
 from ...providers import native
 from ...providers.base import CHAT, PRESERVE, ProviderError, Target, UpstreamRequest
-from ...relay import upstream
+from ...relay import kong_log, upstream
 from .attempt import CALL_ERRORS, NO_TIME_LEFT, Failure, client_timeout, failure_of
 
 logger = log.get("proxy")
@@ -159,20 +159,27 @@ async def relay(ctx: RequestContext, request: web.Request, opened: Opened, drive
                 headers: dict[str, str]) -> tuple[web.StreamResponse, bool]:
     """Send the provider's answer to the client as it arrives; returns the response and whether it completed.
 
-    ``ctx.usage`` is set whatever happens (the client leaving, the provider breaking off, cancellation)."""
+    When Kong's tollgate-analytics companion asks for the entry (relay/kong_log.py), an answer of known length (a
+    JSON body) is held until it is whole, so the entry can go in a header; any other (a stream, a chunked body) gets
+    the trailer after its last byte, which the companion cuts out, so the client still gets the provider's bytes
+    unchanged. ``ctx.usage`` is set whatever happens (the client leaving, the provider breaking off, cancellation)."""
     answer = opened.response
     streamed = native.is_stream(answer.headers.get("Content-Type"))
     reader = driver.native_stream_usage(target) if streamed else None
+    for_kong = kong_log.wanted(ctx)
     kept = bytearray()
     overflow = False
     generated: list[str] = []
     out_headers = CIMultiDict(passed_headers(answer.headers))
     for name, value in headers.items():
         out_headers[name] = value
-    response = web.StreamResponse(status=answer.status, reason=answer.reason, headers=out_headers)
     length = answer.headers.get("Content-Length")
-    if length and length.isdigit() and not answer.headers.get("Content-Encoding"):
-        response.content_length = int(length)        # the same bytes: the same length
+    if not (length and length.isdigit()) or answer.headers.get("Content-Encoding"):
+        length = None                                 # the bytes as they arrive (inflated): no length known
+    hold = for_kong and not streamed and length is not None and int(length) <= KEEP_FOR_USAGE
+    if for_kong and not hold:
+        out_headers.update(kong_log.promise_trailer(ctx))
+    first = opened.first
     completed = False
 
     def observe(data: bytes) -> None:
@@ -186,6 +193,10 @@ async def relay(ctx: RequestContext, request: web.Request, opened: Opened, drive
             else:
                 kept.extend(data)
 
+    response: web.StreamResponse = web.StreamResponse(status=answer.status, reason=answer.reason, headers=out_headers)
+    if length is not None and not for_kong:
+        response.content_length = int(length)        # the same bytes: the same length
+
     async def send(data: bytes) -> None:
         try:
             await response.write(data)
@@ -193,29 +204,37 @@ async def relay(ctx: RequestContext, request: web.Request, opened: Opened, drive
             raise _ClientGone from None
 
     try:
+        if hold:   # whole, then sent with its entry in a header (kong_log.deliver)
+            body = first if opened.ended else first + await answer.read()
+            observe(body)
+            response = web.Response(status=answer.status, reason=answer.reason, headers=out_headers, body=body)
+            completed = True
+            return response, completed
         try:
             await response.prepare(request)
         except ConnectionResetError:
             raise _ClientGone from None
-        if opened.first:
-            observe(opened.first)
-            await send(opened.first)
+        if first:
+            observe(first)
+            await send(first)
         if not opened.ended:
             async for data in answer.content.iter_any():
                 observe(data)
                 await send(data)
         if reader is not None:
             generated.extend(estimate.generated_text(chunk) for chunk in reader.close())
-        try:
-            await response.write_eof()
-        except ConnectionResetError:
-            raise _ClientGone from None
+        if not ctx.meta.get("kong_log_trailer"):   # else the trailer follows (kong_log.deliver), then aiohttp ends it
+            try:
+                await response.write_eof()
+            except ConnectionResetError:
+                raise _ClientGone from None
         completed = True
     except _ClientGone:
         ctx.meta["client_disconnected"] = True
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         log.event(logger, "provider stream broke", logging.WARNING, route_id=ctx.route_id, request_id=ctx.id,
                   error=type(exc).__name__)
+        ctx.meta.pop("kong_log_trailer", None)   # no trailer after a cut answer
         _cut(request)   # the client must see a cut answer, never one that looks complete
     finally:
         if completed:

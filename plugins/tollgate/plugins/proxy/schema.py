@@ -11,13 +11,17 @@ The semantics of every field are in ``README.md`` next to this file.
 
 from __future__ import annotations
 
+from ...embeddings import PROVIDERS as EMBEDDINGS_PROVIDERS
 from ..common_schema import REDIS, STRATEGY
 
 PROVIDERS = ["openai", "azure", "anthropic", "cohere", "mistral", "gemini", "bedrock", "openai-compatible"]
 ROUTE_TYPES = ["llm/v1/chat", "llm/v1/completions", "llm/v1/embeddings", "preserve"]
-ALGORITHMS = ["round-robin", "lowest-latency", "lowest-usage", "least-busy", "consistent-hashing", "priority", "cost"]
+ALGORITHMS = ["round-robin", "lowest-latency", "lowest-usage", "least-busy", "consistent-hashing", "priority", "cost",
+              "semantic", "complexity"]
+TIERS = ["simple", "standard", "hard"]     # complexity tiers, easiest first
 FAILOVER_CRITERIA = ["error", "timeout", "invalid_header", "non_idempotent", "http_403", "http_404", "http_429",
                      "http_500", "http_502", "http_503", "http_504", "http_529"]
+SEMANTIC_THRESHOLD = 0.35     # picked on example prompts with the local model (README)
 # Kong's default is [error, timeout]; an AI gateway also moves on when a provider is rate limited or failing.
 DEFAULT_FAILOVER = ["error", "timeout", "invalid_header", "http_429", "http_500", "http_502", "http_503",
                     "http_504", "http_529"]
@@ -95,6 +99,9 @@ TARGET = {"type": "record", "fields": [
     {"auth": AUTH},
     {"weight": {"type": "integer", "default": 100, "between": [1, 65535]}},
     {"description": {"type": "string"}},
+    # (Tollgate) algorithm semantic: prompts this target should get (embedded instead of the description)
+    {"examples": {"type": "array", "elements": {"type": "string", "len_min": 1}}},
+    {"tier": {"type": "string", "one_of": TIERS}},          # (Tollgate) algorithm complexity: the tier it serves
     {"priority": {"type": "integer", "default": 1, "between": [0, 1000]}},   # lower is tried first
     {"match": MATCH},
 ]}
@@ -121,6 +128,32 @@ BALANCER = {"type": "record", "fields": [
         {"failure_threshold": {"type": "integer", "default": 5, "between": [0, 1000]}},   # 0: off
         {"cooldown": {"type": "number", "default": 30, "between": [0.001, 86400]}},
     ]}},
+    {"semantic": {"type": "record", "fields": [
+        # cosine similarity below which a prompt is near no target and goes to the default targets
+        {"threshold": {"type": "number", "default": SEMANTIC_THRESHOLD, "between": [-1, 1]}},
+    ]}},
+    {"complexity": {"type": "record", "fields": [
+        {"scorer": {"type": "string", "default": "local", "one_of": ["local", "model"]}},
+        # labelled prompts replacing the ones shipped with Tollgate (complexity_examples.json)
+        {"examples": {"type": "array", "elements": {"type": "record", "fields": [
+            {"prompt": {"type": "string", "required": True, "len_min": 1}},
+            {"tier": {"type": "string", "required": True, "one_of": TIERS}},
+        ]}}},
+        {"model": MODEL},                                   # scorer model: a small model that names the tier
+        {"auth": AUTH},
+        {"timeout": {"type": "number", "default": 1.0, "gt": 0}},   # seconds; then the local scorer decides
+    ]}},
+]}
+
+# What the semantic cache and semantic routing embed with (Kong's ai-semantic-cache / ai-proxy-advanced field).
+EMBEDDINGS = {"type": "record", "fields": [
+    {"model": {"type": "record", "fields": [
+        {"provider": {"type": "string", "default": "local", "one_of": list(EMBEDDINGS_PROVIDERS)}},
+        {"name": {"type": "string"}},
+        {"options": OPTIONS},
+    ]}},
+    {"auth": AUTH},
+    {"timeout": {"type": "number", "default": 10, "gt": 0}},   # seconds, for a provider's embeddings call
 ]}
 
 Schema = [
@@ -129,6 +162,7 @@ Schema = [
     {"model": MODEL},
     {"targets": {"type": "array", "elements": TARGET}},
     {"balancer": BALANCER},
+    {"embeddings": EMBEDDINGS},                              # algorithm semantic
     {"logging": {"type": "record", "fields": [
         {"log_statistics": {"type": "boolean", "default": False}},
         {"log_payloads": {"type": "boolean", "default": False}},

@@ -69,11 +69,18 @@ class TargetSpec:
     priority: int = 1
     match: Match | None = None
     templated: bool = False
+    examples: tuple[str, ...] = ()   # algorithm semantic: prompts it should get
+    tier: str | None = None          # algorithm complexity: the tier it serves
 
     @property
     def label(self) -> str:
         """How responses, logs and metrics name the target (never a credential)."""
         return self.description or f"{self.provider}/{self.model or '*'}"
+
+    @property
+    def has_meaning(self) -> bool:
+        """Algorithm semantic: something to be near (examples or a description); else it is a default target."""
+        return bool(self.examples or self.description)
 
     @property
     def pinned_model(self) -> str | None:
@@ -126,7 +133,8 @@ def specs_from_config(config: dict[str, Any]) -> list[TargetSpec]:
         spec = TargetSpec(index=index, id="", provider=provider, model=name, options=options,
                           auth=dict(entry.get("auth") or {}), weight=int(entry.get("weight") or 100),
                           description=entry.get("description") or None, priority=int(entry.get("priority") or 1),
-                          match=Match.from_config(entry.get("match")), templated=templated)
+                          match=Match.from_config(entry.get("match")), templated=templated,
+                          examples=tuple(entry.get("examples") or ()), tier=entry.get("tier") or None)
         spec.id = _stable_id(spec, seen)
         specs.append(spec)
     return specs
@@ -140,12 +148,13 @@ def kinds_in(specs: Iterable[TargetSpec]) -> set[str]:
     return used
 
 
-def secrets_of(specs: Iterable[TargetSpec]) -> list[str]:
-    """Every credential the config holds (and the token part of ``Bearer <token>``), longest first."""
+def secrets_of(specs: Iterable[TargetSpec], *auths: dict[str, Any] | None) -> list[str]:
+    """Every credential the targets (and the other ``auth`` records given) hold, and the token part of
+    ``Bearer <token>``, longest first."""
     found: set[str] = set()
-    for spec in specs:
+    for auth in [*(spec.auth for spec in specs), *auths]:
         for name in _CREDENTIAL_FIELDS:
-            value = spec.auth.get(name)
+            value = (auth or {}).get(name)
             if isinstance(value, str) and len(value) >= 4:
                 found.add(value)
                 scheme, _, token = value.partition(" ")

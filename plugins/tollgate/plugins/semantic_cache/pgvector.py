@@ -4,6 +4,9 @@ node that points at the same database. The engine for caches of millions of entr
 Three tables, created on first use (``<table>_<dimensions>``, so models of different sizes never share one):
 entries (partition, vector, entry, expiry) with an HNSW cosine index and iterative index scans (pgvector 0.8: a
 search filtered to one partition keeps reading the index until it has its candidates), exact keys, and purge stamps.
+The index holds the vectors as ``halfvec`` (16-bit floats): half the size of a float32 index, a third less CPU per
+search at 100,000 entries and the same neighbours found (bench/cache.py), and up to 4,000 dimensions where float32
+HNSW stops at 2,000; the scores returned are computed on the float32 column.
 Every call has a deadline; any failure is a `StoreUnavailable`, which the policy maps to ``stop_on_failure``.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import struct
 from typing import Any
 
 import numpy as np
@@ -38,9 +42,13 @@ class PgVectorDB:
 
     name = "pgvector"
 
-    def __init__(self, uri: str, table: str, dimensions: int, timeout: float):
-        self.uri, self.dimensions, self.timeout = uri, dimensions, timeout
+    def __init__(self, uri: str, table: str, dimensions: int, timeout: float, ef_search: int = 40):
+        self.uri, self.dimensions, self.timeout, self.ef_search = uri, dimensions, timeout, ef_search
         self.table = f"{table}_{dimensions}"
+        # the k nearest by the halfvec index, scored on the float32 column
+        self.search_sql = (f"SELECT payload, 1 - (embedding <=> $1::vector) AS score FROM {self.table} "
+                           f"WHERE namespace = $2 AND expires_at > $3 "
+                           f"ORDER BY embedding::halfvec({dimensions}) <=> $1::vector::halfvec({dimensions}) LIMIT $4")
         self._pool: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: asyncio.Lock | None = None
@@ -49,11 +57,13 @@ class PgVectorDB:
     @classmethod
     def shared(cls, config: dict[str, Any], dimensions: int | None) -> "PgVectorDB":
         check_config(config, dimensions)
-        key = f"{config['uri']}|{config.get('table') or 'tollgate_semantic_cache'}|{dimensions}"
+        ef_search = int(config.get("ef_search") or 40)
+        key = f"{config['uri']}|{config.get('table') or 'tollgate_semantic_cache'}|{dimensions}|{ef_search}"
         found = pg_databases.get(key)
         if found is None:
             found = pg_databases[key] = cls(config["uri"], config.get("table") or "tollgate_semantic_cache",
-                                            int(dimensions), float(config.get("timeout") or 2))  # type: ignore[arg-type]
+                                            int(dimensions), float(config.get("timeout") or 2),  # type: ignore[arg-type]
+                                            ef_search)
         return found  # type: ignore[return-value]
 
     # -- plumbing ---------------------------------------------------------------------------------------------------
@@ -68,16 +78,22 @@ class PgVectorDB:
             self._ready, self._loop, self._pool = asyncio.Lock(), loop, None
         async with self._ready:
             if self._pool is None:
-                # iterative index scans for every connection, set once at its start (no round trip per search)
-                pool = await asyncpg.create_pool(self.uri, min_size=1, max_size=8, timeout=self.timeout,
-                                                 command_timeout=self.timeout,
-                                                 server_settings={"hnsw.iterative_scan": "relaxed_order"})
-                async with pool.acquire() as conn:
-                    await self._create(conn)
-                self._pool = pool
+                # the tables (and the vector type the pool's connections need) before the pool
+                conn = await asyncpg.connect(self.uri, timeout=self.timeout, command_timeout=self.timeout)
+                try:
+                    await self.create_tables(conn)
+                finally:
+                    await conn.close()
+                # The search settings are the connections' own from their start: no SET, no round trip per search.
+                # Iterative index scans: a search filtered to one partition reads the index until it has its rows.
+                self._pool = await asyncpg.create_pool(
+                    self.uri, min_size=1, max_size=8, timeout=self.timeout, command_timeout=self.timeout,
+                    init=binary_vectors, reset=_keep_session,
+                    server_settings={"hnsw.iterative_scan": "relaxed_order", "hnsw.ef_search": str(self.ef_search)})
         return self._pool
 
-    async def _create(self, conn: Any) -> None:
+    async def create_tables(self, conn: Any, indexes: bool = True) -> None:
+        """The tables (and with ``indexes``, the entries' indexes: a bulk load is faster before them)."""
         t, d = self.table, self.dimensions
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", t)   # nodes starting together
@@ -85,8 +101,10 @@ class PgVectorDB:
             await conn.execute(f"CREATE TABLE IF NOT EXISTS {t} (id text PRIMARY KEY, namespace text NOT NULL, "
                                f"embedding vector({d}) NOT NULL, payload bytea NOT NULL, "
                                "expires_at double precision NOT NULL)")
-            await conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_hnsw ON {t} USING hnsw (embedding vector_cosine_ops)")
-            await conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_namespace ON {t} (namespace)")
+            if indexes:
+                await conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_hnsw_half ON {t} USING hnsw "
+                                   f"((embedding::halfvec({d})) halfvec_cosine_ops)")
+                await conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_namespace ON {t} (namespace)")
             await conn.execute(f"CREATE TABLE IF NOT EXISTS {t}_exact (key text PRIMARY KEY, payload bytea NOT NULL, "
                                "expires_at double precision NOT NULL)")
             await conn.execute(f"CREATE TABLE IF NOT EXISTS {t}_purge (field text PRIMARY KEY, "
@@ -127,13 +145,10 @@ class PgVectorDB:
 
     async def search(self, namespace: str, vector: np.ndarray, k: int, min_score: float) -> list[tuple[float, bytes]]:
         now = runtime.current().clock()
-        literal = _literal(vector)
 
         async def work(conn: Any) -> list[tuple[float, bytes]]:
-            rows = await conn.fetch(
-                f"SELECT payload, 1 - (embedding <=> $1::vector) AS score FROM {self.table} "
-                f"WHERE namespace = $2 AND expires_at > $3 ORDER BY embedding <=> $1::vector LIMIT $4",
-                literal, namespace, now, k)
+            # one round trip: asyncpg keeps the statement prepared per connection, the vector goes as binary
+            rows = await conn.fetch(self.search_sql, vector, namespace, now, k)
             return [(float(r["score"]), bytes(r["payload"])) for r in rows if float(r["score"]) >= min_score]
 
         return await self._run(work)
@@ -155,7 +170,7 @@ class PgVectorDB:
                     await conn.execute(f"INSERT INTO {self.table} VALUES ($1, $2, $3::vector, $4, $5) ON CONFLICT "
                                        "(id) DO UPDATE SET embedding = excluded.embedding, payload = "
                                        "excluded.payload, expires_at = excluded.expires_at",
-                                       f"{namespace}:{entry_id}", namespace, _literal(vector), payload, expires)
+                                       f"{namespace}:{entry_id}", namespace, vector, payload, expires)
                 if sweep:
                     await conn.execute(f"DELETE FROM {self.table} WHERE expires_at < $1", now)
                     await conn.execute(f"DELETE FROM {self.table}_exact WHERE expires_at < $1", now)
@@ -172,5 +187,25 @@ class PgVectorDB:
         await self._run(work)
 
 
-def _literal(vector: np.ndarray) -> str:
-    return "[" + ",".join(f"{x:.7g}" for x in np.asarray(vector, dtype=np.float32).tolist()) + "]"
+async def _keep_session(conn: Any) -> None:
+    """What the pool does to a connection given back, besides rolling back an open transaction: nothing. asyncpg's
+    default sends a reset query (RESET ALL, UNLISTEN...), a second round trip per lookup, and this class leaves no
+    session state to reset: no SET, LISTEN, cursor or session lock."""
+
+
+async def binary_vectors(conn: Any) -> None:
+    """pgvector's ``vector`` in its binary form on ``conn`` (numpy in, numpy out): no text to format or parse."""
+    schema = await conn.fetchval("SELECT typnamespace::regnamespace::text FROM pg_type WHERE typname = 'vector'")
+    await conn.set_type_codec("vector", schema=schema or "public", format="binary",
+                              encoder=encode_vector, decoder=decode_vector)
+
+
+def encode_vector(vector: np.ndarray) -> bytes:
+    """pgvector's binary form: dimensions and a reserved zero (int16 each), then float32s, all big-endian."""
+    values = np.asarray(vector, dtype=">f4").ravel()
+    return struct.pack(">HH", values.size, 0) + values.tobytes()
+
+
+def decode_vector(data: bytes) -> np.ndarray:
+    (dimensions,) = struct.unpack_from(">H", data)
+    return np.frombuffer(data, dtype=">f4", count=dimensions, offset=4).astype(np.float32)

@@ -34,7 +34,8 @@ from prometheus_client import Counter, Histogram
 
 from ... import log, metrics, runtime
 from ...context import RequestContext
-from ...embeddings import EmbeddingError, Embedder, embedder_from
+from ...embeddings import EmbeddingError, Embedder
+from ...embeddings import from_config as embeddings_from_config
 from ...providers.base import CHAT, PRESERVE, Usage
 from ...relay.errors import openai_error
 from ...relay.pipeline import AnswerFilter, Chunk, Reply
@@ -107,7 +108,7 @@ class Filler(AnswerFilter):
 class SemanticCachePolicy(Policy):
     def __init__(self, config: dict[str, Any], plugin: str):
         super().__init__(config, plugin)
-        self.embedder: Embedder = embedder_from(config.get("embeddings"))
+        self.embedder: Embedder = embeddings_from_config(config.get("embeddings"))
         vectordb = config.get("vectordb") or {}
         self.strategy = vectordb.get("strategy") or "local"
         self.threshold = float(vectordb.get("threshold", 0.8))

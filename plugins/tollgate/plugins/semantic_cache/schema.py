@@ -9,23 +9,11 @@ out, so the threshold can sit low enough to catch paraphrases (see bench/cache.p
 
 from __future__ import annotations
 
-from ...embeddings import PROVIDERS
 from ..common_schema import REDIS
-from ..proxy.schema import AUTH, OPTIONS
+from ..proxy.schema import EMBEDDINGS
 
 SCOPES = ["consumer", "route", "global"]
 FINISH_REASONS = ["stop", "length"]
-
-# Which embeddings to use (the semantic guards take the same record).
-EMBEDDINGS = {"type": "record", "fields": [
-    {"model": {"type": "record", "fields": [
-        {"provider": {"type": "string", "default": "local", "one_of": list(PROVIDERS)}},
-        {"name": {"type": "string"}},
-        {"options": OPTIONS},
-    ]}},
-    {"auth": AUTH},
-    {"timeout": {"type": "number", "default": 10, "gt": 0}},   # seconds, for a provider's embeddings call
-]}
 
 Schema = [
     {"embeddings": EMBEDDINGS},
@@ -39,6 +27,9 @@ Schema = [
             {"uri": {"type": "string", "referenceable": True, "encrypted": True}},  # a libpq URI
             {"table": {"type": "string", "default": "tollgate_semantic_cache"}},
             {"timeout": {"type": "number", "default": 2, "gt": 0}},
+            # HNSW candidates kept per search (pgvector's hnsw.ef_search): fewer is faster, more finds more of the
+            # true nearest entries; set per connection, never per query (bench/cache.py measures both)
+            {"ef_search": {"type": "integer", "default": 40, "between": [1, 1000]}},
         ]}},
     ]}},
     {"cache_ttl": {"type": "integer", "default": 300, "gt": 0}},

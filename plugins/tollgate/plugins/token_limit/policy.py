@@ -17,27 +17,9 @@ from ...context import BodyError, RequestContext
 from ...relay.errors import openai_error
 from ...store import Reservation, StoreUnavailable, Window, WindowState
 from ..limits import (Answer, Grant, LimitPolicy, Plan, UnknownIdentity, candidate_targets, count_refusal,
-                      identifier_value, now, proxy_of, requested_max_tokens, store_failure)
+                      identifier_value, now, proxy_of, requested_max_tokens, store_failure, window_seconds)
 from .expected import ESTIMATES, reservation
-from .schema import WINDOW_NAMES
-
-
-class InvalidWindow(ValueError):
-    pass
-
-
-def window_seconds(size: str) -> int:
-    """``"minute"`` or ``"60"`` as seconds."""
-    if size in WINDOW_NAMES:
-        return WINDOW_NAMES[size]
-    try:
-        seconds = int(size)
-    except ValueError:
-        raise InvalidWindow(f"window_size {size!r} is neither a number of seconds nor one of "
-                            f"{', '.join(WINDOW_NAMES)}") from None
-    if seconds <= 0:
-        raise InvalidWindow("window_size must be positive")
-    return seconds
+from .index import WindowIndex, window_key
 
 
 class TokenLimitPolicy(LimitPolicy):
@@ -47,6 +29,7 @@ class TokenLimitPolicy(LimitPolicy):
         if config.get("identifier") == "header" and not config.get("header_name"):
             raise ValueError("identifier header needs header_name")
         self.plugin_id = config.get("__plugin_id") or "default"
+        self.index = WindowIndex(self.plugin_id, config, self.limits)
 
     def plan(self, ctx: RequestContext) -> Plan | Answer | None:
         proxy = proxy_of(ctx)
@@ -81,18 +64,21 @@ class TokenLimitPolicy(LimitPolicy):
         groups: dict[str, list[Window]] = {}
         named: dict[str, str] = {}
         for limit in applicable:
-            key = f"{{tl:{self.plugin_id}:{who}}}:{limit['seconds']}:{limit['tokens_count_strategy']}"
+            key = window_key(self.plugin_id, who, limit["seconds"], limit["tokens_count_strategy"])
             groups.setdefault(limit["tokens_count_strategy"], []).append(
                 Window(key, limit["limit"], limit["seconds"], sliding))
             named[key] = limit["window_size"]
+        moment = now()
         return Plan(store,
-                    [(counts, amounts[counts], windows) for counts, windows in groups.items()], now(),
-                    partial(self._conclude, ctx, named))
+                    [(counts, amounts[counts], windows) for counts, windows in groups.items()], moment,
+                    partial(self._conclude, ctx, named, store, who, moment))
 
-    def _conclude(self, ctx: RequestContext, named: dict[str, str], grant: Grant | None,
-                  refused: Reservation | None, failure: StoreUnavailable | None) -> Any:
+    def _conclude(self, ctx: RequestContext, named: dict[str, str], store: Any, who: str, moment: float,
+                  grant: Grant | None, refused: Reservation | None, failure: StoreUnavailable | None) -> Any:
         if failure is not None:
             return store_failure(self.plugin, ctx, self.config, failure)
+        consumer = who.startswith("consumer:")   # shown by the consumer's name; other identifiers as they are
+        self.index.touch(store, who, ctx.identity.get("username") if consumer else None, moment)
         if refused is not None:
             return self._refuse(ctx, refused.denied, refused.retry_after, refused.states, named)
         assert grant is not None

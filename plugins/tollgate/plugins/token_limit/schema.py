@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from ..common_schema import FAIL_OPEN, REDIS, STRATEGY
 
-WINDOW_NAMES = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "month": 2592000}
-
 Schema = [
     {"limits": {"type": "array", "required": True, "len_min": 1, "elements": {"type": "record", "fields": [
         {"limit": {"type": "integer", "required": True, "gt": 0}},

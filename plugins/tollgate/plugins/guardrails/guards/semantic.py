@@ -1,6 +1,6 @@
 """Topic guards by meaning (like Kong's ai-semantic-prompt-guard and ai-semantic-response-guard), with the semantic
-cache's embeddings: the local all-MiniLM-L6-v2 by default, or a provider's (``semantic.embeddings``, the cache's
-record).
+cache's embeddings: the local all-MiniLM-L6-v2 by default, or a provider's (``semantic.embeddings``, the same record
+as the cache's and the router's).
 
 ``deny_topics`` blocks a text whose nearest deny topic has a cosine similarity of at least ``threshold``;
 ``allow_topics`` blocks a text that no allow topic reaches. A topic is a description or an example phrase. The
@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ....embeddings import EmbeddingError, Embedder, embedder_from
-from ...semantic_cache.schema import EMBEDDINGS
+from ....embeddings import EmbeddingError, Embedder, from_config
+from ...proxy.schema import EMBEDDINGS
 from .base import Guard, GuardConfigError, GuardUnavailable, Phase, Verdict
 
 SEGMENT = 800          # characters per embedded piece: well under the local model's 256 tokens
@@ -41,7 +41,7 @@ class SemanticGuard(Guard):
         threshold = settings.get("threshold")
         self.threshold = 0.5 if threshold is None else float(threshold)
         try:
-            self.embedder: Embedder = embedder_from(settings.get("embeddings"))
+            self.embedder: Embedder = from_config(settings.get("embeddings"))
         except ValueError as exc:
             raise GuardConfigError(f"guard {self.name}: {exc}") from None
         self._topics: tuple[np.ndarray | None, np.ndarray | None] | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ... import scrub
 from .openapi import tools_from_openapi
 from .rest import RestTool
 from .upstream import Upstream
@@ -72,6 +73,9 @@ class Catalog:
             raise CatalogError("mode conversion-listener serves converted tools only")
         if not upstreams and not tools:
             raise CatalogError("name at least one server (servers or upstream_url) or converted tool")
+        # the upstreams' credentials: no error a REST API echoes them in may carry them on
+        scrub.register([v for s in [*servers, config.get("rest") or {}] for v in (s.get("headers") or {}).values()
+                        if v])
         return cls(upstreams, [RestTool.from_config(t, config.get("rest") or {}) for t in tools])
 
     def _check(self) -> None:

@@ -5,7 +5,7 @@ after it). Through redis-py's asyncio client each costs ~150 us of CPU (connecti
 timeout wrappers, a StreamReader-based parser, one write per command); here it is ~15 us: one connection per
 server carries every command in flight (Redis answers in order, so replies are matched first in, first out),
 commands issued in the same event-loop turn leave in one write, and replies are parsed straight from the
-socket's data.
+socket's data (`bench/redis_client.py` measures both, redis-py with its hiredis parser).
 
 Deadlines match redis-py's as `RedisStore` configures it: a connect gets ``connect_timeout``; a reply that takes
 longer than ``socket_timeout`` marks the connection as hung, fails every command on it with TimeoutError and

@@ -202,6 +202,14 @@ async def test_mcp_bad_bodies(gateway, data, status, code):
     assert (got, jsonrpc_error(body)["code"]) == (status, code), body
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+async def test_mcp_wrong_content_type_is_a_jsonrpc_415(gateway, content_type):
+    headers = {**MCP_HEADERS, "Content-Type": content_type} if content_type else {"Accept": MCP_HEADERS["Accept"]}
+    got, _, body = await send(gateway.url + "/mcp", orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}),
+                              headers)
+    assert (got, jsonrpc_error(body)["code"]) == (415, -32600), body
+
+
 async def test_mcp_routes_get_the_relays_own_refusals_as_jsonrpc(gateway):
     ping = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"})
     # a plugin of the route that did not run (Kong fails open and proxies anyway)

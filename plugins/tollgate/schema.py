@@ -3,13 +3,15 @@
 The same field list is sent to Kong by the query command (so Kong validates configs in
 decK files and the Admin API) and checked again here when an instance starts (so a
 config that reached us some other way still cannot run unchecked). Defaults are filled
-in both places.
+in both places. Vault references in ``referenceable`` fields are resolved here (`vaults`).
 """
 
 from __future__ import annotations
 
 import copy
 from typing import Any
+
+from . import vaults
 
 Field = dict[str, dict[str, Any]]
 
@@ -102,6 +104,12 @@ def _value(spec: dict[str, Any], value: Any, path: str, errors: dict[str, str]) 
             _value(key_spec, k, f"{path}.{k}", errors): _value(value_spec, v, f"{path}.{k}", errors)
             for k, v in value.items()
         }
+    if spec.get("referenceable") and vaults.is_reference(value):
+        try:
+            value = vaults.resolve(value)
+        except vaults.VaultError as exc:
+            errors[path] = str(exc)
+            return None
     _check_scalar(spec, value, path, errors)
     return value
 

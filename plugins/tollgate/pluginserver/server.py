@@ -1,7 +1,8 @@
 """The RPC side: sockets, MessagePack framing and the ``plugin.*`` methods Kong calls.
 
-Each connection is read with a streaming unpacker, so a message of any size arrives
-whole however the kernel splits it. Each event's handler runs in its own task, so a slow
+Each connection's bytes are cut into whole messages by `framing.Framer` (with limits on
+size and structure) before anything is decoded, so a message of any size arrives whole
+however the kernel splits it, and a peer that breaks the protocol is disconnected. Each event's handler runs in its own task, so a slow
 handler holds up nothing but its own event; the messages themselves are answered from
 callbacks (the step a handler produces goes straight to the request Kong is waiting on),
 with no task per message.
@@ -25,14 +26,13 @@ import orjson
 from .. import log
 from . import pdk
 from .events import RESPONDING_PHASES, RET, Event
+from .framing import Framer, FramingError, Limits
 from .instances import Instance, InstanceTable, NoInstance, first_id
 from .loader import PluginModule
 
 logger = log.get("pluginserver")
 
 REQUEST, RESPONSE, NOTIFICATION = 0, 1, 2
-
-UNPACK_BUFFER = 16 * 1024
 
 _STEP_METHODS = frozenset(f"plugin.{step}" for step in (
     "Step", "StepError", "StepMultiMap", "StepCredential", "StepConsumer", "StepRoute", "StepService",
@@ -90,23 +90,25 @@ class PluginServer:
         self.calls += 1
         try:
             if method in _STEP_METHODS:
-                request = args[0]
-                event = self.events.get(request.get("EventId"))
+                request = _map_argument(method, args, "EventId")
+                event = self.events.get(request["EventId"])
                 if event is None:
-                    raise RpcError(f"event id {request.get('EventId')} not found")
+                    raise RpcError(f"event id {request['EventId']} not found")
                 try:
                     event.answer(request.get("Data"))
                 except RuntimeError as exc:
                     raise RpcError(str(exc)) from None
             elif method == "plugin.HandleEvent":
-                event = self._start_event(args[0])
+                event = self._start_event(_map_argument(method, args, "InstanceId"))
             elif method == "plugin.StartInstance":
-                reply(None, self.start_instance(args[0], worker))
+                reply(None, self.start_instance(_map_argument(method, args), worker))
                 return
             else:
                 handler = self._methods.get(method)
                 if handler is None:
-                    raise RpcError(f"method {method} is not supported")
+                    raise RpcError(f"method {method[:100]!r} is not supported")
+                if any(not isinstance(a, (str, int)) for a in args):
+                    raise RpcError(f"{method} takes an id or a name")
                 result = handler(*args)
                 if not asyncio.iscoroutine(result):
                     reply(None, result)
@@ -146,14 +148,16 @@ class PluginServer:
 
     def start_instance(self, request: dict[str, Any], worker: Any = None) -> dict[str, Any]:
         name = request.get("Name")
-        plugin = self.plugins.get(name)
+        plugin = self.plugins.get(name) if isinstance(name, str) else None
         if plugin is None:
-            raise RpcError(f"{name} is not a plugin of this server")
+            raise RpcError(f"{str(name)[:100]} is not a plugin of this server")
         raw = request.get("Config") or "{}"
         try:
-            config = orjson.loads(raw) if isinstance(raw, (str, bytes)) else dict(raw)
+            config = orjson.loads(raw) if isinstance(raw, (str, bytes)) else raw
         except orjson.JSONDecodeError as exc:
             raise RpcError(f"{name}: config is not JSON: {exc}") from None
+        if not isinstance(config, dict):
+            raise RpcError(f"{name}: config must be a JSON object")
         try:
             handler = plugin.instantiate(config)
         except ValueError as exc:
@@ -248,6 +252,15 @@ class PluginServer:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+def _map_argument(method: str, args: list[Any], id_key: str | None = None) -> dict[str, Any]:
+    """The one map argument of a Step, HandleEvent or StartInstance call (with an integer ``id_key``); RpcError
+    for anything else, which only a peer that is not Kong sends."""
+    request = args[0] if len(args) == 1 else None
+    if not isinstance(request, dict) or (id_key is not None and type(request.get(id_key)) is not int):
+        raise RpcError(f"{method} takes one map" + (f" with an integer {id_key}" if id_key else ""))
+    return request
+
+
 def _reply_with_task(reply: Reply, task: asyncio.Future) -> None:
     if task.cancelled():
         reply(RpcError("cancelled"), None)
@@ -258,14 +271,17 @@ def _reply_with_task(reply: Reply, task: asyncio.Future) -> None:
 
 
 class RpcConnection(asyncio.Protocol):
-    """One Kong connection: MessagePack arrays in, MessagePack arrays out."""
+    """One Kong connection: MessagePack arrays in, MessagePack arrays out.
 
-    def __init__(self, server: PluginServer, plugin_names: frozenset[str] | None):
+    Bytes that are not MessagePack, or a message that breaks the framing limits or is not a request
+    ``[0, msgid, method, args]``, close the connection with the reason in the log: Kong never sends them, and
+    after a bad byte the stream has no boundary left to resume at. Other connections are unaffected.
+    """
+
+    def __init__(self, server: PluginServer, plugin_names: frozenset[str] | None, limits: Limits = Limits()):
         self._server = server
         self._allowed = plugin_names
-        # read_size: the buffer's starting size (it grows for a large message). msgpack's default of 1 MiB, which
-        # the write position walks through before it wraps, ends up resident for every connection Kong keeps.
-        self._unpacker = msgpack.Unpacker(raw=False, max_buffer_size=0, read_size=UNPACK_BUFFER, strict_map_key=False)
+        self._framer = Framer(limits)
         self._pack = msgpack.Packer(use_bin_type=True).pack
         self._transport: asyncio.Transport | None = None
         self._worker: int | None = None
@@ -275,21 +291,34 @@ class RpcConnection(asyncio.Protocol):
         self._worker = peer_pid(transport.get_extra_info("socket"))
 
     def data_received(self, data: bytes) -> None:
-        unpacker = self._unpacker
-        unpacker.feed(data)
+        if self._transport is None or self._transport.is_closing():
+            return
+        try:
+            messages = self._framer.feed(data)
+        except FramingError as exc:
+            self._drop(str(exc))
+            return
         receive = self._server.receive
-        for message in unpacker:
-            if type(message) is not list or len(message) != 4 or message[0] != REQUEST:
-                log.event(logger, "dropping malformed RPC message", 30, kind=type(message).__name__)
-                continue
+        for message in messages:
+            if type(message) is not list or len(message) != 4 or message[0] != REQUEST \
+                    or type(message[1]) is not int or type(message[2]) is not str:
+                self._drop(f"not an RPC request [0, msgid, method, args] (got {_shape(message)})")
+                return
             _, msgid, method, args = message
             if not isinstance(args, list):
                 args = [args]
             if self._allowed is not None and method == "plugin.StartInstance" and args \
-                    and isinstance(args[0], dict) and args[0].get("Name") not in self._allowed:
-                self._respond(msgid, method, RpcError(f"{args[0].get('Name')} is not served on this socket"), None)
+                    and isinstance(args[0], dict) and isinstance(args[0].get("Name"), str) \
+                    and args[0]["Name"] not in self._allowed:
+                self._respond(msgid, method, RpcError(f"{args[0]['Name'][:100]} is not served on this socket"), None)
                 continue
             receive(method, args, partial(self._respond, msgid, method), self._worker)
+
+    def _drop(self, reason: str) -> None:
+        log.event(logger, "closing plugin-server connection: protocol error", 30, reason=reason, worker=self._worker)
+        if self._transport is not None:
+            self._transport.abort()
+            self._transport = None
 
     def _respond(self, msgid: int, method: str, error: BaseException | None, result: Any) -> None:
         text: str | None = None
@@ -305,6 +334,13 @@ class RpcConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+
+
+def _shape(message: Any) -> str:
+    """What a refused message looked like, for the log: its type, and the types of a list's first items."""
+    if isinstance(message, list):
+        return "[" + ", ".join(type(item).__name__ for item in message[:4]) + (", ..." if len(message) > 4 else "") + "]"
+    return type(message).__name__
 
 
 def peer_pid(sock: Any) -> int | None:

@@ -12,12 +12,13 @@ from .. import log
 from ..attachments import HEADER, Attachment, InvalidAttachment
 from ..context import RequestContext
 from ..runtime import Runtime
-from . import pipeline
-from .errors import openai_error
+from . import body, pipeline
+from .errors import refusal
 
 logger = log.get("relay")
 
 PROXY = "tollgate-proxy"
+MCP = "tollgate-mcp"
 HEALTH_PATH = "/__tollgate/health"
 
 
@@ -32,23 +33,29 @@ class Relay:
         tokens = [t for value in request.headers.getall(HEADER, []) for t in value.split(",") if t.strip()]
         if not tokens:
             return _refuse("no Tollgate policy is attached to this request; it must come through a Kong route "
-                           "with Tollgate plugins")
+                           "with Tollgate plugins", _looks_like_mcp(request))
         try:
             attachments = self.runtime.attachments.claim(tokens)
         except InvalidAttachment as exc:
-            return _refuse(str(exc))
+            return _refuse(str(exc), _looks_like_mcp(request))
         missing = self._missing_plugins(attachments)
+        mcp = MCP in missing or any(a.plugin == MCP for a in attachments)
         if missing:
             log.event(logger, "refused: plugin did not run", 30, missing=sorted(missing))
             return _refuse(f"Tollgate plugin(s) {', '.join(sorted(missing))} did not run on this request; "
-                           "refusing rather than bypassing them")
+                           "refusing rather than bypassing them", mcp)
         policies = {a.plugin: a.handler.policy for a in attachments}
         terminal = _terminal(policies)
         if terminal is None:
-            return openai_error(500, "this route has Tollgate plugins but none that answers it (tollgate-proxy, "
-                                "tollgate-mcp)", "server_error", "misconfigured")
+            return refusal(500, "this route has Tollgate plugins but none that answers it (tollgate-proxy, "
+                           "tollgate-mcp)", "misconfigured", mcp=mcp, type_="server_error")
+        try:
+            data = await body.read(request, body.limit_of(terminal))
+        except body.BodyTooLarge as exc:
+            log.event(logger, "refused: request body too large", 30, limit=exc.limit, size=exc.size)
+            return refusal(413, str(exc), "request_too_large", mcp=mcp)
         ctx = RequestContext(method=request.method, path=request.path, query=request.query_string,
-                             headers=request.headers, body=await request.read(),
+                             headers=request.headers, body=data,
                              identity=next((a.identity for a in attachments if a.identity), {}),
                              policies=policies, route_id=_route_of(attachments))
         extras = {a.plugin: a.extra for a in attachments if a.extra}
@@ -92,11 +99,21 @@ def _route_of(attachments: list[Attachment]) -> str | None:
     return next((a.handler.route_id for a in attachments if a.handler.route_id), None)
 
 
-def _refuse(message: str) -> web.Response:
-    return openai_error(403, message, "permission_error", "policy_not_attached")
+def _refuse(message: str, mcp: bool) -> web.Response:
+    return refusal(403, message, "policy_not_attached", mcp=mcp, type_="permission_error")
 
 
-MAX_BODY = 64 * 1024 * 1024
+def _looks_like_mcp(request: web.BaseRequest) -> bool:
+    """Whether a request that no valid attachment describes comes from an MCP client: an MCP header, or the
+    ``Accept`` of both JSON and SSE that Streamable HTTP requires of every POST (OpenAI's SDKs send JSON only)."""
+    headers = request.headers
+    if "Mcp-Session-Id" in headers or "MCP-Protocol-Version" in headers or "Mcp-Method" in headers:
+        return True
+    accept = headers.get("Accept", "")
+    return "text/event-stream" in accept and "application/json" in accept
+
+
+MAX_BODY = body.MAX_BODY   # aiohttp's own cap; the route's limit (`body.limit_of`) is what is read
 
 
 def build_server(relay: Relay, **options: Any) -> web.Server:

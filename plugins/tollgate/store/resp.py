@@ -5,7 +5,7 @@ after it). Through redis-py's asyncio client each costs ~150 us of CPU (connecti
 timeout wrappers, a StreamReader-based parser, one write per command); here it is ~15 us: one connection per
 server carries every command in flight (Redis answers in order, so replies are matched first in, first out),
 commands issued in the same event-loop turn leave in one write, and replies are parsed straight from the
-socket's data.
+socket's data (`bench/redis_client.py` measures both, redis-py with its hiredis parser).
 
 Deadlines match redis-py's as `RedisStore` configures it: a connect gets ``connect_timeout``; a reply that takes
 longer than ``socket_timeout`` marks the connection as hung, fails every command on it with TimeoutError and
@@ -40,8 +40,16 @@ class _ErrorReply:
         self.text = text
 
 
-def _parse(buf: bytearray, pos: int) -> tuple[Any, int]:
-    """One RESP2 reply starting at ``pos``: (value, position after it); _Incomplete if it is not all there."""
+# What a reply may be. Tollgate's scripts answer with a few numbers, or arrays of them one level deep; a server (or
+# whatever answers on its port) that declares more is refused on the header, before the buffer grows to match.
+MAX_REPLY = 64 * 1024 * 1024    # bytes of one reply, and of one bulk string in it
+MAX_ITEMS = 1_000_000           # per array
+MAX_DEPTH = 32                  # arrays within arrays
+
+
+def _parse(buf: bytearray, pos: int, depth: int = 0) -> tuple[Any, int]:
+    """One RESP2 reply starting at ``pos``: (value, position after it); _Incomplete if it is not all there,
+    InvalidResponse if it breaks the protocol or a limit."""
     end = buf.find(_CRLF, pos)
     if end < 0:
         raise _Incomplete
@@ -52,6 +60,9 @@ def _parse(buf: bytearray, pos: int) -> tuple[Any, int]:
         size = int(buf[pos + 1:end])
         if size < 0:
             return None, end + 2
+        if size > MAX_REPLY:
+            raise rex.InvalidResponse(f"protocol error: a bulk string of {size} bytes, over the limit of "
+                                      f"{MAX_REPLY}")
         start = end + 2
         if len(buf) < start + size + 2:
             raise _Incomplete
@@ -60,10 +71,14 @@ def _parse(buf: bytearray, pos: int) -> tuple[Any, int]:
         count = int(buf[pos + 1:end])
         if count < 0:
             return None, end + 2
+        if count > MAX_ITEMS:
+            raise rex.InvalidResponse(f"protocol error: an array of {count} items, over the limit of {MAX_ITEMS}")
+        if depth >= MAX_DEPTH:
+            raise rex.InvalidResponse(f"protocol error: arrays nested deeper than {MAX_DEPTH} levels")
         items = []
         pos = end + 2
         for _ in range(count):
-            item, pos = _parse(buf, pos)
+            item, pos = _parse(buf, pos, depth + 1)
             items.append(item)
         return items, pos
     if kind == 43:  # '+' simple string
@@ -129,6 +144,8 @@ class _Connection(asyncio.Protocol):
                     future.set_exception(_error(reply.text))
                 else:
                     future.set_result(reply)
+            if len(buf) - pos > MAX_REPLY:
+                raise rex.InvalidResponse(f"protocol error: a reply larger than {MAX_REPLY} bytes")
         except (rex.RedisError, ValueError) as exc:
             self._abort(rex.ConnectionError(f"Redis sent an unreadable reply: {exc}"))
             return

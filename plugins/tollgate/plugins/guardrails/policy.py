@@ -90,9 +90,9 @@ class GuardrailsPolicy(Policy):
         try:
             body = ctx.json()
         except BodyError as exc:
-            return openai_error(400, str(exc), code="invalid_body")
+            return openai_error(400, str(exc), code="invalid_json")  # the proxy's code for the same refusal
         if not isinstance(body, dict):
-            return openai_error(400, "the request body must be a JSON object", code="invalid_body")
+            return openai_error(400, "the request body must be a JSON object", code="invalid_json")
         audit = self._audit(ctx)
         if self.redact_input:
             ctx.meta[_HIDE_PAYLOAD] = True     # until the body is redacted, no payload log may show it

@@ -96,6 +96,9 @@ class McpPolicy(Policy):
         if len(ctx.body) > self.max_body:
             return jsonrpc.error_response(None, JsonRpcError(
                 INVALID_REQUEST, f"request body is larger than {self.max_body} bytes", status=413))
+        if "json" not in ctx.headers.get("Content-Type", "").lower():   # as the MCP SDK's own server answers
+            return jsonrpc.error_response(None, JsonRpcError(
+                INVALID_REQUEST, "Unsupported Media Type: Content-Type must be application/json", status=415))
         try:
             parsed = jsonrpc.parse(ctx.body)
         except JsonRpcError as exc:

@@ -18,6 +18,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from ... import scrub
 from ...relay import upstream as http
 from .jsonrpc import INVALID_PARAMS, REQUEST_TIMEOUT, UPSTREAM_ERROR, JsonRpcError
 
@@ -148,6 +149,8 @@ class RestTool:
         if len(raw) > MAX_ANSWER:
             raise JsonRpcError(UPSTREAM_ERROR, f"tool {self.name}: the API's answer is larger than {MAX_ANSWER} bytes")
         text = raw.decode("utf-8", "replace")
+        if status >= 400:   # an API's error may echo the credential it was called with ("invalid key X")
+            text = scrub.redact(text)
         result: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": status >= 400}
         try:
             parsed = orjson.loads(raw) if raw else None

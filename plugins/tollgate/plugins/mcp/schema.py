@@ -26,7 +26,8 @@ Schema = [
         {"prefix": {"type": "string"}},     # default: "<name>_" when several servers or converted tools share a route
         {"protocol": {"type": "string", "default": "auto",
                       "one_of": ["auto", "2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26"]}},
-        {"headers": {"type": "map", "keys": {"type": "string"}, "values": {"type": "string"}, "default": {}}},
+        {"headers": {"type": "map", "keys": {"type": "string"}, "values": {"type": "string", "referenceable": True},
+                     "default": {}}},
         {"timeout": {"type": "number", "gt": 0}},
     ]}}},
     {"tools": {"type": "array", "default": [], "elements": {"type": "record", "fields": [
@@ -51,7 +52,8 @@ Schema = [
     ]}},
     {"rest": {"type": "record", "fields": [
         {"base_url": {"type": "string"}},
-        {"headers": {"type": "map", "keys": {"type": "string"}, "values": {"type": "string"}, "default": {}}},
+        {"headers": {"type": "map", "keys": {"type": "string"}, "values": {"type": "string", "referenceable": True},
+                     "default": {}}},
     ]}},
     {"default_acl": {"type": "array", "default": [], "elements": {"type": "record", "fields": [
         {"scope": {"type": "string", "default": "tools", "one_of": ["tools", "prompts", "resources"]}},

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from ... import log
 from ...providers.base import CHAT, COMPLETIONS, EMBEDDINGS, ProviderError, Target, UnreadableAnswer, Usage
-from . import scrub
+from ... import scrub
 
 logger = log.get("proxy")
 

@@ -29,14 +29,14 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Counter
 
-from ... import estimate, log, metrics, runtime
+from ... import estimate, log, metrics, runtime, scrub
 from ...context import RequestContext
 from ...providers import UnknownProvider, driver_for
 from ...providers.base import PRESERVE, ProviderError, Target
 from ...relay import answers
 from ...relay.errors import openai_error
 from ..base import Policy
-from . import costs, preserve, routing, scrub, streaming
+from . import costs, preserve, routing, streaming
 from .attempt import Answer, Failure, OpenStream, call
 from .balancer import STALE_AFTER, Balancer, Inputs, Snapshot
 from .checks import ModelRule, Rejected, check

@@ -1,7 +1,8 @@
-"""The credentials configured on any proxy route of this process, kept so that no error or log line repeats one.
+"""The credentials configured on any route of this process, kept so that no error or log line repeats one.
 
-A provider's error (or an answer the proxy cannot read) may echo the key it was called with; whichever route it
-came through, it is scrubbed of every configured credential, longest first, and of anything key-shaped.
+A provider's error (or an answer the proxy cannot read), or a REST API's error behind an MCP tool, may echo the key
+it was called with; whichever route it came through, it is scrubbed of every configured credential (provider auth,
+tollgate-mcp's upstream headers), longest first, and of anything key-shaped.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ all-or-nothing reservations across several windows, and what happens when the st
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -16,6 +17,9 @@ from .base import Policy
 logger = log.get("limits")
 
 FAIL_OPEN_HEADER = "X-Tollgate-Fail-Open"
+# Seconds between attempts at a settlement the store could not take when the request ended (about 22 s in all:
+# longer than a Sentinel or Cluster failover takes, shorter than the windows a limit counts in).
+SETTLE_RETRIES = (0.5, 2.0, 5.0, 15.0)
 
 
 class UnknownIdentity(LookupError):
@@ -63,6 +67,45 @@ class Grant:
     async def settle(self, store: Any, actual: dict[str, int]) -> None:
         for counts, reservation in self.reservations:
             await store.settle(reservation, actual.get(counts, 0))
+
+    async def settle_or_retry(self, plugin: str, ctx: RequestContext, store: Any, actual: dict[str, int]) -> bool:
+        """Settle now (True); when the store is away (restarting, failing over), say so and keep trying in the background.
+
+        Until a settlement lands the reservation stays charged: a limit errs on the side of refusing, never of
+        letting through. Each reservation settles at most once (`Store.settle`), so a retry after a partial
+        success corrects only what is left.
+        """
+        try:
+            await self.settle(store, actual)
+            return True
+        except StoreUnavailable as exc:
+            store_failure(plugin, ctx, {"fail_open": True}, exc)
+            task = asyncio.ensure_future(self._retry(plugin, store, actual))
+            _retries.add(task)
+            task.add_done_callback(_retries.discard)
+            return False
+
+    async def _retry(self, plugin: str, store: Any, actual: dict[str, int]) -> None:
+        for delay in SETTLE_RETRIES:
+            await asyncio.sleep(delay)
+            try:
+                await self.settle(store, actual)
+            except StoreUnavailable:
+                continue
+            log.event(logger, "settlement retried", logging.INFO, plugin=plugin, actual=actual)
+            return
+        log.event(logger, "settlement lost: the reservation stays charged", logging.ERROR, plugin=plugin,
+                  actual=actual)
+
+
+# Settlements being retried: held here so that the loop keeps them (and `pending_settlements` can wait for them).
+_retries: set[asyncio.Task[None]] = set()
+
+
+async def pending_settlements() -> None:
+    """Wait for the settlements still being retried (at shutdown, and in tests)."""
+    while _retries:
+        await asyncio.gather(*_retries, return_exceptions=True)
 
 
 @dataclass

@@ -109,12 +109,12 @@ class TokenLimitPolicy(LimitPolicy):
         actual = ({"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
                    "total_tokens": usage.total_tokens} if usage is not None else {})
         store = runtime.current().store_for(self.config)
-        try:
-            await grant.settle(store, actual)
-            if usage is not None and ctx.status == 200 and not ctx.meta.get("client_disconnected"):  # whole answers
+        settled = await grant.settle_or_retry(self.plugin, ctx, store, actual)
+        if settled and usage is not None and ctx.status == 200 and not ctx.meta.get("client_disconnected"):  # whole answers
+            try:
                 await ESTIMATES.record(ctx.meta[f"{self.plugin}:samples"], store, usage.completion_tokens)
-        except StoreUnavailable as exc:
-            store_failure(self.plugin, ctx, {"fail_open": True}, exc)
+            except StoreUnavailable as exc:  # a lost sample only delays learning
+                store_failure(self.plugin, ctx, {"fail_open": True}, exc)
 
     def _samples_key(self, ctx: RequestContext, model: str | None) -> str:
         """Where the completions of this route and model are learnt (one Redis hash slot per plugin instance)."""

@@ -18,6 +18,7 @@ import aiohttp
 from tests.clocks import CLOCK_PLUGIN_DIR, FileClock
 from tests.gateway.routes import deck
 from tollgate import tokens
+from tollgate.plugins.token_limit.policy import window_key
 from tollgate.store import RedisStore, Window
 
 TOKEN_LIMIT_ID = "5f1c3b7e-0000-4000-8000-0000000fa017"
@@ -83,7 +84,7 @@ class Chain:
             await store.close()
 
     async def tokens_used(self) -> float:
-        key = f"{{tl:{TOKEN_LIMIT_ID}:consumer:{self.consumer}}}:60:total_tokens"
+        key = window_key(TOKEN_LIMIT_ID, f"consumer:{self.consumer}", 60, "total_tokens")
         return await self._observe([Window(key, self.token_limit, 60, sliding=False)])
 
     async def spent_micros(self) -> float:

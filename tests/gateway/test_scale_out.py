@@ -24,6 +24,7 @@ from tollgate.mock import Reply
 from tollgate.plugins.mcp.sessions import SessionBook
 from tollgate.plugins.proxy.health import TargetState
 from tollgate.plugins.semantic_cache.vectordb import StoreVectorDB
+from tollgate.plugins.token_limit.policy import window_key
 from tollgate.store import StoreUnavailable, create_store
 
 from .limited import MINUTE, PROMPT, RESERVED, TOKEN_LIMIT_ID, USED, start_chain
@@ -94,7 +95,8 @@ async def test_limits_and_budgets_hold_through_a_failover_under_load(topology, t
         async def failover() -> None:
             while len(chain.outcomes) < 20:
                 await asyncio.sleep(0.01)
-            await asyncio.to_thread(topology.failover, f"{{tl:{TOKEN_LIMIT_ID}:consumer:{chain.consumer}}}")
+            tagged = window_key(TOKEN_LIMIT_ID, f"consumer:{chain.consumer}", 60, "total_tokens")
+            await asyncio.to_thread(topology.failover, tagged)
 
         await asyncio.gather(failover(), *(worker() for _ in range(8)))
 

@@ -306,8 +306,11 @@ class RedisStore(Store):
             reply = await _evalsha(connection, script, keys, args)
             await connection.send_command("WAIT", self._wait_replicas, self._wait_ms)
             # WAIT may take its whole timeout: the socket timeout must not cut it short (the script's outcome
-            # would then be unknown, and nothing given back)
-            confirmed = await connection.read_response(timeout=2 * self._wait_ms / 1000)
+            # would then be unknown, and nothing given back); redis-py answers None when this one runs out
+            confirmed = await connection.read_response(timeout=self._wait_ms / 1000 + 0.5)
+            if confirmed is None:
+                await connection.disconnect()
+                raise StoreUnavailable(f"{self._description}: no answer to WAIT")
             if confirmed >= self._wait_replicas:
                 return reply
             given_back = undo(reply) if undo is not None else []

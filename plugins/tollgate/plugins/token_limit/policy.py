@@ -81,7 +81,7 @@ class TokenLimitPolicy(LimitPolicy):
         groups: dict[str, list[Window]] = {}
         named: dict[str, str] = {}
         for limit in applicable:
-            key = f"{{tl:{self.plugin_id}:{who}}}:{limit['seconds']}:{limit['tokens_count_strategy']}"
+            key = window_key(self.plugin_id, who, limit["seconds"], limit["tokens_count_strategy"])
             groups.setdefault(limit["tokens_count_strategy"], []).append(
                 Window(key, limit["limit"], limit["seconds"], sliding))
             named[key] = limit["window_size"]
@@ -117,8 +117,7 @@ class TokenLimitPolicy(LimitPolicy):
                 store_failure(self.plugin, ctx, {"fail_open": True}, exc)
 
     def _samples_key(self, ctx: RequestContext, model: str | None) -> str:
-        """Where the completions of this route and model are learnt (one Redis hash slot per plugin instance)."""
-        return f"{{tle:{self.plugin_id}}}:{ctx.route_id or ''}:{model or ''}"
+        return samples_key(self.plugin_id, ctx.route_id, model)
 
     def _refuse(self, ctx: RequestContext, denied: WindowState | None, retry_after: float | None,
                 states: list[WindowState], named: dict[str, str]) -> Any:
@@ -147,6 +146,17 @@ class TokenLimitPolicy(LimitPolicy):
         headers["RateLimit-Limit"] = str(tightest.limit)
         headers["RateLimit-Remaining"] = str(max(0, tightest.remaining))
         headers["RateLimit-Reset"] = str(max(0, math.ceil(tightest.reset_at - moment)))
+
+
+def window_key(plugin_id: str, who: str, seconds: int, counts: str) -> str:
+    """A limit's counter: the windows of one plugin instance and identity share a hash tag (one Cluster slot, so
+    one script reserves them all)."""
+    return f"{{tl:{plugin_id}:{who}}}:{seconds}:{counts}"
+
+
+def samples_key(plugin_id: str, route_id: str | None, model: str | None) -> str:
+    """Where the completions of a route and model are learnt (one Redis hash slot per plugin instance)."""
+    return f"{{tle:{plugin_id}}}:{route_id or ''}:{model or ''}"
 
 
 def _applies(limit: dict[str, Any], provider: str | None, model: str | None) -> bool:

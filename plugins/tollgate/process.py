@@ -198,8 +198,9 @@ def status_app(token: str | None = None) -> web.Application:
 
     async def health(_: web.Request) -> web.Response:
         # Answered from the event loop itself: a frozen or blocked process stops answering, and kong/entrypoint.sh's
-        # supervisor restarts it. The pid tells a restarted process from the old one.
-        return web.json_response({"status": "ok", "pid": os.getpid()})
+        # supervisor restarts it. The pid tells a restarted process from the old one; the task count shows leaks
+        # (bench/soak.py watches it).
+        return web.json_response({"status": "ok", "pid": os.getpid(), "tasks": len(asyncio.all_tasks())})
 
     async def spend(request: web.Request) -> web.Response:
         """Budget spend from every store this process uses (``tollgate spend`` reads local state here)."""

@@ -123,9 +123,9 @@ def limits_route(relay_url: str, llm_url: str, *, token_limit: int, budget_micro
 
 async def start_chain(tollgate_process, kong, redis_url: str, llm_url: str, clock: FileClock, *, token_limit: int,
                       budget_micros: int = 1_000_000_000, proxy_extra: dict[str, Any] | None = None,
-                      process: Any = None, **kong_options: Any) -> Chain:
+                      process: Any = None, log_level: str = "warning", **kong_options: Any) -> Chain:
     if process is None:
-        process = tollgate_process(plugins_dir=CLOCK_PLUGIN_DIR, redis_url=redis_url, log_level="warning",
+        process = tollgate_process(plugins_dir=CLOCK_PLUGIN_DIR, redis_url=redis_url, log_level=log_level,
                                    env={"TOLLGATE_TEST_CLOCK_FILE": clock.path})
     config = limits_route(process.relay_url, llm_url, token_limit=token_limit, budget_micros=budget_micros,
                           proxy_extra=proxy_extra)

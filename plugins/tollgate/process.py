@@ -16,6 +16,7 @@ from aiohttp import web
 from . import log, metrics, runtime as runtime_module, usage
 from .attachments import AttachmentTable
 from .dashboard import routes as dashboard
+from .plugins import limits
 from .pluginserver import loader, server as rpc
 from .relay import upstream
 from .relay.app import Relay, build_server, priorities_of
@@ -26,6 +27,7 @@ logger = log.get("process")
 
 ALL_PLUGINS_SOCKET = "tollgate.socket"
 SWEEP_INTERVAL = 5.0
+SETTLE_AT_SHUTDOWN = 3.0  # seconds a stopping process gives the settlements its store missed
 GC_THRESHOLD = 20_000   # allocations between young collections (Python's default: 700)
 
 
@@ -157,6 +159,7 @@ class TollgateProcess:
             listener.close()
         for runner in self._runners:
             await runner.cleanup()
+        await limits.settle_pending(SETTLE_AT_SHUTDOWN)  # the relay's requests are done: land what they still owe
         self.server.shutdown()
         await upstream.close()
         for path in self._socket_paths:

@@ -4,6 +4,7 @@ all-or-nothing reservations across several windows, and what happens when the st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -81,8 +82,8 @@ class Grant:
         except StoreUnavailable as exc:
             store_failure(plugin, ctx, {"fail_open": True}, exc)
             task = asyncio.ensure_future(self._retry(plugin, store, actual))
-            _retries.add(task)
-            task.add_done_callback(_retries.discard)
+            _retries[task] = (self, plugin, store, actual)
+            task.add_done_callback(lambda done: _retries.pop(done, None))
             return False
 
     async def _retry(self, plugin: str, store: Any, actual: dict[str, int]) -> None:
@@ -98,14 +99,29 @@ class Grant:
                   actual=actual)
 
 
-# Settlements being retried: held here so that the loop keeps them (and `pending_settlements` can wait for them).
-_retries: set[asyncio.Task[None]] = set()
+# Settlements being retried, and what each settles: held here so that the loop keeps them, and so that shutdown
+# can make them land (`settle_pending`) instead of dropping them with the process.
+_retries: dict[asyncio.Task[None], tuple[Grant, str, Any, dict[str, int]]] = {}
 
 
-async def pending_settlements() -> None:
-    """Wait for the settlements still being retried (at shutdown, and in tests)."""
-    while _retries:
-        await asyncio.gather(*_retries, return_exceptions=True)
+async def settle_pending(timeout: float) -> None:
+    """At shutdown: stop waiting between retries and try every pending settlement once more, now, within
+    ``timeout`` seconds; what still fails is logged as lost (the reservation stays charged)."""
+    pending = list(_retries.items())
+    for task, _ in pending:
+        task.cancel()
+
+    async def last_try(grant: Grant, plugin: str, store: Any, actual: dict[str, int]) -> None:
+        try:
+            await grant.settle(store, actual)
+        except StoreUnavailable:
+            log.event(logger, "settlement lost: the reservation stays charged", logging.ERROR, plugin=plugin,
+                      actual=actual)
+
+    if pending:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*(last_try(*job) for _, job in pending))
 
 
 @dataclass

@@ -16,7 +16,7 @@ from aiohttp import web
 from . import log, metrics, runtime as runtime_module, usage
 from .attachments import AttachmentTable
 from .dashboard import routes as dashboard
-from .plugins import limits
+from .plugins import journal, limits
 from .pluginserver import loader, server as rpc
 from .relay import upstream
 from .relay.app import Relay, build_server, priorities_of
@@ -100,6 +100,7 @@ class TollgateProcess:
         """
         settings = self.settings
         _check_socket_dir(settings.socket_dir)
+        journal.JOURNAL.node = journal.node_name(settings.socket_dir)
         gid = _group_id(settings.socket_group)
         sockets = [(socket_path(settings, name), [name]) for name in self.plugins] + [(socket_path(settings), None)]
         for path, _ in sockets:

@@ -72,6 +72,11 @@ class Chain:
         self.outcomes.append(outcome)
         return outcome
 
+    async def reached(self, count: int) -> None:
+        """Until ``count`` requests have ended (a fault waits for its moment)."""
+        while len(self.outcomes) < count:
+            await asyncio.sleep(0.01)
+
     def admitted(self) -> int:
         return sum(1 for o in self.outcomes if o.status == 200)
 

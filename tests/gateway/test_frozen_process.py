@@ -117,8 +117,7 @@ async def test_frozen_for_10_seconds_under_load_lets_nothing_past_and_keeps_the_
         one_request = await chain.spent_micros()
 
         async def freeze() -> None:
-            while len(chain.outcomes) < 10:
-                await asyncio.sleep(0.01)
+            await chain.reached(10)
             os.kill(chain.process.proc.pid, signal.SIGSTOP)
             try:
                 await asyncio.sleep(frozen)

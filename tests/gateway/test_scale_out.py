@@ -93,8 +93,7 @@ async def test_limits_and_budgets_hold_through_a_failover_under_load(topology, t
                     await asyncio.sleep(0.05)
 
         async def failover() -> None:
-            while len(chain.outcomes) < 20:
-                await asyncio.sleep(0.01)
+            await chain.reached(20)
             tagged = window_key(TOKEN_LIMIT_ID, f"consumer:{chain.consumer}", 60, "total_tokens")
             await asyncio.to_thread(topology.failover, tagged)
 

@@ -14,6 +14,7 @@ from ..context import RequestContext
 from ..relay.errors import openai_error
 from ..store import Reservation, StoreUnavailable, Window
 from .base import Policy
+from .journal import JOURNAL
 
 logger = log.get("limits")
 
@@ -64,8 +65,10 @@ class Grant:
     """Reservations made for one request, settled once its usage is known."""
 
     reservations: list[tuple[str, Reservation]]  # (what the group counts, its reservation)
+    journal: int | None = None  # its entry in the process's journal (see journal.py), until settled
 
     async def settle(self, store: Any, actual: dict[str, int]) -> None:
+        await JOURNAL.release(self.journal)
         for counts, reservation in self.reservations:
             await store.settle(reservation, actual.get(counts, 0))
 
@@ -95,6 +98,7 @@ class Grant:
                 continue
             log.event(logger, "settlement retried", logging.INFO, plugin=plugin, actual=actual)
             return
+        JOURNAL.forget(self.journal)
         log.event(logger, "settlement lost: the reservation stays charged", logging.ERROR, plugin=plugin,
                   actual=actual)
 
@@ -117,6 +121,7 @@ async def settle_pending(timeout: float) -> None:
         except StoreUnavailable:
             log.event(logger, "settlement lost: the reservation stays charged", logging.ERROR, plugin=plugin,
                       actual=actual)
+            # left in the journal: the next process on this node gives it back
 
     if pending:
         with contextlib.suppress(TimeoutError):
@@ -202,7 +207,9 @@ async def _reserve(plans: list[Plan]) -> Any:
             plan.prelude()
         if made and not made[-1].allowed:
             return plan.conclude(None, made[-1], None)
-        answer = plan.conclude(Grant([(counts, r) for (counts, _, _), r in zip(plan.groups, made)]), None, None)
+        grant = Grant([(counts, r) for (counts, _, _), r in zip(plan.groups, made)])
+        grant.journal = JOURNAL.open(plan.store, made)
+        answer = plan.conclude(grant, None, None)
         if answer is not None:
             return answer
     return None

@@ -113,7 +113,7 @@ async def test_limits_and_budgets_hold_through_a_failover_under_load(topology, t
 
 
 async def test_breaker_cache_and_sessions_survive_a_failover(topology):
-    store = create_store(topology.url)
+    store = create_store(topology.url, socket_timeout=1.0, timeout=3.0)  # a loaded machine replicates slowly
     try:
         breaker = TargetState(lambda: store, "plugin-17", failure_threshold=3, cooldown=60, usage_window=60,
                               clock=lambda: MINUTE)
@@ -146,7 +146,7 @@ async def test_breaker_cache_and_sessions_survive_a_failover(topology):
         assert snapshot.is_open("t1") and snapshot.failures["t1"] == 3
         found, _ = await eventually(lambda: cache.exact("exact-1"), lambda found: True)
         assert found == b"cached answer"
-        fresh = StoreVectorDB(create_store(topology.url), "cache")  # another node: its mirror starts empty
+        fresh = StoreVectorDB(create_store(topology.url, socket_timeout=1.0, timeout=3.0), "cache")  # another node: its mirror starts empty
         try:
             hits = await eventually(lambda: fresh.search("model-a", vector, 1, 0.9), lambda hits: True)
         finally:

@@ -220,38 +220,109 @@ class RedisServer:
         self.close()
 
 
-class RedisSentinelSet:
-    """A master and one Sentinel monitoring it as ``service``; `url` is a ``sentinel://`` URL."""
+def _info(server: RedisServer, section: str) -> dict[str, str]:
+    text = server.command("INFO", section).decode()
+    return dict(line.split(":", 1) for line in text.split("\r\n") if ":" in line)
 
-    def __init__(self, service: str = "mymaster") -> None:
+
+def _wait(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except (OSError, RedisError):
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} within {timeout:g} s")
+
+
+class RedisSentinelSet:
+    """A master, ``replicas`` replicas and ``sentinels`` Sentinels monitoring them as ``service``; `url` is a
+    ``sentinel://`` URL naming every Sentinel. With a replica, `failover` promotes it as an operator would."""
+
+    def __init__(self, service: str = "mymaster", *, replicas: int = 0, sentinels: int = 1) -> None:
         self.service = service
         self.master = RedisServer()
-        self.sentinel: RedisServer | None = None
+        self.replicas = [RedisServer() for _ in range(replicas)]
+        self.sentinels: list[RedisServer] = []
+        self._count = sentinels
+
+    @property
+    def sentinel(self) -> RedisServer:
+        return self.sentinels[0]
 
     @property
     def url(self) -> str:
-        assert self.sentinel is not None
-        return f"sentinel://{self.sentinel.host}:{self.sentinel.port}/{self.service}"
+        assert self.sentinels
+        hosts = ",".join(f"{s.host}:{s.port}" for s in self.sentinels)
+        return f"sentinel://{hosts}/{self.service}"
 
-    def start(self, timeout: float = 5.0) -> RedisSentinelSet:
+    @property
+    def servers(self) -> list[RedisServer]:
+        return [self.master, *self.replicas]
+
+    def start(self, timeout: float = 10.0) -> RedisSentinelSet:
         self.master.start()
+        for replica in self.replicas:
+            replica.start()
+            replica.command("REPLICAOF", self.master.host, self.master.port)
+        for replica in self.replicas:
+            _wait(lambda r=replica: _info(r, "replication").get("master_link_status") == "up", timeout,
+                  "a replica did not sync")
+        quorum = self._count // 2 + 1
         config = (
-            f"sentinel monitor {self.service} 127.0.0.1 {self.master.port} 1\n"
+            f"sentinel monitor {self.service} 127.0.0.1 {self.master.port} {quorum}\n"
             f"sentinel down-after-milliseconds {self.service} 1000\n"
+            f"sentinel failover-timeout {self.service} 5000\n"
         )
-        self.sentinel = RedisServer(config=config, sentinel=True).start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            address = self.sentinel.command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
-            if address and int(address[1]) == self.master.port:
-                return self
-            time.sleep(0.02)
-        raise RuntimeError("sentinel does not report the master")
+        self.sentinels = [RedisServer(config=config, sentinel=True).start() for _ in range(self._count)]
+        _wait(lambda: all(self.reported_port(s) == self.master.port for s in self.sentinels), timeout,
+              "sentinels do not report the master")
+        if self.replicas:
+            _wait(lambda: all(int(_info(s, "sentinel").get("master0", "slaves=0").split("slaves=")[1].split(",")[0])
+                              == len(self.replicas) for s in self.sentinels), timeout,
+                  "sentinels do not know the replicas")
+        return self
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        """Until every Sentinel names one master and every replica replicates from it (after a failover the old
+        master rejoins as a replica only once a Sentinel reconfigures it, seconds later)."""
+        def settled() -> bool:
+            if len({self.reported_port(s) for s in self.sentinels}) != 1:
+                return False
+            info = _info(self.current_master(), "replication")
+            online = [v for k, v in info.items() if k.startswith("slave") and "state=online" in v]
+            return len(online) == len(self.replicas)
+
+        _wait(settled, timeout, "the set did not settle")
+
+    def reported_port(self, sentinel: RedisServer | None = None) -> int | None:
+        address = (sentinel or self.sentinel).command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+        return int(address[1]) if address else None
+
+    def current_master(self) -> RedisServer:
+        port = self.reported_port()
+        return next(server for server in self.servers if server.port == port)
+
+    def failover(self, timeout: float = 15.0) -> RedisServer:
+        """SENTINEL FAILOVER; returns the new master once it takes writes and every Sentinel names it."""
+        old = self.current_master()
+        # a Sentinel promotes only a replica it has heard from lately ("NOGOODSLAVE" until then)
+        _wait(lambda: self.sentinel.command("SENTINEL", "FAILOVER", self.service) == b"OK", timeout,
+              "Sentinel found no replica to promote")
+        _wait(lambda: self.reported_port() not in (None, old.port), timeout, "no failover")
+        new = self.current_master()
+        _wait(lambda: _info(new, "replication").get("role") == "master"
+              and all(self.reported_port(s) == new.port for s in self.sentinels), timeout,
+              "the new master is not in charge")
+        return new
 
     def close(self) -> None:
-        if self.sentinel is not None:
-            self.sentinel.close()
-        self.master.close()
+        for sentinel in self.sentinels:
+            sentinel.close()
+        for server in self.servers:
+            server.close()
 
     def __enter__(self) -> RedisSentinelSet:
         return self.start()
@@ -261,47 +332,83 @@ class RedisSentinelSet:
 
 
 class RedisClusterSet:
-    """``size`` master nodes (no replicas) sharing the 16384 slots; `url` is ``redis+cluster://``."""
+    """``size`` master nodes sharing the 16384 slots, each with ``replicas`` replicas; `url` is
+    ``redis+cluster://`` naming every node. With replicas, `failover` promotes one as an operator would."""
 
-    def __init__(self, size: int = 3) -> None:
+    def __init__(self, size: int = 3, *, replicas: int = 0) -> None:
         args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
         args += ("--cluster-node-timeout", "2000")
         self.nodes = [RedisServer(*args, cluster_bus=True) for _ in range(size)]
+        self.replicas = [RedisServer(*args, cluster_bus=True) for _ in range(size * replicas)]
 
     @property
     def url(self) -> str:
         return "redis+cluster://" + ",".join(f"{n.host}:{n.port}" for n in self.nodes)
 
-    def start(self, timeout: float = 10.0) -> RedisClusterSet:
-        for node in self.nodes:
+    @property
+    def every_node(self) -> list[RedisServer]:
+        return [*self.nodes, *self.replicas]
+
+    def start(self, timeout: float = 20.0) -> RedisClusterSet:
+        everyone = self.every_node
+        for node in everyone:
             node.start()
-        first = self.nodes[0]
-        for node in self.nodes[1:]:
+        first = everyone[0]
+        for node in everyone[1:]:
             first.command("CLUSTER", "MEET", node.host, node.port)
         per_node = 16384 // len(self.nodes)
         for i, node in enumerate(self.nodes):
             low = i * per_node
             high = 16383 if i == len(self.nodes) - 1 else low + per_node - 1
             node.command("CLUSTER", "ADDSLOTSRANGE", low, high)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all(self._ready(node) for node in self.nodes):
-                return self
-            time.sleep(0.05)
-        raise RuntimeError("cluster did not become ready")
+        _wait(lambda: all(self._ready(node) for node in everyone), timeout, "cluster did not become ready")
+        for i, replica in enumerate(self.replicas):
+            master = self.nodes[i % len(self.nodes)]
+            replica.command("CLUSTER", "REPLICATE", master.command("CLUSTER", "MYID").decode())
+        for replica in self.replicas:
+            _wait(lambda r=replica: _info(r, "replication").get("master_link_status") == "up", timeout,
+                  "a replica did not sync")
+        _wait(lambda: all(self._ready(node) for node in everyone), timeout, "cluster did not settle")
+        return self
 
     def _ready(self, node: RedisServer) -> bool:
         info = node.command("CLUSTER", "INFO").decode()
         fields = dict(line.split(":", 1) for line in info.split("\r\n") if ":" in line)
-        known = fields.get("cluster_known_nodes") == str(len(self.nodes))
+        known = fields.get("cluster_known_nodes") == str(len(self.every_node))
         return known and fields.get("cluster_state") == "ok"
 
+    def master_of(self, key: str) -> RedisServer:
+        slot = int(self.nodes[0].command("CLUSTER", "KEYSLOT", key))
+        for node in self.every_node:
+            if node.running and _info(node, "replication").get("role") == "master":
+                for entry in node.command("CLUSTER", "SLOTS"):
+                    if entry[0] <= slot <= entry[1]:
+                        port = int(entry[2][1])
+                        return next(n for n in self.every_node if n.port == port)
+        raise LookupError(key)
+
+    def failover(self, key: str, timeout: float = 15.0) -> RedisServer:
+        """CLUSTER FAILOVER on a replica of the master holding ``key`` (no acknowledged write is lost: the master
+        stops taking writes until the replica has caught up); returns the new master once the cluster agrees."""
+        old = self.master_of(key)
+        old_id = old.command("CLUSTER", "MYID").decode()
+        replica = next(n for n in self.replicas + self.nodes
+                       if n.running and _info(n, "replication").get("master_port") == str(old.port))
+        replica.command("CLUSTER", "FAILOVER")
+        _wait(lambda: _info(replica, "replication").get("role") == "master" and self.master_of(key) is replica,
+              timeout, "no failover")
+        _wait(lambda: all(self._ready(node) for node in self.every_node if node.running), timeout,
+              "cluster did not settle after the failover")
+        assert old_id != replica.command("CLUSTER", "MYID").decode()
+        return replica
+
     def flushall(self) -> None:
-        for node in self.nodes:
-            node.flushall()
+        for node in self.every_node:
+            if _info(node, "replication").get("role") == "master":
+                node.flushall()
 
     def close(self) -> None:
-        for node in self.nodes:
+        for node in self.every_node:
             node.close()
 
     def __enter__(self) -> RedisClusterSet:

@@ -16,6 +16,7 @@ from aiohttp import web
 from . import log, metrics, runtime as runtime_module, usage
 from .attachments import AttachmentTable
 from .dashboard import routes as dashboard
+from .plugins import journal, limits
 from .pluginserver import loader, server as rpc
 from .relay import upstream
 from .relay.app import Relay, build_server, priorities_of
@@ -26,6 +27,7 @@ logger = log.get("process")
 
 ALL_PLUGINS_SOCKET = "tollgate.socket"
 SWEEP_INTERVAL = 5.0
+SETTLE_AT_SHUTDOWN = 3.0  # seconds a stopping process gives the settlements its store missed
 GC_THRESHOLD = 20_000   # allocations between young collections (Python's default: 700)
 
 
@@ -98,6 +100,7 @@ class TollgateProcess:
         """
         settings = self.settings
         _check_socket_dir(settings.socket_dir)
+        journal.JOURNAL.node = journal.node_name(settings.socket_dir)
         gid = _group_id(settings.socket_group)
         sockets = [(socket_path(settings, name), [name]) for name in self.plugins] + [(socket_path(settings), None)]
         for path, _ in sockets:
@@ -157,6 +160,7 @@ class TollgateProcess:
             listener.close()
         for runner in self._runners:
             await runner.cleanup()
+        await limits.settle_pending(SETTLE_AT_SHUTDOWN)  # the relay's requests are done: land what they still owe
         self.server.shutdown()
         await upstream.close()
         for path in self._socket_paths:
@@ -198,8 +202,9 @@ def status_app(token: str | None = None) -> web.Application:
 
     async def health(_: web.Request) -> web.Response:
         # Answered from the event loop itself: a frozen or blocked process stops answering, and kong/entrypoint.sh's
-        # supervisor restarts it. The pid tells a restarted process from the old one.
-        return web.json_response({"status": "ok", "pid": os.getpid()})
+        # supervisor restarts it. The pid tells a restarted process from the old one; the task count shows leaks
+        # (bench/soak.py watches it).
+        return web.json_response({"status": "ok", "pid": os.getpid(), "tasks": len(asyncio.all_tasks())})
 
     async def spend(request: web.Request) -> web.Response:
         """Budget spend from every store this process uses (``tollgate spend`` reads local state here)."""

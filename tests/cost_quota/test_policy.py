@@ -371,10 +371,10 @@ async def test_fail_open_still_reports_the_cost(gateway, mock_llm, caplog):
 
 
 async def test_a_missed_settlement_is_retried_in_the_background(gateway, mock_llm, monkeypatch):
-    from tollgate.plugins.cost_quota import policy as policy_module
+    from tollgate.plugins import limits as limits_module
     from tollgate.store import LocalStore, StoreUnavailable
 
-    monkeypatch.setattr(policy_module, "SETTLE_RETRIES", (0.01, 0.01))
+    monkeypatch.setattr(limits_module, "SETTLE_RETRIES", (0.01, 0.01))
     real = LocalStore._settle
     failures = [StoreUnavailable("blip")]
 

@@ -18,9 +18,11 @@ from pathlib import Path
 import aiohttp
 import orjson
 
+from tests.clocks import FileClock
 from tests.harness.kongconf import read_kong_conf, socket_timeouts
 from tollgate.mock import Reply
 
+from .limited import MINUTE, PROMPT, RESERVED, USED, start_chain
 from .routes import deck, proxy_config
 
 KONG_CONF = Path(__file__).resolve().parents[2] / "kong" / "kong.conf"
@@ -96,3 +98,45 @@ async def test_a_stream_with_gaps_longer_than_the_bound_is_not_cut(tollgate_proc
     assert events[-1][0] > 3 * 1.4 - 0.2  # the stream took longer than the bound, gaps included
     await double.settle()
     assert double.log_lines(level="err") == []
+
+
+async def test_frozen_for_10_seconds_under_load_lets_nothing_past_and_keeps_the_counters(
+        tollgate_process, kong, mock_llm, redis_url, tmp_path):
+    """SIGSTOP for 10 s with requests in flight through the limits: each ends within Kong's bound plus the freeze,
+    as a served answer or as the relay's refusal of what Kong proxied without the plugins (403); nothing reaches
+    the provider unlimited, and once the process runs again every reservation is settled."""
+    conf = read_kong_conf(KONG_CONF)
+    bound = socket_timeouts(conf).read
+    clock = FileClock(str(tmp_path / "clock"), MINUTE)
+    mock_llm.default = Reply(prompt_tokens=PROMPT, completion_tokens=40, latency=0.2)
+    chain = await start_chain(tollgate_process, kong, redis_url, mock_llm.url + "/v1/chat/completions", clock,
+                              token_limit=400 * RESERVED, kong_conf=conf)
+    frozen = 10.0
+    async with aiohttp.ClientSession() as http:
+        assert (await chain.post(http)).status == 200
+        one_request = await chain.spent_micros()
+
+        async def freeze() -> None:
+            await chain.reached(10)
+            os.kill(chain.process.proc.pid, signal.SIGSTOP)
+            try:
+                await asyncio.sleep(frozen)
+            finally:
+                os.kill(chain.process.proc.pid, signal.SIGCONT)
+
+        async def client(send_after: float) -> None:
+            await asyncio.sleep(send_after)
+            while not freezing.done() or len(chain.outcomes) < 40:
+                await chain.post(http, timeout=bound + frozen + 10)
+                await asyncio.sleep(0.05)
+
+        freezing = asyncio.ensure_future(freeze())
+        await asyncio.gather(freezing, *(client(i * 0.03) for i in range(6)))
+    statuses = {o.status for o in chain.outcomes}
+    assert statuses <= {200, 403}, [o for o in chain.outcomes if o.status not in (200, 403)]
+    assert 403 in statuses  # some were proxied without their plugins during the freeze: refused, not served
+    assert max(o.seconds for o in chain.outcomes) < bound + frozen + 3
+    admitted = chain.admitted()
+    assert mock_llm.request_count == admitted
+    used, spent = await chain.settled(admitted * USED)
+    assert used == admitted * USED and spent == admitted * one_request

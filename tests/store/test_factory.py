@@ -57,6 +57,19 @@ def test_sentinel_needs_a_service_name() -> None:
         create_store("sentinel://127.0.0.1:26379")
 
 
+async def test_wait_replicas_from_the_url_or_an_option() -> None:
+    for store in (create_store("sentinel://127.0.0.1:26379/mymaster?wait_replicas=2&sentinel_password=p"),
+                  create_store("redis://127.0.0.1:6379/0?wait_replicas=2"),
+                  create_store("redis://127.0.0.1:6379/0", wait_replicas=2)):
+        assert store._wait_replicas == 2  # type: ignore[attr-defined]
+        assert store._scripts_client is None  # type: ignore[attr-defined] # scripts go where WAIT can follow
+        await store.close()
+    with pytest.raises(ValueError, match="Cluster"):
+        create_store("redis+cluster://127.0.0.1:7000?wait_replicas=1")
+    with pytest.raises(ValueError):
+        create_store("redis://127.0.0.1:6379?wait_replicas=-1")
+
+
 def test_prefix_must_not_hold_a_hash_tag() -> None:
     with pytest.raises(ValueError):
         create_store("redis://127.0.0.1", prefix="{tollgate}:")

@@ -3,6 +3,8 @@ all-or-nothing reservations across several windows, and what happens when the st
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -12,10 +14,14 @@ from ..context import RequestContext
 from ..relay.errors import openai_error
 from ..store import Reservation, StoreUnavailable, Window
 from .base import Policy
+from .journal import JOURNAL
 
 logger = log.get("limits")
 
 FAIL_OPEN_HEADER = "X-Tollgate-Fail-Open"
+# Seconds between attempts at a settlement the store could not take when the request ended (about 22 s in all:
+# longer than a Sentinel or Cluster failover takes, shorter than the windows a limit counts in).
+SETTLE_RETRIES = (0.5, 2.0, 5.0, 15.0)
 
 
 WINDOW_NAMES = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "month": 2592000}
@@ -80,10 +86,68 @@ class Grant:
     """Reservations made for one request, settled once its usage is known."""
 
     reservations: list[tuple[str, Reservation]]  # (what the group counts, its reservation)
+    journal: int | None = None  # its entry in the process's journal (see journal.py), until settled
 
     async def settle(self, store: Any, actual: dict[str, int]) -> None:
+        await JOURNAL.release(self.journal)
         for counts, reservation in self.reservations:
             await store.settle(reservation, actual.get(counts, 0))
+
+    async def settle_or_retry(self, plugin: str, ctx: RequestContext, store: Any, actual: dict[str, int]) -> bool:
+        """Settle now (True); when the store is away (restarting, failing over), say so and keep trying in the background.
+
+        Until a settlement lands the reservation stays charged: a limit errs on the side of refusing, never of
+        letting through. Each reservation settles at most once (`Store.settle`), so a retry after a partial
+        success corrects only what is left.
+        """
+        try:
+            await self.settle(store, actual)
+            return True
+        except StoreUnavailable as exc:
+            store_failure(plugin, ctx, {"fail_open": True}, exc)
+            task = asyncio.ensure_future(self._retry(plugin, store, actual))
+            _retries[task] = (self, plugin, store, actual)
+            task.add_done_callback(lambda done: _retries.pop(done, None))
+            return False
+
+    async def _retry(self, plugin: str, store: Any, actual: dict[str, int]) -> None:
+        for delay in SETTLE_RETRIES:
+            await asyncio.sleep(delay)
+            try:
+                await self.settle(store, actual)
+            except StoreUnavailable:
+                continue
+            log.event(logger, "settlement retried", logging.INFO, plugin=plugin, actual=actual)
+            return
+        JOURNAL.forget(self.journal)
+        log.event(logger, "settlement lost: the reservation stays charged", logging.ERROR, plugin=plugin,
+                  actual=actual)
+
+
+# Settlements being retried, and what each settles: held here so that the loop keeps them, and so that shutdown
+# can make them land (`settle_pending`) instead of dropping them with the process.
+_retries: dict[asyncio.Task[None], tuple[Grant, str, Any, dict[str, int]]] = {}
+
+
+async def settle_pending(timeout: float) -> None:
+    """At shutdown: stop waiting between retries and try every pending settlement once more, now, within
+    ``timeout`` seconds; what still fails is logged as lost (the reservation stays charged)."""
+    pending = list(_retries.items())
+    for task, _ in pending:
+        task.cancel()
+
+    async def last_try(grant: Grant, plugin: str, store: Any, actual: dict[str, int]) -> None:
+        try:
+            await grant.settle(store, actual)
+        except StoreUnavailable:
+            log.event(logger, "settlement lost: the reservation stays charged", logging.ERROR, plugin=plugin,
+                      actual=actual)
+            # left in the journal: the next process on this node gives it back
+
+    if pending:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*(last_try(*job) for _, job in pending))
 
 
 @dataclass
@@ -164,7 +228,9 @@ async def _reserve(plans: list[Plan]) -> Any:
             plan.prelude()
         if made and not made[-1].allowed:
             return plan.conclude(None, made[-1], None)
-        answer = plan.conclude(Grant([(counts, r) for (counts, _, _), r in zip(plan.groups, made)]), None, None)
+        grant = Grant([(counts, r) for (counts, _, _), r in zip(plan.groups, made)])
+        grant.journal = JOURNAL.open(plan.store, made)
+        answer = plan.conclude(grant, None, None)
         if answer is not None:
             return answer
     return None

@@ -150,8 +150,7 @@ class Store(abc.ABC):
         reservation.settled = True
         if delta == 0:
             return
-        ticks = self._ticks()
-        live = [(c.bucket, c.deadline - ticks) for c in reservation.charged if c.deadline > ticks]
+        live = self.live_buckets(reservation)
         if not live:
             return
         try:
@@ -159,6 +158,18 @@ class Store(abc.ABC):
         except StoreError:
             reservation.settled = False
             raise
+
+    def live_buckets(self, reservation: Reservation) -> list[tuple[str, float]]:
+        """The buckets a reservation charged that still count, with the seconds each still lives."""
+        ticks = self._ticks()
+        return [(c.bucket, c.deadline - ticks) for c in reservation.charged if c.deadline > ticks]
+
+    async def give_back(self, buckets: Sequence[tuple[str, float]], amount: int) -> None:
+        """Take ``amount`` off each (bucket, seconds it still lives), never below zero: the reservation of a
+        request that died with another process (see `live_buckets`)."""
+        amount = _as_int(amount, "amount")
+        if buckets and amount > 0:
+            await self._settle(buckets, -amount)
 
     async def charge(self, windows: Sequence[Window], amount: int, now: float) -> list[WindowState]:
         """Add ``amount`` to every window unconditionally (post-hoc charging); negative gives back."""

@@ -8,6 +8,14 @@ the reservations of all the limiting plugins of a request in one script. Timeout
 every call has a deadline: an unreachable Redis shows up fast as `StoreUnavailable`, which plugins
 map to ``fail_open``, instead of holding requests.
 
+Failovers: Redis replicates asynchronously, so a master that hands over (Sentinel) or dies can lose the last
+writes it acknowledged, and a limit then forgets what it admitted. With ``wait_replicas=N`` every script that
+writes is followed, on the same connection, by ``WAIT N``: a reservation counts only once N replicas hold it, and
+one they do not confirm within the socket timeout fails as `StoreUnavailable` (the plugin's ``fail_open`` decides).
+N must be every replica: a Sentinel may promote any of them, and while it does, the replicas it has not yet
+moved still confirm writes to the old master that the promoted one never sees. The price is availability: until
+the old master rejoins as a replica (seconds, when the Sentinels reconfigure it) writes fail closed.
+
 Keys: ``<prefix>`` (default ``tollgate:``) + a kind letter + the caller's key, never adding braces
 before the caller's own ``{hash tag}``, so Cluster still routes by it.
 
@@ -91,6 +99,8 @@ class RedisStore(Store):
         closers: Iterable[Callable[[], Awaitable[Any]]] = (),
         description: str = "redis",
         scripts_client: RespClient | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 0.25,
     ) -> None:
         if "{" in prefix or "}" in prefix:
             raise ValueError("the key prefix must not contain braces (they would become the hash tag)")
@@ -109,6 +119,8 @@ class RedisStore(Store):
         # Scripts (every window and counter operation) go over a pipelined connection when the server is a plain
         # one (see tollgate.store.resp); everything else, and Sentinel and Cluster, through redis-py.
         self._scripts_client = scripts_client
+        self._wait_replicas = wait_replicas
+        self._wait_ms = max(1, math.ceil(wait_timeout * 1000))
         register = client.register_script
         self._windows = register(scripts.WINDOWS)
         self._settle_script = register(scripts.SETTLE)
@@ -119,6 +131,7 @@ class RedisStore(Store):
         self._vector_delete = register(scripts.VECTOR_DELETE)
         self._vector_sync = register(scripts.VECTOR_SYNC)
         self._mget = register(scripts.MGET)
+        self._give_back = register(scripts.GIVE_BACK)
 
     @classmethod
     def from_url(
@@ -136,6 +149,7 @@ class RedisStore(Store):
         clock: Callable[[], float] = time.time,
         sweep_limit: int = 100,
         sync_batch: int = 1000,
+        wait_replicas: int | None = None,
         **client_options: Any,
     ) -> RedisStore:
         """Connect (lazily) to the Redis that ``url`` names.
@@ -155,6 +169,9 @@ class RedisStore(Store):
         opening many at once on a busy event loop can outlast the connect timeout. Callers beyond
         it wait their turn within ``timeout``. ``sweep_limit`` bounds how many expired vector
         entries a put removes; ``sync_batch`` how many vectors a mirror pulls per round trip.
+        ``wait_replicas`` (also a query parameter: ``?wait_replicas=1``) makes every script wait until that many
+        replicas hold its writes (``WAIT``, within ``socket_timeout``), so that a failover loses no reservation;
+        Cluster does not take it (a keyless ``WAIT`` cannot follow a script to its node).
         ``client_options`` go to redis-py as they are (e.g. ``ssl_ca_certs``).
         """
         scheme, _, _ = url.partition("://")
@@ -166,6 +183,10 @@ class RedisStore(Store):
             "retry": retry,
             **client_options,
         }
+        url, query_wait = _pop_query(url, "wait_replicas")
+        replicas = int(wait_replicas if wait_replicas is not None else query_wait or 0)
+        if replicas < 0:
+            raise ValueError("wait_replicas must be >= 0")
         closers: list[Callable[[], Awaitable[Any]]] = []
         client: Redis | RedisCluster
         scripts_client: RespClient | None = None
@@ -173,6 +194,8 @@ class RedisStore(Store):
             user, password, hosts, _, _ = _split_url(url, default_port=6379)
             if scheme.startswith("rediss"):
                 common.setdefault("ssl", True)
+            if replicas:
+                raise ValueError("wait_replicas is for a server or Sentinel, not a Cluster")
             client = RedisCluster(
                 startup_nodes=[ClusterNode(host, port) for host, port in hosts],
                 username=user,
@@ -200,7 +223,7 @@ class RedisStore(Store):
                 url, max_connections=max_connections, timeout=timeout, **common
             )
             client = Redis(connection_pool=pool)
-            if not client_options:
+            if not client_options and not replicas:
                 scripts_client = RespClient.for_url(url, connect_timeout, socket_timeout)
             location = urlsplit(url)
             where = f"{location.hostname}:{location.port or 6379}" if location.hostname else location.path
@@ -218,6 +241,8 @@ class RedisStore(Store):
             closers=closers,
             description=description,
             scripts_client=scripts_client,
+            wait_replicas=replicas,
+            wait_timeout=0.8 * socket_timeout,  # WAIT gives up before the socket does
         )
 
     def __repr__(self) -> str:
@@ -232,6 +257,8 @@ class RedisStore(Store):
                 if self._cold_cluster:
                     await self._warm_up()
                 return await operation()
+        except StoreError:
+            raise
         except rex.RedisError as exc:
             raise _translate(exc, self._description) from exc
         except rex.RedisClusterException as exc:  # not a RedisError: "cannot connect to the cluster"...
@@ -243,9 +270,17 @@ class RedisStore(Store):
         except Exception as exc:  # the client's own bugs must not reach plugins as anything else
             raise StoreUnavailable(f"{self._description}: client error {exc!r}") from exc
 
-    async def _script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        """Run a registered script: over the pipelined connection when there is one, else through redis-py."""
+    async def _script(self, script: Any, keys: list[str], args: list[Any], writes: bool = True,
+                      undo: Callable[[Any], list[tuple[str, str]]] | None = None) -> Any:
+        """Run a registered script: over the pipelined connection when there is one, else through redis-py.
+
+        When the store waits for replicas and the script ``writes``, ``WAIT`` follows it; if the replicas do not
+        confirm, ``undo(reply)`` names the (key, delta) pairs that give back what the script charged, applied at
+        once on the same server, so that a reservation the caller is told failed does not stay charged there.
+        """
         fast = self._scripts_client
+        if self._wait_replicas and writes:
+            return await self._run(lambda: self._replicated(script, keys, args, undo))
         if fast is None:
             return await self._run(lambda: script(keys=keys, args=args))
         try:
@@ -261,6 +296,35 @@ class RedisStore(Store):
             raise StoreUnavailable(f"{self._description}: {exc}") from exc
         except Exception as exc:  # the client's own bugs must not reach plugins as anything else
             raise StoreUnavailable(f"{self._description}: client error {exc!r}") from exc
+
+    async def _replicated(self, script: Any, keys: list[str], args: list[Any],
+                          undo: Callable[[Any], list[tuple[str, str]]] | None) -> Any:
+        """The script, then ``WAIT``, on one connection: its writes are on enough replicas, or it failed."""
+        pool = self._client.connection_pool  # type: ignore[union-attr]
+        connection = await pool.get_connection()
+        try:
+            reply = await _evalsha(connection, script, keys, args)
+            await connection.send_command("WAIT", self._wait_replicas, self._wait_ms)
+            # WAIT may take its whole timeout: the socket timeout must not cut it short (the script's outcome
+            # would then be unknown, and nothing given back); redis-py answers None when this one runs out
+            confirmed = await connection.read_response(timeout=self._wait_ms / 1000 + 0.5)
+            if confirmed is None:
+                await connection.disconnect()
+                raise StoreUnavailable(f"{self._description}: no answer to WAIT")
+            if confirmed >= self._wait_replicas:
+                return reply
+            given_back = undo(reply) if undo is not None else []
+            if given_back:
+                keys = [key for key, _ in given_back]
+                await _evalsha(connection, self._give_back, keys, [delta for _, delta in given_back])
+            # This server may no longer be the master (a Sentinel promoted its replica): drop the connection, so
+            # that its next one asks Sentinel again (others find out on their own unconfirmed write; dropping them
+            # all would cut other calls between their script and their give-back).
+            await connection.disconnect()
+        finally:
+            await pool.release(connection)
+        raise StoreUnavailable(f"{self._description}: {confirmed} of {self._wait_replicas} replicas confirmed "
+                               f"the write within {self._wait_ms} ms")
 
     async def _warm_up(self) -> None:
         """Learn a Cluster's topology once, before concurrent commands.
@@ -286,7 +350,13 @@ class RedisStore(Store):
         for window, bucket in zip(windows, buckets):
             keys += (self._prefix + bucket.current, self._prefix + bucket.previous)
             args += (str(window.limit), repr(bucket.weight), str(max(1, math.ceil(bucket.ttl * 1000))))
-        reply = await self._script(self._windows, keys, args)
+        currents = list(dict.fromkeys(self._prefix + bucket.current for bucket in buckets))
+
+        def undo(reply: Any) -> list[tuple[str, str]]:
+            charged = mode != "peek" and int(reply[0]) == 0 and amount > 0
+            return [(key, str(amount)) for key in currents] if charged else []
+
+        reply = await self._script(self._windows, keys, args, writes=mode != "peek", undo=undo)
         refused = int(reply[0])
         counts = [(int(reply[i]), int(reply[i + 1])) for i in range(1, len(reply), 2)]
         return (refused - 1 if refused else None), counts
@@ -314,7 +384,19 @@ class RedisStore(Store):
                     keys += (self._prefix + bucket.current, self._prefix + bucket.previous)
                     args += (str(window.limit), repr(bucket.weight), str(max(1, math.ceil(bucket.ttl * 1000))))
             plan.append(located)
-        reply = await self._script(self._reserve_in_turn, keys, args)
+
+        def undo(reply: Any) -> list[tuple[str, str]]:
+            return [(self._prefix + charged.bucket, str(reservation.amount))
+                    for made in self._read_in_turn(plan, requests, reply) for reservation in made
+                    if reservation.allowed and not reservation.settled and reservation.amount > 0
+                    for charged in reservation.charged]
+
+        reply = await self._script(self._reserve_in_turn, keys, args, undo=undo)
+        return self._read_in_turn(plan, requests, reply)
+
+    def _read_in_turn(self, plan: list[list[tuple[Sequence[_windows.Window], int, list[_windows.Bucket]]]],
+                      requests: Sequence[tuple[Any, float]], reply: Any) -> list[list[Reservation]]:
+        """The reservations RESERVE_IN_TURN's reply stands for."""
         results: list[list[Reservation]] = []
         at = 0
         for located, (_, now) in zip(plan, requests):
@@ -341,7 +423,8 @@ class RedisStore(Store):
     async def _settle(self, buckets: Sequence[tuple[str, float]], delta: int) -> None:
         keys = [self._prefix + bucket for bucket, _ in buckets]
         args = [str(delta)] + [str(max(1, math.ceil(ttl * 1000))) for _, ttl in buckets]
-        await self._script(self._settle_script, keys, args)
+        # unconfirmed: take it back off that server, and fail (the caller retries later: once, where it lands)
+        await self._script(self._settle_script, keys, args, undo=lambda _: [(key, str(delta)) for key in keys])
 
     def _ticks(self) -> float:
         return time.monotonic()
@@ -433,7 +516,7 @@ class RedisStore(Store):
             return []
         base = self._space(namespace)
         payload_keys = [base + "p:" + entry_id for entry_id, _, _ in found]
-        payloads = await self._script(self._mget, payload_keys, [])
+        payloads = await self._script(self._mget, payload_keys, [], writes=False)
         hits = []
         for (entry_id, score, _), payload in zip(found, payloads):
             if payload is None:  # expired or deleted since the last pull
@@ -467,7 +550,7 @@ class RedisStore(Store):
         keys = self._space_keys(namespace)
         while True:
             args = [mirror.epoch, str(mirror.seq), str(self._sync_batch)]
-            reply = await self._script(self._vector_sync, keys, args)
+            reply = await self._script(self._vector_sync, keys, args, writes=False)
             epoch, seq, ids, vectors, expiries, last = reply
             epoch = epoch.decode()
             index = mirror.index
@@ -508,6 +591,16 @@ class RedisStore(Store):
                 pass
 
 
+async def _evalsha(connection: Any, script: Any, keys: list[str], args: list[Any]) -> Any:
+    """A registered script on one redis-py connection (loaded first if the server lacks it)."""
+    try:
+        await connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        return await connection.read_response()
+    except rex.NoScriptError:
+        await connection.send_command("EVAL", script.script, len(keys), *keys, *args)
+        return await connection.read_response()
+
+
 def _retrieve(future: asyncio.Future[None]) -> None:
     """Mark a shared pull's failure as seen even if every waiter went away."""
     if not future.cancelled():
@@ -543,6 +636,21 @@ def _split_url(
         raise ValueError("Redis URL names no host")
     params = {name: values[-1] for name, values in parse_qs(query).items()}
     return user, password, hosts, slash + path, params
+
+
+def _pop_query(url: str, name: str) -> tuple[str, str | None]:
+    """``url`` without the query parameter ``name``, and its (last) value."""
+    base, mark, query = url.partition("?")
+    if not mark:
+        return url, None
+    kept, value = [], None
+    for part in query.split("&"):
+        key, _, raw = part.partition("=")
+        if unquote(key) == name:
+            value = unquote(raw)
+        elif part:
+            kept.append(part)
+    return (base + "?" + "&".join(kept) if kept else base), value
 
 
 def _host_port(item: str, default_port: int) -> tuple[str, int]:

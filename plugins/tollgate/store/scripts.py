@@ -251,3 +251,20 @@ return {epoch, seq, ids, vectors, expiries, last}
 MGET = """
 return redis.call('MGET', unpack(KEYS))
 """
+
+# Undoes a reservation or settlement the store could not confirm (see RedisStore's wait_replicas).
+# KEYS: buckets; ARGV[i]: what to take off KEYS[i] (an integer; negative puts back). Never below zero; a missing
+# bucket stays missing.
+GIVE_BACK = """
+for i, key in ipairs(KEYS) do
+  local current = redis.call('GET', key)
+  if current then
+    if tonumber(current) - tonumber(ARGV[i]) < 0 then
+      redis.call('SET', key, '0', 'KEEPTTL')
+    else
+      redis.call('DECRBY', key, ARGV[i])
+    end
+  end
+end
+return 0
+"""

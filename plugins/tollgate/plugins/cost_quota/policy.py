@@ -11,7 +11,6 @@ reasoning price. Money is integer micro-units throughout.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -70,8 +69,6 @@ UNPRICED_HEADER = "X-AI-Budget-Unpriced"
 
 # How long the router ids fetched in access wait for their request to reach the relay.
 _ROUTER_INFO_TTL = 300.0
-# Seconds between attempts at a settlement the store could not take when the request ended.
-SETTLE_RETRIES = (0.5, 2.0, 5.0, 15.0)
 
 
 @dataclass
@@ -130,7 +127,6 @@ class CostQuotaPolicy(LimitPolicy):
                                   if any(b.scope == s for b in self.budgets) and not self.pinned[s])
         self._router_info: dict[str, tuple[float, dict[str, str | None]]] = {}
         self._prices: dict[tuple[Any, ...], Price | None] = {}
-        self._retries: set[asyncio.Task[None]] = set()
 
     # -- Kong side (see handler.py): ids of the matched route and service ---------------------------------------
 
@@ -297,11 +293,7 @@ class CostQuotaPolicy(LimitPolicy):
         actual = {c.budget.currency: micros(numerator, c.budget.rate) for c in admission.charges}
         store = runtime.current().store_for(self.config)
         if admission.grant is not None:
-            try:
-                await admission.grant.settle(store, actual)
-            except StoreUnavailable as exc:
-                store_failure(self.plugin, ctx, {"fail_open": True}, exc)
-                self._settle_later(store, admission.grant, actual)
+            await admission.grant.settle_or_retry(self.plugin, ctx, store, actual)
         if price is not None:
             cost = micros(numerator)  # prices are USD
             ctx.meta["cost"] = as_float(cost)
@@ -325,24 +317,6 @@ class CostQuotaPolicy(LimitPolicy):
         log.event(logger, "cost charged", logging.DEBUG, plugin=self.plugin, cost_micros=ctx.meta.get("cost_micros"),
                   estimated=bool(usage.estimated) if usage is not None else None,
                   price=price.describe() if price else None, route_id=ctx.route_id)
-
-    def _settle_later(self, store: Any, grant: Grant, actual: dict[str, int]) -> None:
-        """Retry a settlement the store missed, in the background: until then the worst case stays charged."""
-
-        async def retry() -> None:
-            for delay in SETTLE_RETRIES:
-                await asyncio.sleep(delay)
-                try:
-                    await grant.settle(store, actual)
-                    return
-                except StoreUnavailable:
-                    continue
-            log.event(logger, "settlement lost: the worst case stays charged", logging.ERROR, plugin=self.plugin,
-                      actual=actual)
-
-        task = asyncio.ensure_future(retry())
-        self._retries.add(task)
-        task.add_done_callback(self._retries.discard)
 
     # -- answers and headers ------------------------------------------------------------------------------------
 

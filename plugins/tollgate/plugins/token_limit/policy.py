@@ -95,16 +95,15 @@ class TokenLimitPolicy(LimitPolicy):
         actual = ({"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
                    "total_tokens": usage.total_tokens} if usage is not None else {})
         store = runtime.current().store_for(self.config)
-        try:
-            await grant.settle(store, actual)
-            if usage is not None and ctx.status == 200 and not ctx.meta.get("client_disconnected"):  # whole answers
+        settled = await grant.settle_or_retry(self.plugin, ctx, store, actual)
+        if settled and usage is not None and ctx.status == 200 and not ctx.meta.get("client_disconnected"):  # whole answers
+            try:
                 await ESTIMATES.record(ctx.meta[f"{self.plugin}:samples"], store, usage.completion_tokens)
-        except StoreUnavailable as exc:
-            store_failure(self.plugin, ctx, {"fail_open": True}, exc)
+            except StoreUnavailable as exc:  # a lost sample only delays learning
+                store_failure(self.plugin, ctx, {"fail_open": True}, exc)
 
     def _samples_key(self, ctx: RequestContext, model: str | None) -> str:
-        """Where the completions of this route and model are learnt (one Redis hash slot per plugin instance)."""
-        return f"{{tle:{self.plugin_id}}}:{ctx.route_id or ''}:{model or ''}"
+        return samples_key(self.plugin_id, ctx.route_id, model)
 
     def _refuse(self, ctx: RequestContext, denied: WindowState | None, retry_after: float | None,
                 states: list[WindowState], named: dict[str, str]) -> Any:
@@ -133,6 +132,17 @@ class TokenLimitPolicy(LimitPolicy):
         headers["RateLimit-Limit"] = str(tightest.limit)
         headers["RateLimit-Remaining"] = str(max(0, tightest.remaining))
         headers["RateLimit-Reset"] = str(max(0, math.ceil(tightest.reset_at - moment)))
+
+
+def window_key(plugin_id: str, who: str, seconds: int, counts: str) -> str:
+    """A limit's counter: the windows of one plugin instance and identity share a hash tag (one Cluster slot, so
+    one script reserves them all)."""
+    return f"{{tl:{plugin_id}:{who}}}:{seconds}:{counts}"
+
+
+def samples_key(plugin_id: str, route_id: str | None, model: str | None) -> str:
+    """Where the completions of a route and model are learnt (one Redis hash slot per plugin instance)."""
+    return f"{{tle:{plugin_id}}}:{route_id or ''}:{model or ''}"
 
 
 def _applies(limit: dict[str, Any], provider: str | None, model: str | None) -> bool:

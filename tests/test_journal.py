@@ -1,0 +1,87 @@
+"""The journal of reservations in flight (plugins/journal.py), on a real Redis: written while requests run, given
+back by the next process on the node, rewritten before a settlement."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.clocks import EPOCH
+from tests.redis_server import REDIS_MISSING, RedisServer, redis_available
+from tollgate.plugins import journal as journal_module
+from tollgate.plugins.journal import Journal
+from tollgate.store import LocalStore, RedisStore, Window
+
+pytestmark = pytest.mark.skipif(not redis_available(), reason=REDIS_MISSING)
+
+WINDOWS = [Window("{c}:minute", 1000, 60), Window("{c}:hour", 5000, 3600)]
+
+
+@pytest.fixture
+async def store(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(journal_module, "PERIOD", 0.05)
+    redis_server.flushall()
+    made = RedisStore.from_url(redis_server.url)
+    yield made
+    await made.close()
+
+
+async def adopted(journal: Journal, store: RedisStore) -> None:
+    """Reserve once so that the journal adopts the store (and gives back what a predecessor left)."""
+    assert journal.open(store, [await store.reserve(WINDOWS, 0, EPOCH)]) is None
+    for _ in range(100):
+        if journal.open(store, []) is not None:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the store was never adopted")
+
+
+async def used(store: RedisStore) -> list[float]:
+    return [state.used for state in await store.peek(WINDOWS, EPOCH)]
+
+
+async def test_a_dead_process_reservations_are_given_back_by_the_next(store: RedisStore) -> None:
+    dead = Journal()
+    dead.node = "host:/sockets"
+    await adopted(dead, store)
+    kept = await store.reserve(WINDOWS, 100, EPOCH)
+    await store.settle(kept, 40)  # a request that ended normally
+    dead.open(store, [await store.reserve(WINDOWS, 300, EPOCH)])  # one in flight when the process dies
+    await asyncio.sleep(0.2)
+    assert await store.get(dead.key())  # written down
+    assert await used(store) == [340, 340]
+    dead._writer.cancel()  # the process dies
+
+    successor = Journal()
+    successor.node = "host:/sockets"
+    await adopted(successor, store)
+    assert await used(store) == [40, 40]
+    assert await store.get(successor.key()) is None
+    other = Journal()  # another node's journal is not this one's business
+    other.node = "elsewhere:/sockets"
+    assert other.key() != successor.key()
+
+
+async def test_a_grant_leaves_the_journal_before_it_is_settled(store: RedisStore) -> None:
+    journal = Journal()
+    journal.node = "host:/sockets"
+    await adopted(journal, store)
+    reservation = await store.reserve(WINDOWS, 300, EPOCH)
+    handle = journal.open(store, [reservation])
+    await asyncio.sleep(0.2)
+    assert await store.get(journal.key())
+    await journal.release(handle)
+    assert await store.get(journal.key()) is None  # gone before the settlement, so never given back twice
+    await store.settle(reservation, 10)
+    assert await used(store) == [10, 10]
+
+
+async def test_nothing_is_written_for_a_local_store_or_without_a_node() -> None:
+    local = LocalStore(clock=lambda: EPOCH)
+    journal = Journal()
+    journal.node = "host:/sockets"
+    assert journal.open(local, [await local.reserve(WINDOWS, 5, EPOCH)]) is None
+    unnamed = RedisStore.from_url("redis://127.0.0.1:1/0")
+    assert Journal().open(unnamed, []) is None
+    await unnamed.close()

@@ -71,8 +71,9 @@ async def test_concurrent_handlers_waiting_on_io_do_not_serialise(tollgate_proce
             statuses = await asyncio.gather(*(one(i) for i in range(50)))
             elapsed = time.monotonic() - started
             # The relay has no proxy on these routes, so it answers 500 "no tollgate-proxy" or 403:
-            # what matters is that the 50 access phases ran side by side.
-            assert len(statuses) == 50 and elapsed < 0.8, (path, elapsed)
+            # what matters is that the 50 access phases ran side by side. One after another they take 10 s;
+            # the bound is half that, so a loaded machine's scheduling delays cannot fail it, and serialising can.
+            assert len(statuses) == 50 and elapsed < 50 * 0.2 / 2, (path, elapsed)
 
 
 async def test_5mb_request_and_5mb_answer_pass_intact(tollgate_process, kong, mock_llm):

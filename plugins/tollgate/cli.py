@@ -72,6 +72,8 @@ SERVE_HELP = {
     "log_level": "debug, info, warning or error (JSON lines on stderr)",
     "sync_handler_threads": "threads running synchronous (kong-pdk style) handlers",
     "event_timeout": "seconds after which an event Kong stopped answering is dropped",
+    "socket_message_timeout": "seconds a plugin-socket peer has to finish sending a message it started",
+    "socket_backlog_bytes": "bytes all plugin-socket connections together may hold for messages not yet complete",
     "attachment_ttl": "seconds an attachment waits for its request to reach the relay",
     "socket_mode": "permissions of the plugin sockets, in octal (who may connect can act as Kong)",
     "socket_group": "group of the plugin sockets (name or id; default: the process's): Kong's nginx workers' group",

@@ -18,6 +18,7 @@ from .attachments import AttachmentTable
 from .dashboard import routes as dashboard
 from .plugins import journal, limits
 from .pluginserver import loader, server as rpc
+from .pluginserver.framing import Backlog
 from .relay import upstream
 from .relay.app import Relay, build_server, priorities_of
 from .runtime import Runtime
@@ -103,6 +104,7 @@ class TollgateProcess:
         journal.JOURNAL.node = journal.node_name(settings.socket_dir)
         gid = _group_id(settings.socket_group)
         sockets = [(socket_path(settings, name), [name]) for name in self.plugins] + [(socket_path(settings), None)]
+        backlog = Backlog(settings.socket_backlog_bytes, settings.socket_message_timeout)
         for path, _ in sockets:
             _claim(path)
         try:
@@ -117,7 +119,7 @@ class TollgateProcess:
             for path, names in sockets:
                 self._socket_paths.append(path)
                 self._listeners.append(await rpc.listen(self.server, path, names, mode=settings.socket_mode,
-                                                        gid=gid))
+                                                        gid=gid, backlog=backlog))
         except BaseException as exc:
             await self.stop()
             if isinstance(exc, OSError):

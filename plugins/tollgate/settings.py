@@ -33,6 +33,10 @@ class Settings:
     sync_handler_threads: int = field(default_factory=lambda: int(_env("SYNC_HANDLER_THREADS", "128")))
     # An event Kong stops answering (e.g. a get_var in the log timer) is dropped after this.
     event_timeout: float = field(default_factory=lambda: float(_env("EVENT_TIMEOUT", "120")))
+    # A peer of the plugin sockets that starts a message has this long to send all of it; and the messages started
+    # and not yet complete may hold this many bytes on all connections together. Kong writes each message at once.
+    socket_message_timeout: float = field(default_factory=lambda: float(_env("SOCKET_MESSAGE_TIMEOUT", "30")))
+    socket_backlog_bytes: int = field(default_factory=lambda: int(_env("SOCKET_BACKLOG_BYTES", "268435456")))
     # How long an attachment waits for its request to reach the relay.
     attachment_ttl: float = field(default_factory=lambda: float(_env("ATTACHMENT_TTL", "300")))
     # The plugin sockets: whoever can connect to them can act as Kong (and have requests attached), so they are

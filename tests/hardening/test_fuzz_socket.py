@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from tests.gateway.routes import deck, proxy_config
 from tests.pluginserver.test_framing import values
 from tollgate.pluginserver import loader
+from tollgate.pluginserver.framing import Backlog
 from tollgate.pluginserver.server import PluginServer, listen
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "test_plugins")
@@ -207,6 +208,93 @@ async def test_in_process_a_hostile_peer_costs_no_more_than_what_it_sent(tmp_pat
         assert answer[:3] == [1, 5, None] and answer[3]["Name"] == "echo_body"
         writer.close()
         hanging.close()
+    finally:
+        listener.close()
+        server.shutdown()
+
+
+def big_call(msgid: int, size: int) -> bytes:
+    """A whole request of about ``size`` bytes (GetStatus refuses its binary argument with an RPC error)."""
+    return msgpack.packb([0, msgid, "plugin.GetStatus", [b"b" * size]], use_bin_type=True)
+
+
+async def test_a_message_left_incomplete_is_cut_off_at_the_deadline_and_the_backlog_is_capped_across_sockets(
+        tollgate_process):
+    process = tollgate_process(env={"TOLLGATE_SOCKET_MESSAGE_TIMEOUT": "2",
+                                    "TOLLGATE_SOCKET_BACKLOG_BYTES": str(1_000_000)})
+    # 600 KB of a message on the plugin's socket, then 600 KB of another on the shared socket: that one is refused
+    first = big_call(1, 700_000)
+    reader_a, writer_a = await asyncio.open_unix_connection(process.socket_path(PLUGIN))
+    writer_a.write(first[:600_000])
+    await writer_a.drain()
+    await asyncio.sleep(0.2)
+    reader_b, writer_b = await asyncio.open_unix_connection(process.socket_path())
+    writer_b.write(big_call(1, 700_000)[:600_000])
+    assert await closed_by_server(reader_b)
+    assert "would hold more than 1000000 bytes" in process.stderr_text()
+    # the first connection was not touched: its message completes and is answered
+    writer_a.write(first[600_000:])
+    answer = msgpack.Unpacker(raw=False)
+    answer.feed(await asyncio.wait_for(reader_a.read(65536), 5))
+    assert next(answer) == [1, 1, "plugin.GetStatus takes an id or a name", None]
+    # its share is back: another 600 KB is accepted, then cut off when it stays incomplete past the deadline
+    writer_b.close()
+    reader_c, writer_c = await asyncio.open_unix_connection(process.socket_path())
+    writer_c.write(big_call(2, 700_000)[:600_000])
+    started = asyncio.get_running_loop().time()
+    assert await closed_by_server(reader_c)
+    assert asyncio.get_running_loop().time() - started > 1.5
+    assert "a message was left incomplete for 2 s" in process.stderr_text()
+    writer_a.close()
+    writer_c.close()
+    await asyncio.get_running_loop().run_in_executor(None, assert_serves, process.socket_path(PLUGIN))
+
+
+async def test_in_process_the_backlog_is_released_however_a_connection_ends(tmp_path):
+    server = PluginServer(loader.load_all(FIXTURES))
+    path = str(tmp_path / "t.socket")
+    backlog = Backlog(cap=300_000, deadline=0.3)
+    listener = await listen(server, path, backlog=backlog)
+
+    async def settled(total: int) -> None:
+        for _ in range(100):
+            if backlog.total == total:
+                return
+            await asyncio.sleep(0.02)
+        assert backlog.total == total
+
+    try:
+        call = big_call(1, 200_000)
+        # a whole message sent in pieces holds its bytes only until it is complete
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(call[:150_000])
+        await settled(150_000)
+        writer.write(call[150_000:])
+        assert msgpack.unpackb(await asyncio.wait_for(reader.read(65536), 5), raw=False)[:2] == [1, 1]
+        await settled(0)
+        # the peer hangs up mid-message
+        writer.write(call[:150_000])
+        await settled(150_000)
+        writer.close()
+        await settled(0)
+        # the deadline cuts a stalled one off
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(call[:150_000])
+        await settled(150_000)
+        assert await closed_by_server(reader)
+        await settled(0)
+        writer.close()
+        # a refused connection gives back nothing it did not hold; the holder's share stays counted
+        reader_a, writer_a = await asyncio.open_unix_connection(path)
+        writer_a.write(call[:150_000])
+        await settled(150_000)
+        reader_b, writer_b = await asyncio.open_unix_connection(path)
+        writer_b.write(call[:160_000])
+        assert await closed_by_server(reader_b)
+        assert backlog.total == 150_000
+        writer_a.close()
+        writer_b.close()
+        await settled(0)
     finally:
         listener.close()
         server.shutdown()

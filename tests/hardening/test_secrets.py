@@ -19,6 +19,7 @@ from aiohttp import web
 from tests.harness.kong import KongDouble
 from tests.harness.lua import LuaPlugin
 from tests.harness.procs import TollgateServer
+from tests.mcp.upstreams import echo_server, mcp_upstream
 from tests.proxy.e2e import CaptureLog
 from tollgate.mock import MockLLM
 
@@ -26,8 +27,9 @@ from tollgate.mock import MockLLM
 VAULT_KEY = "Bearer vault-token-Zq8XwP2mLr5T"
 PLAIN_KEY = "Bearer plain-token-Hn4Vb7Kc9Jd2"
 MCP_KEY = "rest-token-Wm3Qx8Ty6Ua1"
+MCP_SERVER_KEY = "Bearer server-token-Dk7Ye2Hq4Nw6"    # an upstream MCP server (mcp SDK) echoes it back
 CLIENT_AUTH = "Bearer client-token-Pf5Gh2Rk7Ls9"
-SECRETS = [VAULT_KEY, PLAIN_KEY, MCP_KEY, CLIENT_AUTH]
+SECRETS = [VAULT_KEY, PLAIN_KEY, MCP_KEY, MCP_SERVER_KEY, CLIENT_AUTH]
 FRAGMENTS = [s.split("-")[-1] for s in SECRETS]      # a secret cut short still shows its tail
 CHAT = "/v1/chat/completions"
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -80,8 +82,9 @@ def route(name: str, upstream: str, key: str, **extra) -> dict:
 async def env(upstream):
     seen: list[str] = []
     provider = await upstream(faulty_provider(seen))
-    async with MockLLM() as mock:
-        process = TollgateServer(env={"TG_LEAK_OPENAI_KEY": VAULT_KEY, "TG_LEAK_REST_KEY": MCP_KEY})
+    async with MockLLM() as mock, mcp_upstream("echo", echo_server()) as echo:
+        process = TollgateServer(env={"TG_LEAK_OPENAI_KEY": VAULT_KEY, "TG_LEAK_REST_KEY": MCP_KEY,
+                                      "TG_LEAK_MCP_KEY": MCP_SERVER_KEY})
         await process.astart()
         logs = CaptureLog()
         reference = "{vault://env/tg-leak-openai-key}"
@@ -96,13 +99,18 @@ async def env(upstream):
             "tools": [{"name": "get_user", "method": "GET", "path": "/users/{id}",
                        "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]}],
             "logging": {"log_payloads": True}}}]})
+        routes.append({"name": "mcp-echo", "paths": ["/mcp-echo"], "strip_path": True, "plugins": [{
+            "name": "tollgate-mcp", "config": {
+                "servers": [{"name": "echo", "url": echo.url, "prefix": "",
+                             "headers": {"Authorization": "{vault://env/tg-leak-mcp-key}"}}],
+                "logging": {"log_payloads": True}}}]})
         doc = {"_format_version": "3.0", "services": [{"name": "relay", "url": process.relay_url, "retries": 0,
                                                        "routes": routes}]}
         kong = KongDouble(process.entries("3.9", ["tollgate-proxy", "tollgate-mcp"]), doc,
                           bundled={"file-log": logs, "tollgate-analytics": LuaPlugin("tollgate-analytics")})
         await kong.start()
         try:
-            yield process, kong, logs, seen
+            yield process, kong, logs, seen, echo
         finally:
             await kong.stop()
             process.cleanup()
@@ -119,7 +127,7 @@ async def exchange(http: aiohttp.ClientSession, url: str, body: bytes, headers: 
 
 
 async def test_no_secret_in_any_output_channel(env):
-    process, kong, logs, seen = env
+    process, kong, logs, seen, echo = env
     chat = orjson.dumps({"model": "gpt-4o-mini", "messages": MESSAGES})
     stream = orjson.dumps({"model": "gpt-4o-mini", "messages": MESSAGES, "stream": True})
     json_headers = {"Content-Type": "application/json", "Authorization": CLIENT_AUTH}
@@ -146,6 +154,14 @@ async def test_no_secret_in_any_output_channel(env):
         answers.append(await exchange(http, f"{kong.url}/mcp", mcp_call,
                                       {**mcp_headers, **({"Mcp-Session-Id": session} if session else {})}))
         answers.append(await exchange(http, f"{kong.url}/mcp", b"{not json", mcp_headers))
+        async with http.post(f"{kong.url}/mcp-echo", data=initialize, headers=mcp_headers) as answer:
+            answers.append(await answer.text())
+            session = answer.headers.get("Mcp-Session-Id")
+        for i, tool in enumerate(("whoami", "refuse", "reject")):
+            call = orjson.dumps({"jsonrpc": "2.0", "id": 10 + i, "method": "tools/call",
+                                 "params": {"name": tool, "arguments": {}, "_meta": {"progressToken": i}}})
+            answers.append(await exchange(http, f"{kong.url}/mcp-echo", call,
+                                          {**mcp_headers, **({"Mcp-Session-Id": session} if session else {})}))
         await asyncio.sleep(0.5)                               # log timers and after stages
         async with http.get(f"http://127.0.0.1:{process.status_port}/metrics") as metrics:
             assert metrics.status == 200
@@ -153,6 +169,8 @@ async def test_no_secret_in_any_output_channel(env):
 
     # the faults happened, with the real keys on the wire to the provider
     assert VAULT_KEY in seen and MCP_KEY in seen
+    assert {s.headers.get("authorization") for s in echo.seen if s.method == "tools/call"} == {MCP_SERVER_KEY}
+    assert sum("[redacted]" in a for a in answers[-3:]) == 3          # the echo server's three echoes, scrubbed
     assert any(a.startswith("502") or a.startswith("401") for a in answers)
     assert "kong_ai_llm_requests_total" in exposition or "tollgate" in exposition
     channels = {
@@ -170,7 +188,7 @@ async def test_no_secret_in_any_output_channel(env):
 
 
 async def test_an_unresolvable_reference_fails_the_route_with_a_clear_config_error(env):
-    process, kong, _, seen = env
+    process, kong, _, seen, _ = env
     async with aiohttp.ClientSession() as http:
         for name in ("unknown-vault", "unset"):
             answer = await exchange(http, f"{kong.url}/{name}{CHAT}",

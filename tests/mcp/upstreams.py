@@ -20,6 +20,8 @@ import uvicorn
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
 from mcp_types import EmptyResult, SamplingMessage, SubscribeRequestParams, TextContent
 from pydantic import BaseModel, Field
 
@@ -150,6 +152,38 @@ def calc_server() -> MCPServer:
     def forecast(days: int) -> str:
         """Same name as weather's tool: the prefixes keep them apart."""
         return f"{days} days of numbers"
+
+    return server
+
+
+class Caller(BaseModel):
+    authorization: str
+
+
+def echo_server() -> MCPServer:
+    """A careless server that repeats the Authorization header it was called with: in a result (text and
+    structured), a progress notification, a tool error and a JSON-RPC error."""
+    server = MCPServer("echo")
+
+    def authorization(ctx: Context) -> str:
+        return ctx.request_context.request.headers.get("authorization", "")
+
+    @server.tool()
+    async def whoami(ctx: Context) -> Caller:
+        """Who the server thinks is calling."""
+        await ctx.report_progress(1, 1, f"called with {authorization(ctx)}")
+        return Caller(authorization=authorization(ctx))
+
+    @server.tool()
+    def refuse(ctx: Context) -> str:
+        """Fails as a tool, naming the credential."""
+        raise ToolError(f"credential {authorization(ctx)} is not allowed")
+
+    @server.tool()
+    def reject(ctx: Context) -> str:
+        """Fails as a protocol error, naming the credential."""
+        raise MCPError(code=-32001, message=f"invalid token {authorization(ctx)}",
+                       data={"token": authorization(ctx).partition(" ")[2]})
 
     return server
 

@@ -28,6 +28,9 @@ MAX_DEPTH = 1024              # msgpack's own decoder stack: deeper never decode
 # waits for the answer, so this is almost every message): what it can allocate is bounded by its size, and msgpack's
 # own checks refuse what breaks a limit, which sends the bytes down the walk to be refused with a reason.
 FAST_READ = 64 * 1024
+# Across all connections: the bytes held for messages not yet complete, and how long one may take to complete.
+MAX_BACKLOG = 256 * 1024 * 1024
+MESSAGE_DEADLINE = 30.0
 
 
 class FramingError(ValueError):
@@ -39,6 +42,30 @@ class Limits:
     max_message: int = MAX_MESSAGE
     max_items: int = MAX_ITEMS
     max_objects: int = MAX_OBJECTS
+
+
+class Backlog:
+    """The bytes every connection holds for its incomplete message, counted together.
+
+    One message is capped at `MAX_MESSAGE`, but a peer that opens many connections and half-sends a message on each
+    could still hold any amount; with this shared count the connection whose bytes would take the total past
+    ``cap`` is the one refused. ``deadline`` is how long a started message may take to arrive whole (Kong writes
+    each message at once, so only a stalled or hostile peer comes near it).
+    """
+
+    def __init__(self, cap: int = MAX_BACKLOG, deadline: float = MESSAGE_DEADLINE):
+        self.cap = cap
+        self.deadline = deadline
+        self.total = 0
+
+    def resize(self, held: int, wanted: int) -> bool:
+        """Move one connection's share from ``held`` to ``wanted`` bytes; False (share left as it was) when that
+        would take the total past the cap."""
+        total = self.total - held + wanted
+        if wanted > held and total > self.cap:
+            return False
+        self.total = total
+        return True
 
 
 # For each first byte: (kind, count or header size, length-field size).

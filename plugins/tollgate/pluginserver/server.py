@@ -26,7 +26,7 @@ import orjson
 from .. import log
 from . import pdk
 from .events import RESPONDING_PHASES, RET, Event
-from .framing import Framer, FramingError, Limits
+from .framing import Backlog, Framer, FramingError, Limits
 from .instances import Instance, InstanceTable, NoInstance, first_id
 from .loader import PluginModule
 
@@ -275,13 +275,18 @@ class RpcConnection(asyncio.Protocol):
 
     Bytes that are not MessagePack, or a message that breaks the framing limits or is not a request
     ``[0, msgid, method, args]``, close the connection with the reason in the log: Kong never sends them, and
-    after a bad byte the stream has no boundary left to resume at. Other connections are unaffected.
+    after a bad byte the stream has no boundary left to resume at. Other connections are unaffected. So does a
+    message left incomplete past the backlog's deadline, or whose bytes would take the backlog past its cap.
     """
 
-    def __init__(self, server: PluginServer, plugin_names: frozenset[str] | None, limits: Limits = Limits()):
+    def __init__(self, server: PluginServer, plugin_names: frozenset[str] | None, limits: Limits = Limits(),
+                 backlog: Backlog | None = None):
         self._server = server
         self._allowed = plugin_names
         self._framer = Framer(limits)
+        self._backlog = backlog if backlog is not None else Backlog()
+        self._held = 0                                   # this connection's share of the backlog
+        self._deadline: asyncio.TimerHandle | None = None  # for the incomplete message
         self._pack = msgpack.Packer(use_bin_type=True).pack
         self._transport: asyncio.Transport | None = None
         self._worker: int | None = None
@@ -297,6 +302,9 @@ class RpcConnection(asyncio.Protocol):
             messages = self._framer.feed(data)
         except FramingError as exc:
             self._drop(str(exc))
+            return
+        buffered = self._framer.buffered
+        if (buffered or self._held) and not self._hold(buffered, bool(messages)):
             return
         receive = self._server.receive
         for message in messages:
@@ -314,8 +322,34 @@ class RpcConnection(asyncio.Protocol):
                 continue
             receive(method, args, partial(self._respond, msgid, method), self._worker)
 
+    def _hold(self, buffered: int, completed: bool) -> bool:
+        """Count the incomplete message's bytes in the backlog and time it from its first read; False when the
+        connection was closed instead."""
+        if not self._backlog.resize(self._held, buffered):
+            self._drop(f"incomplete messages on all connections would hold more than {self._backlog.cap} bytes")
+            return False
+        self._held = buffered
+        if self._deadline is not None and (completed or not buffered):
+            self._deadline.cancel()
+            self._deadline = None
+        if buffered and self._deadline is None:
+            self._deadline = asyncio.get_running_loop().call_later(self._backlog.deadline, self._expire)
+        return True
+
+    def _expire(self) -> None:
+        self._deadline = None
+        self._drop(f"a message was left incomplete for {self._backlog.deadline:g} s")
+
+    def _release(self) -> None:
+        self._backlog.resize(self._held, 0)
+        self._held = 0
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
     def _drop(self, reason: str) -> None:
         log.event(logger, "closing plugin-server connection: protocol error", 30, reason=reason, worker=self._worker)
+        self._release()
         if self._transport is not None:
             self._transport.abort()
             self._transport = None
@@ -334,6 +368,7 @@ class RpcConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self._release()
 
 
 def _shape(message: Any) -> str:
@@ -360,19 +395,21 @@ def peer_pid(sock: Any) -> int | None:
 
 
 async def listen(server: PluginServer, path: str, plugin_names: Iterable[str] | None = None, *, mode: int = 0o660,
-                 gid: int = -1) -> asyncio.AbstractServer:
+                 gid: int = -1, backlog: Backlog | None = None) -> asyncio.AbstractServer:
     """Serve ``server`` on the unix socket ``path`` (replacing a stale socket file).
 
     Connecting needs write permission on the socket, and whoever connects can act as Kong: the socket is born
-    owner-only (umask) and then opened to ``mode`` and group ``gid`` (-1: the process's), never wider.
+    owner-only (umask) and then opened to ``mode`` and group ``gid`` (-1: the process's), never wider. ``backlog``
+    bounds the incomplete messages of all its connections (share one between listeners to bound them together).
     """
+    backlog = backlog if backlog is not None else Backlog()
     if os.path.exists(path):
         os.unlink(path)
     allowed = frozenset(plugin_names) if plugin_names is not None else None
     loop = asyncio.get_running_loop()
     umask = os.umask(0o177)
     try:
-        listener = await loop.create_unix_server(lambda: RpcConnection(server, allowed), path)
+        listener = await loop.create_unix_server(lambda: RpcConnection(server, allowed, backlog=backlog), path)
     finally:
         os.umask(umask)
     if gid != -1:

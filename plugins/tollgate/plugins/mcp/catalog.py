@@ -87,9 +87,9 @@ class Catalog:
             raise CatalogError("server.tag belongs to mode listener (it names the conversion-only tools it serves)")
         if not upstreams and not rest_tools and not tagged:
             raise CatalogError("name at least one server (servers or upstream_url), converted tool or server.tag")
-        # the upstreams' credentials: no error a REST API echoes them in may carry them on
-        scrub.register([*(v for s in servers for v in (s.get("headers") or {}).values() if v),
-                        *(v for tool in rest_tools for v in tool.headers.values() if v)])
+        # the upstreams' credentials: no answer of an MCP server, nor error of a REST API, may carry them on
+        scrub.register(scrub.credentials([*(v for s in servers for v in (s.get("headers") or {}).values()),
+                                          *(v for tool in rest_tools for v in tool.headers.values())]))
         return cls(upstreams, rest_tools)
 
     def _check(self) -> None:

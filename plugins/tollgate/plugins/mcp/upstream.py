@@ -21,7 +21,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from ... import __version__, log
+from ... import __version__, log, scrub
 from ...relay import upstream as http
 from . import protocol
 from .jsonrpc import HTTP_STATUS, INTERNAL_ERROR, METHOD_NOT_FOUND, REQUEST_TIMEOUT, UPSTREAM_ERROR, JsonRpcError
@@ -283,10 +283,13 @@ async def sse_messages(answer: aiohttp.ClientResponse) -> AsyncIterator[dict[str
 
 
 def _json_or_none(raw: bytes) -> Any:
+    """``raw`` decoded (None when it is not JSON), without any configured credential the server echoed: all it
+    says may reach the client (results, errors, notifications, questions)."""
     try:
-        return orjson.loads(raw)
+        message = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
+    return scrub.redact_json(message) if scrub.in_json(raw) else message
 
 
 def _header_value(value: str) -> str:

@@ -14,6 +14,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from ... import scrub
 from ...providers.base import Target
 from .templates import Sources, check_url_template, has_templates, kinds_used, render, render_options
 
@@ -151,16 +152,9 @@ def kinds_in(specs: Iterable[TargetSpec]) -> set[str]:
 def secrets_of(specs: Iterable[TargetSpec], *auths: dict[str, Any] | None) -> list[str]:
     """Every credential the targets (and the other ``auth`` records given) hold, and the token part of
     ``Bearer <token>``, longest first."""
-    found: set[str] = set()
-    for auth in [*(spec.auth for spec in specs), *auths]:
-        for name in _CREDENTIAL_FIELDS:
-            value = (auth or {}).get(name)
-            if isinstance(value, str) and len(value) >= 4:
-                found.add(value)
-                scheme, _, token = value.partition(" ")
-                if token and scheme.lower() in ("bearer", "basic", "token") and len(token) >= 4:
-                    found.add(token)
-    return sorted(found, key=len, reverse=True)
+    found = scrub.credentials((auth or {}).get(name) for auth in [*(spec.auth for spec in specs), *auths]
+                              for name in _CREDENTIAL_FIELDS)
+    return sorted(set(found), key=len, reverse=True)
 
 
 def rules_hold(match: Match, facts: Facts) -> bool:

@@ -23,6 +23,7 @@ import random
 import statistics
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,18 @@ def plugins(mock_url: str) -> list[dict[str, Any]]:
                       "options": {"upstream_url": mock_url + "/v1/chat/completions"}},
             "auth": {"header_name": "Authorization", "header_value": "Bearer sk-soak-0123456789"}}},
     ]
+
+
+causes: Counter[str] = Counter()     # what the failed requests got: "status code" or the client's exception
+
+
+def error_code(body: bytes) -> str:
+    """The OpenAI-style error's code (or type), or the body's first bytes when it is not one."""
+    try:
+        error = orjson.loads(body).get("error") or {}
+        return str(error.get("code") or error.get("type"))
+    except (orjson.JSONDecodeError, AttributeError):
+        return repr(body[:60])
 
 
 @dataclass
@@ -113,10 +126,13 @@ async def soak(args: argparse.Namespace) -> int:
                         try:
                             async with http.post(url, data=data, headers={"Content-Type": "application/json"},
                                                  timeout=aiohttp.ClientTimeout(total=60)) as answer:
-                                await answer.read()
+                                body = await answer.read()
                                 ok = answer.status == 200
-                        except (aiohttp.ClientError, asyncio.TimeoutError):
+                                if not ok:
+                                    causes[f"{answer.status} {error_code(body)}"] += 1
+                        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                             ok = False
+                            causes[type(exc).__name__] += 1
                         interval.latencies.append(time.perf_counter() - started)
                         interval.errors += not ok
 
@@ -190,6 +206,8 @@ def verdict(samples: list[Sample], args: argparse.Namespace) -> int:
     print(f"p99 after warm-up: median {median:.1f} ms, worst {worst:.1f} ms ({worst / median if median else 0:.2f}x, "
           f"goal <= {P99_GOAL:g}x)  {'ok' if stable else 'UNSTABLE'}")
     print(f"requests {requests}, errors {errors}; Tollgate CPU {last.cpu:.1f} s ({cpu_ms:.2f} ms per request)")
+    if causes:
+        print("errors by cause: " + ", ".join(f"{cause} x{n}" for cause, n in causes.most_common()))
     return 1 if failed or errors else 0
 
 

@@ -70,7 +70,7 @@ class Journal:
         opened = self._open.pop(handle, None)
         if opened is not None and handle in self._listed.get(id(opened[0]), ()):
             try:
-                await self._write(id(opened[0]))
+                await self._write(id(opened[0]), handle)
             except StoreError:
                 self._open[handle] = opened
                 raise
@@ -95,11 +95,15 @@ class Journal:
                       error=str(exc))
         self._stores[id(store)] = store
 
-    async def _write(self, which: int) -> None:
+    async def _write(self, which: int, released: int | None = None) -> None:
         """Write the journal of one store: what its open grants still hold charged. One write at a time per store,
-        each computed when its turn comes, so that the last one to land is the newest."""
+        each computed when its turn comes, so that the last one to land is the newest. A write for a ``released``
+        grant that a write landed while it waited no longer lists is not needed: that write was computed after
+        the grant left (releases that come together share one write)."""
         lock = self._locks.setdefault(which, asyncio.Lock())
         async with lock:
+            if released is not None and released not in self._listed.get(which, ()):
+                return
             await self._write_now(which)
 
     async def _write_now(self, which: int) -> None:

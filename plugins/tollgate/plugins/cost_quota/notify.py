@@ -37,6 +37,7 @@ class SoftLimits:
         self.plugin = plugin
         self.namespace = namespace
         self.share = share
+        self._enabled = share > 0     # asked twice per request: a Fraction comparison is not free
         self.webhook_url = webhook_url or None
         self.webhook_headers = dict(webhook_headers or {})
         self.webhook_timeout = webhook_timeout
@@ -45,13 +46,13 @@ class SoftLimits:
 
     @property
     def enabled(self) -> bool:
-        return self.share > 0
+        return self._enabled
 
     def reached(self, limit: int, spent: float) -> bool:
         """Whether ``spent`` (micro-units) is at or past the soft share of ``limit``."""
-        share = self.share
-        if share <= 0:
+        if not self._enabled:
             return False
+        share = self.share
         if type(spent) is float and spent.is_integer():
             spent = int(spent)
         if type(spent) is int and type(limit) is int:  # exact in integers: spent >= limit * p / q

@@ -314,9 +314,11 @@ class CostQuotaPolicy(LimitPolicy):
             if self.soft.reached(charge.window.limit, spent_after):
                 self.soft.notify(store, charge.budget, charge.who, charge.window, charge.span, spent_after, moment,
                                  ctx.route_id)
-        log.event(logger, "cost charged", logging.DEBUG, plugin=self.plugin, cost_micros=ctx.meta.get("cost_micros"),
-                  estimated=bool(usage.estimated) if usage is not None else None,
-                  price=price.describe() if price else None, route_id=ctx.route_id)
+        if logger.isEnabledFor(logging.DEBUG):  # the price's description costs four formatted amounts
+            log.event(logger, "cost charged", logging.DEBUG, plugin=self.plugin,
+                      cost_micros=ctx.meta.get("cost_micros"),
+                      estimated=bool(usage.estimated) if usage is not None else None,
+                      price=price.describe() if price else None, route_id=ctx.route_id)
 
     # -- answers and headers ------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import aiohttp
@@ -76,6 +77,14 @@ def client_timeout(stream: bool, connect_timeout: float, read_timeout: float, re
     return aiohttp.ClientTimeout(total=remaining, sock_connect=connect, sock_read=min(read_timeout, remaining))
 
 
+@lru_cache(maxsize=64)
+def socket_timeouts(connect_timeout: float, read_timeout: float) -> aiohttp.ClientTimeout:
+    """The per-socket bounds of a call made within ``asyncio.timeout(remaining)``: that bounds the whole call (a
+    plain answer is read inside it, a stream's first chunks too), so aiohttp needs no timer of its own for it and
+    one object serves every call with the same settings."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
+
+
 def failure_of(exc: BaseException, started: float) -> Failure:
     """Classify one of ``CALL_ERRORS`` as the failover criteria name it."""
     if isinstance(exc, UnreadableAnswer):  # an answer Tollgate cannot read: Kong's "invalid_header" criterion
@@ -99,7 +108,7 @@ async def call(driver: Any, route_type: str, target: Any, request: UpstreamReque
     remaining = deadline - started
     if remaining <= 0:
         return NO_TIME_LEFT
-    timeout = client_timeout(stream, connect_timeout, read_timeout, remaining)
+    timeout = socket_timeouts(connect_timeout, read_timeout)
     response: aiohttp.ClientResponse | None = None
     read = False                      # the whole body was read: the connection goes back to the pool
     try:

@@ -52,6 +52,17 @@ ATTEMPTS_HEADER = "X-Tollgate-Attempts"
 
 attempts_total = Counter("tollgate_ai_proxy_attempts_total", "Provider calls by target and outcome",
                          ("target", "outcome"), registry=metrics.REGISTRY)
+_attempt_counters: dict[tuple[str, str], Any] = {}   # the counter's children: ``labels`` costs a lock per call
+
+
+def count_attempt(target: str, outcome: str) -> None:
+    counter = _attempt_counters.get((target, outcome))
+    if counter is None:
+        if len(_attempt_counters) >= 10_000:
+            _attempt_counters.clear()
+        counter = _attempt_counters[(target, outcome)] = attempts_total.labels(target=target, outcome=outcome)
+    counter.inc()
+
 
 # Kept alive until done: state writes run after the answer so they never delay it.
 _background: set[asyncio.Task[Any]] = set()
@@ -370,13 +381,13 @@ class ProxyPolicy(Policy):
         ctx.usage = usage
         ctx.meta["latency_ms"] = answer.elapsed_ms
         self._settled(ctx, spec, target, snapshot, ttft_ms=answer.elapsed_ms, e2e_ms=answer.elapsed_ms)
-        attempts_total.labels(target=spec.label, outcome="ok").inc()
+        count_attempt(spec.label, "ok")
         return await answers.json(ctx, answer.data, self._headers(ctx, attempts))
 
     async def _stream(self, ctx: RequestContext, request: web.Request, spec: TargetSpec, target: Target,
                       opened: OpenStream, checked: dict[str, Any], snapshot: Snapshot,
                       attempts: int) -> web.StreamResponse:
-        attempts_total.labels(target=spec.label, outcome="ok").inc()
+        count_attempt(spec.label, "ok")
         response, _ = await streaming.relay(ctx, request, opened, self.route_type, target.model,
                                             self._headers(ctx, attempts), checked["client_wants_usage"],
                                             self._redact)
@@ -387,7 +398,7 @@ class ProxyPolicy(Policy):
                            driver: Any, opened: preserve.Opened, snapshot: Snapshot,
                            attempts: int) -> web.StreamResponse:
         """route_type preserve: the provider's native answer, byte for byte, as it arrives (usage read on the way)."""
-        attempts_total.labels(target=spec.label, outcome="ok").inc()
+        count_attempt(spec.label, "ok")
         response, _ = await preserve.relay(ctx, request, opened, driver, target, self._headers(ctx, attempts))
         self._settled(ctx, spec, target, snapshot, ttft_ms=opened.ttft_ms, e2e_ms=ctx.meta["latency_ms"])
         return response
@@ -440,7 +451,7 @@ class ProxyPolicy(Policy):
 
     def _failed(self, ctx: RequestContext, spec: TargetSpec, failure: Failure, snapshot: Snapshot, *, trial: bool,
                 attempt: int) -> None:
-        attempts_total.labels(target=spec.label, outcome=failure.criterion).inc()
+        count_attempt(spec.label, failure.criterion)
         ctx.meta["failed_provider"] = spec.provider   # whose error it is, when no target answers (usage record)
         log.event(logger, "target failed", logging.WARNING, route_id=ctx.route_id, request_id=ctx.id,
                   target=spec.label, attempt=attempt, outcome=failure.criterion, status=failure.status,

@@ -10,6 +10,7 @@ import logging
 import re
 import sys
 import threading
+import time
 
 from typing import Any
 
@@ -85,20 +86,22 @@ def _scrub_dict(value: dict[Any, Any]) -> dict[Any, Any]:
     return out
 
 
+def _line(created: float, level: str, name: str, msg: str, fields: dict[str, Any] | None,
+          exc: str | None = None) -> str:
+    """One JSON log line, every value scrubbed."""
+    entry: dict[str, Any] = {"time": round(created, 6), "level": level, "logger": name, "msg": _scrub_text(msg)}
+    if fields:
+        entry.update(_scrub_dict(fields))
+    if exc:
+        entry["exc"] = _scrub_text(exc)
+    return orjson.dumps(entry, default=str).decode()
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": round(record.created, 6),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": scrub(record.getMessage()),
-        }
-        fields = getattr(record, "fields", None)
-        if fields:
-            entry.update(scrub(fields))
-        if record.exc_info:
-            entry["exc"] = scrub(self.formatException(record.exc_info))
-        return orjson.dumps(entry, default=str).decode()
+        exc = self.formatException(record.exc_info) if record.exc_info else None
+        return _line(record.created, record.levelname.lower(), record.name, record.getMessage(),
+                     getattr(record, "fields", None), exc)
 
 
 class _TurnBufferedHandler(logging.StreamHandler):
@@ -116,6 +119,10 @@ class _TurnBufferedHandler(logging.StreamHandler):
         except Exception:
             self.handleError(record)
             return
+        self.emit_line(line)
+
+    def emit_line(self, line: str) -> None:
+        """``line`` (formatted, with its terminator) joins the turn's batch, or goes out at once off the loop."""
         loop = self._running_loop()
         if loop is None:  # another thread, or no loop: at once, after what the loop's turn has logged so far
             pending, self._pending = self._pending, []
@@ -159,12 +166,20 @@ def setup(level: str = "info") -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+    global _direct
     handler = _TurnBufferedHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter())
     root = logging.getLogger("tollgate")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    _direct = (root, handler)
+
+
+# The set-up's root logger and its handler: `event` writes straight to it (no LogRecord, no handler dispatch) while
+# the logging tree is as `setup` left it; anything else added to it (a handler, a filter) gets the standard path.
+_direct: tuple[logging.Logger, _TurnBufferedHandler] | None = None
+_level_names: dict[int, str] = {}
 
 
 def get(name: str) -> logging.Logger:
@@ -173,8 +188,28 @@ def get(name: str) -> logging.Logger:
 
 def event(logger: logging.Logger, msg: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log ``msg`` with structured fields (scrubbed by the formatter)."""
-    if logger.isEnabledFor(level):
-        # The record is made directly: Logger.log would walk the stack for a caller the JSON line never shows.
-        logger.handle(logger.makeRecord(logger.name, level, "", 0, msg, (), None, extra={"fields": fields}))
+    if not logger.isEnabledFor(level):
+        return
+    direct = _direct
+    if direct is not None:
+        root, handler = direct
+        if (logger.parent is root and not logger.handlers and not logger.filters and logger.propagate
+                and not root.filters and not handler.filters and level >= handler.level
+                and len(root.handlers) == 1 and root.handlers[0] is handler):
+            name = _level_names.get(level)
+            if name is None:
+                name = _level_names[level] = logging.getLevelName(level).lower()
+            try:
+                line = _line(time.time(), name, logger.name, msg, fields) + "\n"
+            except Exception:  # as the standard path's handleError: a line that cannot be written is dropped
+                return
+            handler.acquire()   # as Handler.handle: lines from handler threads never interleave with a flush
+            try:
+                handler.emit_line(line)
+            finally:
+                handler.release()
+            return
+    # The record is made directly: Logger.log would walk the stack for a caller the JSON line never shows.
+    logger.handle(logger.makeRecord(logger.name, level, "", 0, msg, (), None, extra={"fields": fields}))
 
 

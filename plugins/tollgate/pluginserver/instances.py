@@ -16,6 +16,7 @@ import itertools
 import secrets
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from .loader import PluginModule
@@ -42,29 +43,31 @@ class Instance:
     regressive: bool = False        # started with an older __seq__ than the instance it replaced
     started_at: float = field(default_factory=time.time)
 
-    @property
+    # The config an instance started with never changes: what is read from it on every request is worked out once.
+
+    @cached_property
     def name(self) -> str:
         return self.plugin.name
 
-    @property
+    @cached_property
     def key(self) -> Any:
         """What Kong keys its instance cache on: the plugin entity's id (Kong 3.9), else the cache key."""
         return self.config.get("__plugin_id") or self.config.get("__key__") or self.name
 
-    @property
+    @cached_property
     def seq(self) -> int:
         seq = self.config.get("__seq__")
         return seq if isinstance(seq, int) and not isinstance(seq, bool) else 0
 
-    @property
+    @cached_property
     def route_id(self) -> str | None:
         return _id(self.config.get("route_id"))
 
-    @property
+    @cached_property
     def service_id(self) -> str | None:
         return _id(self.config.get("service_id"))
 
-    @property
+    @cached_property
     def consumer_id(self) -> str | None:
         return _id(self.config.get("consumer_id"))
 

@@ -252,18 +252,27 @@ async def send_reply(ctx: RequestContext, request: web.BaseRequest, reply: Reply
 
 async def _after_stages(ctx: RequestContext, ordered: Sequence[Policy]) -> None:
     """Every policy's ``after``, side by side: they are independent (each settles its own reservations), so their
-    store calls travel together (one round trip to Redis for all of them) instead of one after the other."""
+    store calls travel together (one round trip to Redis for all of them) instead of one after the other.
+
+    The first runs in this task, the others in their own, started before it: their first steps come before the end
+    of this loop turn, when the store writes what was queued. (One task fewer than ``gather``, and no gathering
+    future: this runs on every request.)"""
     stages = [p for p in ordered if type(p).after is not Policy.after]
-    if len(stages) == 1:
-        results: list[Any] = []
-        try:
-            await stages[0].after(ctx)
-        except Exception as exc:
-            results = [exc]
-    else:
-        results = await asyncio.gather(*(p.after(ctx) for p in stages), return_exceptions=True)
+    if not stages:
+        return
+    others = [asyncio.ensure_future(p.after(ctx)) for p in stages[1:]]
+    results: list[BaseException | None] = []
+    try:
+        for work in (stages[0].after(ctx), *others):
+            try:
+                await work
+                results.append(None)
+            except Exception as exc:
+                results.append(exc)
+    except BaseException:          # cancelled: so are the stages still running, as with gather
+        for task in others:
+            task.cancel()
+        raise
     for policy, result in zip(stages, results):
-        if isinstance(result, Exception):  # one stage's failure must not lose the others' accounting
+        if result is not None:     # one stage's failure must not lose the others' accounting
             log.event(logger, "after-stage failed", 40, plugin=policy.plugin, error=repr(result))
-        elif isinstance(result, BaseException):
-            raise result

@@ -108,8 +108,14 @@ async def test_limits_and_budgets_hold_through_a_failover_under_load(topology, t
     assert admitted * USED <= limit and mock_llm.request_count == admitted
     assert any(o.status == 429 for o in chain.outcomes)  # the limit was reached, after the failover
     used, spent = await chain.settled(admitted * USED)
-    assert used == admitted * USED  # every reservation settled to the answer's usage, none lost or doubled
-    assert spent == admitted * one_request
+    # Every reservation is settled to the answer's usage, none lost. A request refused with store_unavailable
+    # while the replica did not confirm may keep its reservation charged (the store's deadline can cut the call
+    # between the script and WAIT's reply): an over-count, never an under-count, at most one reservation each.
+    refused = sum(o.status == 503 for o in chain.outcomes)
+    assert admitted * USED <= used <= admitted * USED + refused * RESERVED, (used, admitted, refused)
+    assert spent >= admitted * one_request
+    if not refused:
+        assert (used, spent) == (admitted * USED, admitted * one_request)
 
 
 async def test_breaker_cache_and_sessions_survive_a_failover(topology):

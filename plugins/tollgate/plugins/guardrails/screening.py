@@ -32,7 +32,7 @@ from ...relay.errors import openai_error
 from ...relay.pipeline import AnswerFilter, AnswerRefused, Chunk
 from .guards.base import Guard
 from .guards.run import Judgement, check_output, judge
-from .texts import SEPARATOR, rewrite_request, source_texts, split_like
+from .texts import SEPARATOR, answer_texts, rewrite_request, source_texts, split_like
 
 
 logger = log.get("guardrails")
@@ -118,23 +118,6 @@ def _placed(masks: list[tuple[list[str], str]]) -> dict[str, str]:
 
 # -- answers ------------------------------------------------------------------------------------------------------
 
-def _choice_texts(choice: dict[str, Any]) -> list[tuple[tuple[str, int], str]]:
-    """A whole answer's choice's texts with where they sit: ("text"|"content", 0) or ("tool", call index)."""
-    if isinstance(choice.get("text"), str):
-        return [(("text", 0), choice["text"])]
-    message = choice.get("message")
-    if not isinstance(message, dict):
-        return []
-    out: list[tuple[tuple[str, int], str]] = []
-    if isinstance(message.get("content"), str) and message["content"]:
-        out.append((("content", 0), message["content"]))
-    for k, call in enumerate(message.get("tool_calls") or ()):
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict) and isinstance(function.get("arguments"), str) and function["arguments"]:
-            out.append((("tool", k), function["arguments"]))
-    return out
-
-
 def _with_texts(choice: dict[str, Any], texts: dict[tuple[str, int], str]) -> dict[str, Any]:
     if ("text", 0) in texts:
         return {**choice, "text": texts[("text", 0)]}
@@ -172,7 +155,7 @@ class GuardsFilter(AnswerFilter):
         choices = body.get("choices")
         if not isinstance(choices, list):
             return body
-        slots = [_choice_texts(c) if isinstance(c, dict) else [] for c in choices]
+        slots = [answer_texts(c, "message") if isinstance(c, dict) else [] for c in choices]
         judgements = await asyncio.gather(*(check_output(self.guards, SEPARATOR.join(t for _, t in s))
                                             for s in slots if s))
         record(self.audit, judgements)

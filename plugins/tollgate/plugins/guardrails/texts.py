@@ -116,3 +116,23 @@ def _rewrite_call(call: dict[str, Any], rewrite: Rewrite) -> dict[str, Any]:
 def _rewrite_function(function: dict[str, Any], rewrite: Rewrite) -> dict[str, Any]:
     arguments = function.get("arguments")
     return {**function, "arguments": rewrite(arguments)} if isinstance(arguments, str) else function
+
+
+def answer_texts(choice: dict[str, Any], part: str) -> list[tuple[tuple[str, int], str]]:
+    """An answer choice's non-empty texts with where they sit: ("text"|"content", 0) or ("tool", call index).
+
+    ``part`` is "message" for a whole answer (a tool call sits at its position) or "delta" for a stream's chunk
+    (a tool call names its own ``index``)."""
+    if isinstance(choice.get("text"), str):
+        return [(("text", 0), choice["text"])]
+    body = choice.get(part)
+    if not isinstance(body, dict):
+        return []
+    out: list[tuple[tuple[str, int], str]] = []
+    if isinstance(body.get("content"), str) and body["content"]:
+        out.append((("content", 0), body["content"]))
+    for k, call in enumerate(body.get("tool_calls") or ()):
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("arguments"), str) and function["arguments"]:
+            out.append((("tool", call.get("index", k) if part == "delta" else k), function["arguments"]))
+    return out

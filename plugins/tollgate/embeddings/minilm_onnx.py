@@ -5,9 +5,14 @@ encoder, from the same safetensors weights, is written as an ONNX graph (the ``o
 torch), its matrix products quantized to int8 by onnxruntime's dynamic quantization (per output channel weights,
 activations quantized per call), and run by onnxruntime, whose int8 kernels use AMX or AVX-512/AVX VNNI where the
 CPU has them. The vectors stay the model's: cosine >= 0.99 against the float32 encoder
-(tests/embeddings/test_minilm_onnx.py). Measured here (bench/cache.py, one thread): ~20 ms of CPU for a 1 KB prompt
-(numpy: ~105) and ~1.5 ms for a short question (numpy: ~14). What is left is the attention over tokens² in float32
-(~40%), the int8 products (~35%), GELU and layer norms.
+(tests/embeddings/test_minilm_onnx.py).
+
+A 1 KB prompt (224 tokens) costs ~15-16 ms of CPU on one core here (numpy: ~90), a short question ~1 ms. What
+bounds it, per onnxruntime's profiler: the int8 products (~2.4 G multiply-adds: ~47%), the attention's float32
+products over tokens² (Q·Kᵀ and ·V, 0.23 G: ~20%) and its softmax (3.6 M exponentials: ~7%), GELU (~12%), layer
+norms, transposes and adds (~13%). Quantizing the attention's products too (both operands per call) kept the
+vectors but measured no faster; onnxruntime's fused Attention/QAttention and MultiHeadAttention ops, FastGelu,
+SkipLayerNormalization and spinning threads were measured and are not used (see `graph` and `session`).
 
 Quantizing takes seconds, so the int8 model is written once to the model cache directory
 (``TOLLGATE_MODEL_CACHE_DIR``, else ``$XDG_CACHE_HOME/tollgate/models``), under a name that changes with the

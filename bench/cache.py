@@ -63,10 +63,17 @@ def bench_embed(runs: int) -> None:
                 times.append((time.perf_counter() - t) * 1000)
                 cpu.append((time.process_time() - c) * 1000)
             # What bounds it: the six layers' matrix products, ~12 * tokens * 384 * 1536 multiply-adds per layer,
-            # plus attention's tokens^2 terms.
+            # plus attention's tokens^2 terms (minilm_onnx.py has onnxruntime's profile).
             gflop = 6 * 2 * tokens * (4 * 384 * 384 + 2 * 384 * 1536) / 1e9
             print(f"embedding, {name}, {label} ({tokens} tokens, {gflop:.2f} GFLOP): wall p50 {p50(times):.1f} ms, "
                   f"CPU p50 {p50(cpu):.1f} ms (goal for 1 KB: 15 ms)")
+    tokenizer = minilm.load_tokenizer(minilm.model_dir())
+    cpu = []
+    for _ in range(runs * 10):
+        c = time.process_time()
+        tokenizer.encode(KB_PROMPT[:1024])
+        cpu.append((time.process_time() - c) * 1000)
+    print(f"tokenizer alone (part of each embedding above), 1 KB prompt: CPU p50 {p50(cpu):.2f} ms")
 
 
 async def bench_hit(requests: int, concurrency: int) -> None:

@@ -64,10 +64,10 @@ def graph(directory: Path) -> Any:
     residual and layer norm, feed-forward with GELU, residual and layer norm. One sequence without padding, so every
     token counts in the mean and no mask is needed.
 
-    The attention is written out in plain ops rather than onnxruntime's Attention op: one Q/K/V projection for all
-    heads ([S, 384] x [384, 1152], a single int8 product once quantized; QAttention makes it 36 products of 32
-    columns, one per head and matrix), then the heads as a batch for Q·Kᵀ, softmax and ·V in float32. The
-    1/sqrt(head size) of the scores is folded into the query projection.
+    The attention is written out rather than onnxruntime's Attention op (quantized, QAttention makes the Q/K/V
+    projection 36 int8 products of 32 columns, one per head and matrix): three [S, 384] x [384, 384] products
+    (int8 once quantized, sharing one quantization of their input), then the heads as a batch for Q·Kᵀ, softmax and
+    ·V in float32. The 1/sqrt(head size) of the scores is folded into the query projection.
     """
     from onnx import TensorProto, helper, numpy_helper
 
@@ -96,10 +96,15 @@ def graph(directory: Path) -> Any:
                                            const(prefix + "LayerNorm.bias", w[prefix + "LayerNorm.bias"])],
                     out, axis=-1, epsilon=eps)
 
+    def projection(x: str, prefix: str, factor: float) -> str:
+        """x·Wᵀ + b of a dense layer, both scaled by ``factor``."""
+        y = node("MatMul", [x, const(prefix + "weight", w[prefix + "weight"].T * factor)], prefix + "product")
+        return node("Add", [y, const(prefix + "bias", w[prefix + "bias"] * factor)], prefix + "projection")
+
     const("zero", np.array([0], np.int64))
     const("one", np.array([1], np.int64))
     const("two", np.array([2], np.int64))
-    const("heads_shape", np.array([-1, 3, heads, size], np.int64))      # [S, Q/K/V, heads, head size]
+    const("by_head", np.array([-1, heads, size], np.int64))
     const("hidden_shape", np.array([1, -1, hidden], np.int64))
     node("Shape", ["input_ids"], "shape")
     node("Slice", ["shape", "one", "two"], "length")
@@ -114,34 +119,29 @@ def graph(directory: Path) -> Any:
     scale = 1.0 / math.sqrt(size)
     for i in range(int(config["num_hidden_layers"])):
         p = f"encoder.layer.{i}."
-        qkv = np.concatenate([w[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value")]).T.copy()
-        qkv_bias = np.concatenate([w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value")])
-        qkv[:, :hidden] *= scale
-        qkv_bias[:hidden] *= scale
-        a = node("MatMul", [x, const(p + "qkv.weight", qkv)], p + "qkv")
-        a = node("Add", [a, const(p + "qkv.bias", qkv_bias)], p + "qkv/bias")
-        a = node("Reshape", [a, "heads_shape"], p + "qkv/heads")
-        a = node("Transpose", [a], p + "qkv/by_head", perm=[1, 2, 0, 3])       # [3, heads, S, head size]
-        q, k, v = (node("Gather", [a, index], p + name, axis=0)                 # [1, heads, S, head size]
-                   for index, name in (("zero", "query"), ("one", "key"), ("two", "value")))
-        scores = node("MatMul", [q, node("Transpose", [k], p + "key/T", perm=[0, 1, 3, 2])], p + "scores")
-        a = node("MatMul", [node("Softmax", [scores], p + "probabilities", axis=-1), v], p + "context")
-        a = node("Transpose", [a], p + "context/by_token", perm=[0, 2, 1, 3])   # [1, S, heads, head size]
+        q, k, v = (node("Reshape", [projection(x, p + f"attention.self.{name}.", scale if name == "query" else 1.0),
+                                    "by_head"], p + name)
+                   for name in ("query", "key", "value"))                      # [S, heads, head size] each
+        # the heads as the batch: transBatch reads [S, heads, size] as [heads, S, size] in place, without a copy
+        scores = node("FusedMatMul", [q, k], p + "scores", domain="com.microsoft",
+                      transB=1, transBatchA=1, transBatchB=1, alpha=1.0)
+        a = node("FusedMatMul", [node("Softmax", [scores], p + "probabilities", axis=-1), v], p + "context",
+                 domain="com.microsoft", transBatchB=1, alpha=1.0)            # [heads, S, head size]
+        a = node("Transpose", [a], p + "context/by_token", perm=[1, 0, 2])
         a = node("Reshape", [a, "hidden_shape"], p + "attention")
         a = node("MatMul", [a, const(p + "attention.output.weight", w[p + "attention.output.dense.weight"].T)],
                  p + "attention.output")
         x = add_norm(a, x, p + "attention.output.", p + "attention.norm")
-        u = node("MatMul", [x, const(p + "intermediate.weight", w[p + "intermediate.dense.weight"].T)], p + "intermediate")
-        u = node("Add", [u, const(p + "intermediate.bias", w[p + "intermediate.dense.bias"])], p + "intermediate/bias")
         # ONNX's Gelu in its tanh form: the same function as the contrib FastGelu, ~30% less time in onnxruntime
-        u = node("Gelu", [u], p + "gelu", approximate="tanh")
+        u = node("Gelu", [projection(x, p + "intermediate.dense.", 1.0)], p + "gelu", approximate="tanh")
         d = node("MatMul", [u, const(p + "output.weight", w[p + "output.dense.weight"].T)], p + "output")
         x = add_norm(d, x, p + "output.", p + "output.norm")
     node("ReduceMean", [x, "one"], "pooled", keepdims=0)
     model_graph = helper.make_graph(
         nodes, "all-MiniLM-L6-v2", [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "length"])],
         [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [1, hidden])], weights)
-    return helper.make_model(model_graph, opset_imports=[helper.make_opsetid("", 20)])
+    return helper.make_model(model_graph, opset_imports=[helper.make_opsetid("", 20),
+                                                         helper.make_opsetid("com.microsoft", 1)])
 
 
 def quantize(model: Any, path: Path) -> None:

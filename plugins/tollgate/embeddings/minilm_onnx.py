@@ -8,9 +8,9 @@ CPU has them. The vectors stay the model's: cosine >= 0.99 against the float32 e
 (tests/embeddings/test_minilm_onnx.py).
 
 A 1 KB prompt (224 tokens) costs ~15-16 ms of CPU on one core here (numpy: ~90), a short question ~1 ms. What
-bounds it, per onnxruntime's profiler: the int8 products (~2.4 G multiply-adds: ~47%), the attention's float32
-products over tokens² (Q·Kᵀ and ·V, 0.23 G: ~20%) and its softmax (3.6 M exponentials: ~7%), GELU (~12%), layer
-norms, transposes and adds (~13%). Quantizing the attention's products too (both operands per call) kept the
+bounds it, per onnxruntime's profiler: the int8 products (~2.4 G multiply-adds: ~48%), the attention's float32
+products over tokens² (Q·Kᵀ and ·V, 0.23 G: ~22%) and its softmax (3.6 M exponentials: ~9%), GELU (~10%), layer
+norms, adds and transposes (~10%). Quantizing the attention's products too (both operands per call) kept the
 vectors but measured no faster; onnxruntime's fused Attention/QAttention and MultiHeadAttention ops, FastGelu,
 SkipLayerNormalization and spinning threads were measured and are not used (see `graph` and `session`).
 

@@ -1,6 +1,6 @@
 """What tollgate-mcp adds to a ``tools/call``: latency and the Tollgate process's CPU per call.
 
-    python bench/mcp.py [--requests 1000] [--concurrency 1]
+    python bench/mcp.py [--requests 1000] [--concurrency 1] [--profile FILE]
 
 An MCP server built with the SDK (``mcp.server.mcpserver``, JSON answers, its own process) serves one tool. Calls go
 three ways, each a 2026-07-28 request with its routing headers:
@@ -11,6 +11,9 @@ three ways, each a 2026-07-28 request with its routing headers:
 
 Printed: p50/p90 latency of each, Tollgate's added p50 (tollgate minus kong), and Tollgate's CPU ms per call (user +
 system of the process from /proc, over the measured calls). The double, the client and the server share the machine.
+
+``--profile FILE`` runs the Tollgate process under cProfile (slower: it shows where the time goes, its numbers are
+not the benchmark's) and prints its top functions when it stops; FILE keeps the stats for pstats.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import pstats
 import subprocess
 import sys
 import textwrap
@@ -53,12 +57,25 @@ HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Versio
            "Mcp-Method": "tools/call", "Mcp-Name": "echo"}
 
 
-async def main(requests: int, concurrency: int) -> None:
+class ProfiledServer(TollgateServer):
+    """``tollgate serve`` under cProfile, which writes ``stats`` when the process stops (SIGTERM)."""
+
+    def __init__(self, stats: str, **options: object):
+        super().__init__(**options)  # type: ignore[arg-type]
+        self.stats = stats
+
+    @property
+    def argv(self) -> list[str]:  # type: ignore[override]
+        python, *rest = super().argv
+        return [python, "-m", "cProfile", "-o", self.stats, *rest]
+
+
+async def main(requests: int, concurrency: int, profile: str | None = None) -> None:
     port = free_port()
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     upstream = f"http://127.0.0.1:{port}/mcp"
-    process = TollgateServer(log_level="warning")
+    process = ProfiledServer(profile, log_level="warning") if profile else TollgateServer(log_level="warning")
     try:
         await wait_http(upstream, 30, server)
         await process.astart()
@@ -101,11 +118,14 @@ async def main(requests: int, concurrency: int) -> None:
         process.cleanup()
         server.terminate()
         server.wait(10)
+    if profile:
+        pstats.Stats(profile).sort_stats("tottime").print_stats(40)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--profile", metavar="FILE", help="run Tollgate under cProfile, its stats to FILE")
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.concurrency))
+    asyncio.run(main(args.requests, args.concurrency, args.profile))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...attachments import HEADER
 from ..base import AttachingPlugin
 from .policy import McpPolicy
 
@@ -19,8 +20,9 @@ class Plugin(AttachingPlugin):
     def __init__(self, config: dict[str, Any]):
         super().__init__(config)
         self.reads_consumer = self.policy.oauth is None   # type: ignore[misc]
+        self.conversion_only = self.policy.conversion_only   # type: ignore[attr-defined]
 
     async def access(self, kong: Any) -> None:
-        if self.config.get("mode") == "conversion-only":
+        if self.conversion_only:
             return      # its route carries REST traffic to its own Service; a listener serves the tools
-        await super().access(kong)
+        await kong.service.request.add_header(HEADER, await self.attach(kong))

@@ -50,6 +50,7 @@ class McpPolicy(Policy):
         self._publishing = (registry.publish_soon(runtime.current().store_for(config), self.scope, config)
                             if self.conversion_only else None)
         self.groups = bool(config.get("include_consumer_groups"))
+        self.passthrough = bool(config.get("passthrough_credentials"))
         self.shared = SharedUpstreamSessions()
         self._working: set[asyncio.Task[Any]] = set()   # resumable answers still being worked out
         self.oauth = ResourceServer.from_config(config.get("oauth"))
@@ -246,7 +247,7 @@ class McpPolicy(Policy):
         return jsonrpc.json_response(answers, headers={protocol.SESSION_HEADER: session.id})
 
     def _credentials(self, ctx: RequestContext) -> dict[str, str]:
-        if not self.config.get("passthrough_credentials"):
+        if not self.passthrough:
             return {}
         value = ctx.headers.get("Authorization")
         return {"Authorization": value} if value else {}

@@ -9,8 +9,9 @@ three ways, each a 2026-07-28 request with its routing headers:
 * kong: through the Kong double on a plain route to the server (what Kong's proxying costs here);
 * tollgate: through the Kong double, tollgate-mcp (passthrough-listener) and the relay.
 
-Printed: p50/p90 latency of each, Tollgate's added p50 (tollgate minus kong), and Tollgate's CPU ms per call (user +
-system of the process from /proc, over the measured calls). The double, the client and the server share the machine.
+Printed: p50/p90 latency of each, Tollgate's added p50 (tollgate minus kong), Tollgate's CPU ms per call (user +
+system of the process from /proc, over the measured calls) and the plugin-server round trips per call. The double,
+the client and the server share the machine.
 
 ``--profile FILE`` runs the Tollgate process under cProfile (slower: it shows where the time goes, its numbers are
 not the benchmark's) and prints its top functions when it stops; FILE keeps the stats for pstats.
@@ -114,20 +115,22 @@ async def main(requests: int, concurrency: int, profile: str | None = None) -> N
                 await load(url, BODY, 50, concurrency, HEADERS)                 # warm-up (and the upstream probe)
             results = {}
             for name, url in targets.items():
-                before = cpu_seconds([process.proc.pid])
+                before, trips = cpu_seconds([process.proc.pid]), double.stats.total_round_trips
                 results[name] = await load(url, BODY, requests, concurrency, HEADERS)
                 spent = cpu_seconds([process.proc.pid]) - before
                 if results[name].errors:
                     raise RuntimeError(f"{name}: {results[name].errors} calls failed")
                 if name == "tollgate":
                     cpu_ms = spent * 1000 / requests
+                    round_trips = (double.stats.total_round_trips - trips) / requests
             for name, result in results.items():
                 print(f"{name:9s} p50 {result.percentile(50):6.2f} ms  p90 {result.percentile(90):6.2f} ms  "
                       f"{result.rps:7.0f} calls/s")
             added = results["tollgate"].percentile(50) - results["kong"].percentile(50)
             load_average = os.getloadavg()[0]
             print(f"tollgate-mcp added p50: {added:.2f} ms (goal <= 1 ms); Tollgate CPU per call: {cpu_ms:.3f} ms "
-                  f"(goal <= 0.5 ms); load average {load_average:.1f}")
+                  f"(goal <= 0.5 ms); plugin-server round trips per call: {round_trips:.2f}; load average "
+                  f"{load_average:.1f}")
         finally:
             await double.stop()
     finally:

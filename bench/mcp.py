@@ -1,6 +1,6 @@
 """What tollgate-mcp adds to a ``tools/call``: latency and the Tollgate process's CPU per call.
 
-    python bench/mcp.py [--requests 1000] [--concurrency 1]
+    python bench/mcp.py [--requests 1000] [--concurrency 1] [--profile FILE]
 
 An MCP server built with the SDK (``mcp.server.mcpserver``, JSON answers, its own process) serves one tool. Calls go
 three ways, each a 2026-07-28 request with its routing headers:
@@ -9,8 +9,12 @@ three ways, each a 2026-07-28 request with its routing headers:
 * kong: through the Kong double on a plain route to the server (what Kong's proxying costs here);
 * tollgate: through the Kong double, tollgate-mcp (passthrough-listener) and the relay.
 
-Printed: p50/p90 latency of each, Tollgate's added p50 (tollgate minus kong), and Tollgate's CPU ms per call (user +
-system of the process from /proc, over the measured calls). The double, the client and the server share the machine.
+Printed: p50/p90 latency of each, Tollgate's added p50 (tollgate minus kong), Tollgate's CPU ms per call (user +
+system of the process from /proc, over the measured calls) and the plugin-server round trips per call. The double,
+the client and the server share the machine.
+
+``--profile FILE`` runs the Tollgate process under cProfile (slower: it shows where the time goes, its numbers are
+not the benchmark's) and prints its top functions when it stops; FILE keeps the stats for pstats.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import pstats
 import subprocess
 import sys
 import textwrap
@@ -53,12 +58,41 @@ HEADERS = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Versio
            "Mcp-Method": "tools/call", "Mcp-Name": "echo"}
 
 
-async def main(requests: int, concurrency: int) -> None:
+# cProfile timed in CPU seconds: its default clock is the wall's, which a loaded machine fills with other processes.
+PROFILED = textwrap.dedent("""
+    import cProfile, runpy, sys, time
+    stats, sys.argv = sys.argv[1], ["tollgate", *sys.argv[2:]]
+    profile = cProfile.Profile(time.process_time)
+    profile.enable()
+    try:
+        runpy.run_module("tollgate", run_name="__main__")
+    except SystemExit:
+        pass
+    finally:
+        profile.disable()
+        profile.dump_stats(stats)
+""")
+
+
+class ProfiledServer(TollgateServer):
+    """``tollgate serve`` under cProfile, which writes ``stats`` when the process stops (SIGTERM)."""
+
+    def __init__(self, stats: str, **options: object):
+        super().__init__(**options)  # type: ignore[arg-type]
+        self.stats = stats
+
+    @property
+    def argv(self) -> list[str]:  # type: ignore[override]
+        python, _, _, *rest = super().argv           # python -m tollgate serve ...
+        return [python, "-c", PROFILED, self.stats, *rest]
+
+
+async def main(requests: int, concurrency: int, profile: str | None = None) -> None:
     port = free_port()
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     upstream = f"http://127.0.0.1:{port}/mcp"
-    process = TollgateServer(log_level="warning")
+    process = ProfiledServer(profile, log_level="warning") if profile else TollgateServer(log_level="warning")
     try:
         await wait_http(upstream, 30, server)
         await process.astart()
@@ -81,31 +115,36 @@ async def main(requests: int, concurrency: int) -> None:
                 await load(url, BODY, 50, concurrency, HEADERS)                 # warm-up (and the upstream probe)
             results = {}
             for name, url in targets.items():
-                before = cpu_seconds([process.proc.pid])
+                before, trips = cpu_seconds([process.proc.pid]), double.stats.total_round_trips
                 results[name] = await load(url, BODY, requests, concurrency, HEADERS)
                 spent = cpu_seconds([process.proc.pid]) - before
                 if results[name].errors:
                     raise RuntimeError(f"{name}: {results[name].errors} calls failed")
                 if name == "tollgate":
                     cpu_ms = spent * 1000 / requests
+                    round_trips = (double.stats.total_round_trips - trips) / requests
             for name, result in results.items():
                 print(f"{name:9s} p50 {result.percentile(50):6.2f} ms  p90 {result.percentile(90):6.2f} ms  "
                       f"{result.rps:7.0f} calls/s")
             added = results["tollgate"].percentile(50) - results["kong"].percentile(50)
             load_average = os.getloadavg()[0]
             print(f"tollgate-mcp added p50: {added:.2f} ms (goal <= 1 ms); Tollgate CPU per call: {cpu_ms:.3f} ms "
-                  f"(goal <= 0.5 ms); load average {load_average:.1f}")
+                  f"(goal <= 0.5 ms); plugin-server round trips per call: {round_trips:.2f}; load average "
+                  f"{load_average:.1f}")
         finally:
             await double.stop()
     finally:
         process.cleanup()
         server.terminate()
         server.wait(10)
+    if profile:
+        pstats.Stats(profile).sort_stats("tottime").print_stats(40)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--profile", metavar="FILE", help="run Tollgate under cProfile, its stats to FILE")
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.concurrency))
+    asyncio.run(main(args.requests, args.concurrency, args.profile))

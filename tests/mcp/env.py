@@ -28,7 +28,7 @@ KEYS = {"alice": "alice-key", "bob": "bob-key", "carol": "carol-key", "demo": "t
 GROUPS = {"alice": ["admin"], "bob": ["developer"], "carol": ["suspended", "developer"]}   # Kong's acls
 PLUGIN_IDS = {name: f"6d0c1e2a-0000-4000-8000-{i:012d}" for i, name in
               enumerate(["one", "all", "rest", "slow", "dead", "limited", "oauth", "pass", "shop", "orders", "desk",
-                                      "desk26"],
+                         "desk26", "brief"],
                         start=1)}
 
 
@@ -93,6 +93,9 @@ def mcp_configs(weather: Upstream, calc: Upstream, api: RestApi, idp: Issuer, de
         "desk": {"servers": [{"name": "desk", "url": desk.url, "prefix": "", "protocol": "2025-11-25"}],
                  "strategy": "redis", "timeout": 10},
         "desk26": {"servers": [{"name": "desk", "url": desk.url, "prefix": ""}]},     # the same, spoken to in 2026
+        # the same in 2025, with sessions that expire 3 s after their last write
+        "brief": {"servers": [{"name": "desk", "url": desk.url, "prefix": "", "protocol": "2025-11-25"}],
+                  "strategy": "redis", "session_ttl": 3},
         "oauth": {"upstream_url": weather.url, "default_acl": [{"scope": "tools", "allow": ["alice-sub"]}],
                   "oauth": {"resource": OAUTH_RESOURCE, "issuer": idp.url, "jwks_url": idp.jwks_url,
                             "scopes_required": ["mcp:tools"]}},

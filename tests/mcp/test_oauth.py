@@ -9,7 +9,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .env import OAUTH_RESOURCE, Env, sdk_client
+from .env import KEYS, OAUTH_RESOURCE, Env, sdk_client
 from .rpc import modern
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -76,3 +76,24 @@ async def test_a_token_without_the_required_scope_is_403_insufficient_scope(env:
     status, headers, body = await bearer(http, env, env.idp.token(scope="openid"))
     assert status == 403 and body["error"]["code"] == -32003 and "insufficient_scope" in body["error"]["message"]
     assert headers["WWW-Authenticate"].startswith('Bearer error="insufficient_scope", scope="mcp:tools"')
+
+
+async def test_access_leaves_the_consumer_to_the_token(env: Env, http):
+    """The token names the caller, so tollgate-mcp's access does not ask Kong for a consumer: HandleEvent and the
+    attachment, two round trips; a route whose caller is Kong's consumer (key-auth) has three."""
+    kong = env.nodes[0].kong
+    for _ in range(2):      # an instance's first request also asks Kong for its route's name
+        status, _, _ = await bearer(http, env, env.idp.token())
+        assert status == 200
+    await kong.settle()
+    stats = kong.stats.last
+    assert stats.by_phase[("tollgate-mcp", "access")] == 2
+    assert ("tollgate-mcp", "kong.client.get_consumer") not in stats.pdk_calls
+    body, headers = modern("tools/list")
+    for _ in range(2):
+        async with http.post(env.url("one"), json=body, headers={**headers, "apikey": KEYS["alice"],
+                                                                 "Accept": "application/json, text/event-stream"}
+                             ) as answer:
+            assert answer.status == 200
+    await kong.settle()
+    assert kong.stats.last.by_phase[("tollgate-mcp", "access")] == 3

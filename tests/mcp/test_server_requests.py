@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+import time
+from typing import Any, Callable
 
 import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 
 from .env import KEYS, Env, sdk_client
-from .rpc import ACCEPT_BOTH, call, in_session, modern, post
+from .rpc import ACCEPT_BOTH, call, in_session, modern, open_session, post
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -95,6 +96,37 @@ async def test_subscribed_resource_updates_arrive_on_the_session_stream(env: Env
         assert (await client.call_tool("touch", {"uri": "desk://inbox"})).content[0].text == "touched"
         await asyncio.wait_for(updated.wait(), 10)
     assert updates == ["desk://inbox"]
+
+
+async def test_a_relayed_upstream_stream_stops_when_its_session_expires(env: Env, http):
+    """The client subscribes and then goes quiet (no DELETE): once its session has expired in the store (route
+    "brief": 3 s after its last write), the process relaying the server's standing stream stops relaying and ends
+    our session at the server, which closes that stream."""
+    url, version = env.url("brief"), "2025-11-25"
+    session = await open_session(http, url, version)
+    subscribe = {"jsonrpc": "2.0", "id": 1, "method": "resources/subscribe", "params": {"uri": "desk://inbox"}}
+    reply = await post(http, url, subscribe, in_session(session, version))
+    subscribed = time.monotonic()
+    assert reply.status == 200, reply.text
+    ours = next(s.headers["mcp-session-id"] for s in reversed(env.desk.seen) if s.method == "resources/subscribe")
+
+    def seen(http_method: str) -> bool:
+        return any(s.http_method == http_method and s.headers.get("mcp-session-id") == ours for s in env.desk.seen)
+
+    await _eventually(lambda: seen("GET"), 5)                # the relay listens on our session's standing stream
+    assert not seen("DELETE")
+    await _eventually(lambda: seen("DELETE"), 15)             # ended there, after the session expired here
+    assert time.monotonic() - subscribed >= 2.5               # not before (the session lived 3 s from its last write)
+    assert "upstream standing stream stopped: its client session has expired" in env.nodes[0].proc.stderr_text()
+    gone = await post(http, url, subscribe, in_session(session, version))
+    assert gone.status == 404
+
+
+async def _eventually(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
 
 
 async def test_the_stateless_generation_has_no_subscriptions_or_standing_stream(env: Env, http):

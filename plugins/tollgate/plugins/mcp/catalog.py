@@ -27,6 +27,9 @@ SCOPE_OF = {"tools/call": "tools", "prompts/get": "prompts", "resources/read": "
             "resources/templates/list": "resources"}
 
 
+MAX_ROUTED = 4096      # names whose target a catalog remembers: clients choose names, so the memory is bounded
+
+
 class CatalogError(ValueError):
     """The config names servers or tools in a way that would make two items share a name."""
 
@@ -58,6 +61,7 @@ class Catalog:
         self.rest = {tool.name: tool for tool in rest_tools}
         self._rest_count = len(rest_tools)
         self._check()
+        self._targets: dict[str, Target] = {}     # names already routed (see `target`)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], inherited: list[RestTool] | None = None) -> "Catalog":
@@ -113,7 +117,17 @@ class Catalog:
         return upstream.prefix + name
 
     def target(self, name: str) -> Target | None:
-        """Who serves the tool or prompt ``name`` (as the client sees it); None when nobody does."""
+        """Who serves the tool or prompt ``name`` (as the client sees it); None when nobody does. Remembered per
+        name (the catalog never changes; a listener's refresh makes a new one), up to `MAX_ROUTED` names."""
+        known = self._targets.get(name)
+        if known is not None:
+            return known
+        found = self._route(name)
+        if found is not None and len(self._targets) < MAX_ROUTED:
+            self._targets[name] = found
+        return found
+
+    def _route(self, name: str) -> Target | None:
         tool = self.rest.get(name)
         if tool is not None:
             return Target(None, name, tool)

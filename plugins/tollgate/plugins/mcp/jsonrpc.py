@@ -30,6 +30,8 @@ HTTP_STATUS = {PARSE_ERROR: 400, INVALID_REQUEST: 400, INVALID_PARAMS: 400, HEAD
 
 RequestId = str | int | None
 
+_NO_ID = object()
+
 
 class JsonRpcError(Exception):
     """An error answer: ``status`` is the HTTP status of the reply when this error is the whole answer."""
@@ -50,9 +52,10 @@ class JsonRpcError(Exception):
         return error
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
-    """One JSON-RPC message from the client: a request (``id`` present) or a notification."""
+    """One JSON-RPC message from the client: a request (``id`` present) or a notification. (Not frozen: a frozen
+    dataclass sets each field through ``object.__setattr__``, and one is made per request.)"""
 
     method: str
     params: dict[str, Any]
@@ -73,21 +76,22 @@ def parse(body: bytes) -> Message | list[Any] | dict[str, Any]:
 
 
 def message_of(value: Any) -> Message | dict[str, Any]:
-    if not isinstance(value, dict) or value.get("jsonrpc") != "2.0":
+    if type(value) is not dict or value.get("jsonrpc") != "2.0":
         raise JsonRpcError(INVALID_REQUEST, "Invalid Request: not a JSON-RPC 2.0 object")
-    if "method" not in value and ("result" in value or "error" in value):
-        return value  # a response the client sends back (to a server request): nothing for a gateway to route
     method = value.get("method")
-    if not isinstance(method, str) or not method:
+    if method is None and "method" not in value and ("result" in value or "error" in value):
+        return value  # a response the client sends back (to a server request): nothing for a gateway to route
+    if type(method) is not str or not method:
         raise JsonRpcError(INVALID_REQUEST, "Invalid Request: method must be a non-empty string")
     params = value.get("params", {})
-    if not isinstance(params, dict):
+    if type(params) is not dict:
         raise JsonRpcError(INVALID_REQUEST, "Invalid Request: params must be an object")
-    has_id = "id" in value
-    request_id = value.get("id")
-    if has_id and (request_id is None or isinstance(request_id, bool) or not isinstance(request_id, (str, int))):
+    request_id = value.get("id", _NO_ID)
+    if request_id is _NO_ID:
+        return Message(method, params, None, False)
+    if type(request_id) is not str and type(request_id) is not int:     # not None, a bool, a float...
         raise JsonRpcError(INVALID_REQUEST, "Invalid Request: id must be a string or an integer")
-    return Message(method, params, request_id, has_id)
+    return Message(method, params, request_id, True)
 
 
 def result_body(request_id: RequestId, result: dict[str, Any]) -> dict[str, Any]:

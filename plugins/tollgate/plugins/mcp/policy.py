@@ -1,8 +1,9 @@
 """The relay side of tollgate-mcp: the route's terminal stage, speaking MCP Streamable HTTP to the client.
 
-It decides the client's generation per request, keeps 2025-generation sessions in the store, and answers in JSON,
-or in SSE when the client accepts it and an upstream sends notifications (progress) before its result (see
-stream.py; resumable in a session). Every refusal is a JSON-RPC error with the HTTP status the spec gives.
+It decides the client's generation per request, opens 2025-generation sessions in the store, and answers a POST
+in JSON, or in SSE when the client accepts it and an upstream sends notifications (progress) before its result (see
+stream.py; resumable in a session). A session's GETs and DELETE are session_streams.py's. Every refusal is a
+JSON-RPC error with the HTTP status the spec gives.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import asyncio
 import logging
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from ... import log, runtime
@@ -24,16 +24,14 @@ from .audit import Record
 from .calls import CallLimits
 from .catalog import Catalog, CatalogError, rest_tools_of
 from .gateway import CAPABILITIES, SERVER_INFO, Caller, Gateway
-from .jsonrpc import INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, JsonRpcError, Message
+from .jsonrpc import INVALID_REQUEST, METHOD_NOT_FOUND, JsonRpcError, Message
 from .oauth import METADATA_PATH, ResourceServer
-from .sessions import Session, SessionBook, SharedUpstreamSessions
 from .questions import Inbox, client_capabilities
-from .stream import Answer, EventLog, StandingChannel, StandingLog, parse_event_id
-from .upstream import Upstream
+from .session_streams import SessionStreams, consumer_of, refused, store_unavailable
+from .sessions import Session, SessionBook, SharedUpstreamSessions
+from .stream import Answer, EventLog
 
 logger = log.get("mcp")
-
-LISTEN_CHECK = 30.0      # how often a relayed upstream GET stream checks that its client session still lives
 
 _MODERN_ONLY_FIELDS = ("resultType", "ttlMs", "cacheScope")
 _CACHEABLE = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read",
@@ -52,13 +50,13 @@ class McpPolicy(Policy):
         self._publishing = (registry.publish_soon(runtime.current().store_for(config), self.scope, config)
                             if self.conversion_only else None)
         self.groups = bool(config.get("include_consumer_groups"))
+        self.passthrough = bool(config.get("passthrough_credentials"))
         self.shared = SharedUpstreamSessions()
         self._working: set[asyncio.Task[Any]] = set()   # resumable answers still being worked out
-        # Upstream standing streams this process relays, by (client session, server) (see _watch).
-        self._listening: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.oauth = ResourceServer.from_config(config.get("oauth"))
         self.max_body = int(config.get("max_request_body_size") or 1048576)
         self.timeout = float(config.get("timeout") or 30)
+        self.sessions = SessionStreams(self.book, lambda: self.gateway.catalog.upstreams, self.timeout)
         logging_config = config.get("logging") or {}
         self.log_statistics = logging_config.get("log_statistics", True) is not False
         self.log_payloads = bool(logging_config.get("log_payloads"))
@@ -85,11 +83,11 @@ class McpPolicy(Policy):
             # Kong's acl plugin, on this route, replaced the client's header with the consumer's groups (acl.py).
             ctx.identity = {**ctx.identity, "groups": groups_of(ctx.headers.get(GROUPS_HEADER))}
         if ctx.method == "DELETE":
-            return await self._end_session(ctx)
+            return await self.sessions.end(ctx)
         if ctx.method == "GET" and "Last-Event-ID" in ctx.headers:
-            return await self._resume(ctx, request)
+            return await self.sessions.resume(ctx, request)
         if ctx.method == "GET" and protocol.SESSION_HEADER in ctx.headers:
-            return await self._standing(ctx, request)
+            return await self.sessions.standing(ctx, request)
         if ctx.method != "POST":
             # Only a session has a standing GET stream (2026-07-28 has none; the spec allows a 405 here).
             return web.Response(status=405, headers={"Allow": "POST, DELETE"})
@@ -145,7 +143,7 @@ class McpPolicy(Policy):
             elif message.method == "initialize":
                 return await self._initialize(ctx, message)
             else:
-                session = await self._session(ctx)
+                session = await self.sessions.find(ctx)
         except JsonRpcError as exc:
             return jsonrpc.error_response(message.id if message.is_request else None, exc)
         if not message.is_request:
@@ -158,9 +156,9 @@ class McpPolicy(Policy):
             answer = Answer(request, accepts_sse, {protocol.SESSION_HEADER: session.id},
                             EventLog(store, self.scope, session.id), Inbox(store, self.scope, session.id),
                             session.capabilities, self.timeout)
-        caller = Caller(ctx.identity, session is None, session or self.shared.for_consumer(_consumer(ctx)),
+        caller = Caller(ctx.identity, session is None, session or self.shared.for_consumer(consumer_of(ctx)),
                         answer, self._credentials(ctx), ctx.headers,
-                        (lambda upstream: self._watch(session, upstream)) if session is not None else None)
+                        (lambda upstream: self.sessions.watch(session, upstream)) if session is not None else None)
         if not answer.resumable:
             return await self._answer(ctx, message, caller, answer)
         # A resumable answer is worked out to the end even if the client drops the connection meanwhile.
@@ -185,7 +183,7 @@ class McpPolicy(Policy):
             record.status, record.error_code = exc.status, exc.code
             return jsonrpc.error_body(message.id, exc), exc.status, exc.headers
         except StoreUnavailable:
-            exc = JsonRpcError(INTERNAL_ERROR, "tollgate-mcp: its state store is unavailable", status=503)
+            exc = store_unavailable()
             record.status, record.error_code = 503, exc.code
             return jsonrpc.error_body(message.id, exc), 503, {}
         except asyncio.CancelledError:
@@ -204,123 +202,30 @@ class McpPolicy(Policy):
             raise JsonRpcError(INVALID_REQUEST, "initialize opens a session; it cannot carry one")
         version = protocol.negotiate(message.params.get("protocolVersion"))
         try:
-            session = await self.book().open(version, _consumer(ctx),
+            session = await self.book().open(version, consumer_of(ctx),
                                              client_capabilities(message.params.get("capabilities")))
         except StoreUnavailable:
-            raise JsonRpcError(INTERNAL_ERROR, "tollgate-mcp: its state store is unavailable", status=503) from None
+            raise store_unavailable() from None
         result = {"protocolVersion": version, "capabilities": CAPABILITIES, "serverInfo": SERVER_INFO}
         return jsonrpc.json_response(jsonrpc.result_body(message.id, result),
                                      headers={protocol.SESSION_HEADER: session.id})
 
-    async def _session(self, ctx: RequestContext) -> Session:
-        session_id = ctx.headers.get(protocol.SESSION_HEADER)
-        if not session_id:
-            raise JsonRpcError(INVALID_REQUEST, "Bad Request: the Mcp-Session-Id header is required (or send "
-                                                "initialize, or speak 2026-07-28)", status=400)
-        try:
-            session = await self.book().find(session_id, _consumer(ctx))
-        except StoreUnavailable:
-            raise JsonRpcError(INTERNAL_ERROR, "tollgate-mcp: its state store is unavailable", status=503) from None
-        if session is None:
-            raise JsonRpcError(INVALID_REQUEST, "Session not found", status=404)
-        protocol.check_session_header(ctx.headers, session.version)
-        return session
-
-    async def _resume(self, ctx: RequestContext, request: web.BaseRequest) -> web.StreamResponse:
-        """GET with ``Last-Event-ID``: the rest of an SSE answer of this session, from the store."""
-        try:
-            session = await self._session(ctx)
-            position = parse_event_id(ctx.headers["Last-Event-ID"])
-            if position is None:
-                raise JsonRpcError(INVALID_REQUEST, "Last-Event-ID is not an event id of this gateway")
-            log = EventLog(self.book().store, self.scope, session.id, position[0])
-            if not await log.exists():
-                raise JsonRpcError(INVALID_REQUEST, "no such stream (or it has expired)", status=404)
-        except (JsonRpcError, StoreUnavailable) as exc:
-            return _refused(exc)
-        response = _sse_stream(session)
-        await response.prepare(request)
-        await log.replay(position[1], response, float(self.config.get("timeout") or 30))
-        await response.write_eof()
-        return response
-
-    async def _end_session(self, ctx: RequestContext) -> web.StreamResponse:
-        try:
-            session = await self._session(ctx)
-            await self.book().end(session)
-        except (JsonRpcError, StoreUnavailable) as exc:
-            return _refused(exc)
-        await asyncio.gather(*(u.end(session) for u in self.gateway.catalog.upstreams))
-        for key in [k for k in self._listening if k[0] == session.id]:
-            self._listening.pop(key).cancel()
-        return web.Response(status=200)
-
-    # -- the client's side of server requests, and the standing stream (sessions) ----------------------------------
+    # -- a client's answer to a server's request, and batches (sessions) -----------------------------------------
 
     async def _client_answer(self, ctx: RequestContext, message: dict[str, Any]) -> web.StreamResponse:
         """A client's answer to a request the gateway relayed from an upstream (questions.py): kept in the store
         for the process holding that upstream's call."""
         try:
-            session = await self._session(ctx)
+            session = await self.sessions.find(ctx)
             await Inbox(self.book().store, self.scope, session.id).put(message)
         except (JsonRpcError, StoreUnavailable) as exc:
-            return _refused(exc)
+            return refused(exc)
         return web.Response(status=202)
-
-    async def _standing(self, ctx: RequestContext, request: web.BaseRequest) -> web.StreamResponse:
-        """The session's GET stream: what upstreams send outside any call (after resources/subscribe)."""
-        try:
-            session = await self._session(ctx)
-            log = StandingLog(self.book().store, self.scope, session.id)
-            position = await log.position()
-        except (JsonRpcError, StoreUnavailable) as exc:
-            return _refused(exc)
-        response = _sse_stream(session)
-        await response.prepare(request)
-
-        async def alive() -> bool:
-            return await self.book().find(session.id, session.consumer) is not None
-
-        try:
-            await log.follow(position, response, request, alive)
-        except (ConnectionError, RuntimeError):
-            return response                  # the client went away
-        await response.write_eof()
-        return response
-
-    def _watch(self, session: Session, upstream: Upstream) -> None:
-        """Relay ``upstream``'s standing stream of ``session`` to the session's (once per process and server)."""
-        key = (session.id, upstream.name)
-        if key in self._listening:
-            return
-        store = self.book().store
-        channel = StandingChannel(StandingLog(store, self.scope, session.id), Inbox(store, self.scope, session.id),
-                                  session.capabilities, self.timeout)
-
-        async def listen() -> None:
-            relay = asyncio.create_task(upstream.listen(session, channel))
-            try:
-                # The client's session may expire without a DELETE: stop relaying then, and end ours upstream.
-                while not relay.done():
-                    await asyncio.wait({relay}, timeout=LISTEN_CHECK)
-                    if not relay.done() and await self.book().find(session.id, session.consumer) is None:
-                        relay.cancel()
-                        await upstream.end(session)
-                        return
-                relay.result()
-            except (aiohttp.ClientError, StoreUnavailable) as exc:
-                log.event(logger, "upstream standing stream ended", logging.WARNING, server=upstream.name,
-                          error=type(exc).__name__)
-            finally:
-                relay.cancel()
-                self._listening.pop(key, None)
-
-        self._listening[key] = asyncio.create_task(listen())
 
     async def _batch(self, ctx: RequestContext, items: list[Any]) -> web.StreamResponse:
         """A JSON-RPC batch: only in a session whose version still has them (2025-03-26)."""
         try:
-            session = await self._session(ctx) if protocol.SESSION_HEADER in ctx.headers else None
+            session = await self.sessions.find(ctx) if protocol.SESSION_HEADER in ctx.headers else None
             if session is None or session.version not in protocol.BATCH_VERSIONS:
                 raise JsonRpcError(INVALID_REQUEST, "JSON-RPC batches are not supported in this protocol version")
             if not items:
@@ -342,25 +247,10 @@ class McpPolicy(Policy):
         return jsonrpc.json_response(answers, headers={protocol.SESSION_HEADER: session.id})
 
     def _credentials(self, ctx: RequestContext) -> dict[str, str]:
-        if not self.config.get("passthrough_credentials"):
+        if not self.passthrough:
             return {}
         value = ctx.headers.get("Authorization")
         return {"Authorization": value} if value else {}
-
-
-def _refused(exc: JsonRpcError | StoreUnavailable) -> web.Response:
-    if isinstance(exc, StoreUnavailable):
-        exc = JsonRpcError(INTERNAL_ERROR, "tollgate-mcp: its state store is unavailable", status=503)
-    return jsonrpc.error_response(None, exc)
-
-
-def _sse_stream(session: Session) -> web.StreamResponse:
-    return web.StreamResponse(status=200, headers={protocol.SESSION_HEADER: session.id, "Cache-Control": "no-cache",
-                                                   "Content-Type": "text/event-stream"})
-
-
-def _consumer(ctx: RequestContext) -> str:
-    return str(ctx.identity.get("id") or "")
 
 
 def _for_client(method: str, result: dict[str, Any], modern: bool) -> dict[str, Any]:

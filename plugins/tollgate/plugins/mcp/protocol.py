@@ -51,10 +51,13 @@ class Generation:
     modern: bool
 
 
+_MODERN = {version: Generation(version, True) for version in MODERN_VERSIONS}    # made once, not per request
+
+
 def decode_header_value(value: str | None) -> str | None:
     """A routing header's value; non-ASCII names travel as ``=?base64?...?=``."""
-    if value is None:
-        return None
+    if value is None or not value.startswith("=?"):
+        return value
     match = _B64.match(value)
     if not match:
         return value
@@ -72,11 +75,13 @@ def generation_of(message: Message, headers: Mapping[str, str]) -> Generation | 
     if message.method == "initialize":
         return None
     meta = message.params.get("_meta")
-    meta_version = meta.get(META_VERSION) if isinstance(meta, dict) else None
-    header = headers.get(VERSION_HEADER)
-    if meta_version is not None or header in MODERN_VERSIONS:
-        return Generation(str(meta_version if meta_version is not None else header), True)
-    return None
+    version = meta.get(META_VERSION) if type(meta) is dict else None
+    if version is None:
+        version = headers.get(VERSION_HEADER)
+        if version not in MODERN_VERSIONS:
+            return None
+    known = _MODERN.get(version) if type(version) is str else None
+    return known or Generation(str(version), True)
 
 
 def check_modern(message: Message, headers: MultiMapping[str]) -> str:
@@ -117,8 +122,9 @@ def check_session_header(headers: Mapping[str, str], negotiated: str) -> None:
 
 
 def param_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """A call's ``Mcp-Param-*`` headers (they mirror arguments the tool's schema marks)."""
-    return {k: v for k, v in headers.items() if k[:10].lower() == PARAM_HEADER_PREFIX}
+    """A call's ``Mcp-Param-*`` headers (they mirror arguments the tool's schema marks). The first letter is
+    checked first: most headers of a request fail there, and this runs on every call."""
+    return {k: v for k, v in headers.items() if k[:1] in "Mm" and k[:10].lower() == PARAM_HEADER_PREFIX}
 
 
 def negotiate(requested: Any) -> str:

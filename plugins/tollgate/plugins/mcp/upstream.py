@@ -294,6 +294,6 @@ def _json_or_none(raw: bytes) -> Any:
 
 def _header_value(value: str) -> str:
     """A routing header value; names outside printable ASCII go base64-wrapped, as the spec says."""
-    if all(" " <= c <= "~" for c in value):
+    if value.isascii() and value.isprintable():      # printable ASCII: " " to "~"
         return value
     return "=?base64?" + base64.b64encode(value.encode()).decode() + "?="

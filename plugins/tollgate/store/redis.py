@@ -591,6 +591,8 @@ class RedisStore(Store):
             if mirror.pulling is not None:
                 mirror.pulling.cancel()
         self._mirrors.clear()
+        if self._replicas is not None:
+            self._replicas.close()
         if self._scripts_client is not None:
             self._scripts_client.close()
         for close in [self._client.aclose, *self._closers]:

@@ -72,6 +72,11 @@ class ReplicaCount:
         self._at = self._clock()  # one refresh at a time, whatever its outcome
         self._refreshing = asyncio.ensure_future(self._refresh())
 
+    def close(self) -> None:
+        """Stop a background refresh (the store is closing its connections)."""
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+
     async def _refresh(self) -> None:
         try:
             async with asyncio.timeout(REFRESH):

@@ -1,5 +1,5 @@
-"""The journal of reservations in flight (plugins/journal.py), on a real Redis: written while requests run, given
-back by the next process on the node, rewritten before a settlement."""
+"""The journal of reservations in flight (plugins/journal.py), on a real Redis: written while requests run, settled
+by the next process on the node (given back, or to what an ended request used), never twice."""
 
 from __future__ import annotations
 
@@ -63,18 +63,40 @@ async def test_a_dead_process_reservations_are_given_back_by_the_next(store: Red
     assert other.key() != successor.key()
 
 
-async def test_a_grant_leaves_the_journal_before_it_is_settled(store: RedisStore) -> None:
-    journal = Journal()
-    journal.node = "host:/sockets"
-    await adopted(journal, store)
-    reservation = await store.reserve(WINDOWS, 300, EPOCH)
-    handle = journal.open(store, [reservation])
-    await asyncio.sleep(0.2)
-    assert await store.get(journal.key())
-    await journal.release(handle)
-    assert await store.get(journal.key()) is None  # gone before the settlement, so never given back twice
-    await store.settle(reservation, 10)
+async def successor_of(dead: Journal, store: RedisStore) -> Journal:
+    """The process dies now; the next one on the node adopts the store."""
+    dead._writer.cancel()
+    successor = Journal()
+    successor.node = dead.node
+    await adopted(successor, store)
+    return successor
+
+
+async def test_an_ended_request_is_settled_by_the_next_process_to_what_it_used(store: RedisStore) -> None:
+    dead = Journal()
+    dead.node = "host:/sockets"
+    await adopted(dead, store)
+    handle = dead.open(store, [await store.reserve(WINDOWS, 300, EPOCH)])
+    dead.ended(handle, [10])  # its settlement never lands: the process dies first
+    await asyncio.sleep(0.2)  # a write or more
+    await successor_of(dead, store)
     assert await used(store) == [10, 10]
+
+
+async def test_what_the_dead_process_settled_is_not_settled_again(store: RedisStore) -> None:
+    dead = Journal()
+    dead.node = "host:/sockets"
+    await adopted(dead, store)
+    reservation = await store.reserve(WINDOWS, 300, EPOCH)
+    handle = dead.open(store, [reservation])
+    await asyncio.sleep(0.2)
+    dead._writer.cancel()  # its last write is done: it will die before the next one
+    dead.ended(handle, [10])
+    await store.settle(reservation, 10)
+    dead.release(handle)
+    assert await store.get(dead.key())  # the journal still lists the reservation it settled
+    await successor_of(dead, store)
+    assert await used(store) == [10, 10]  # its ledger is gone: the successor's settlement does nothing
 
 
 async def test_nothing_is_written_for_a_local_store_or_without_a_node() -> None:

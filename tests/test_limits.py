@@ -1,4 +1,5 @@
-"""Settlements the store missed: retried in the background, and landed at shutdown rather than dropped."""
+"""Settlements the store missed, and give-backs of what a failed call may have reserved: retried in the background
+(bounded), and landed at shutdown rather than dropped."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Any
 import pytest
 
 from tests.clocks import EPOCH
+from tests.redis_server import REDIS_MISSING, RedisServer, redis_available
 from tollgate.context import RequestContext
 from tollgate.plugins import limits
-from tollgate.store import LocalStore, StoreUnavailable, Window
+from tollgate.store import LocalStore, RedisStore, StoreUnavailable, Window
 
 WINDOW = [Window("{c}:minute", 1000, 60)]
 
@@ -21,10 +23,10 @@ def flaky(monkeypatch: pytest.MonkeyPatch) -> list[Exception]:
     failures: list[Exception] = []
     real = LocalStore._settle
 
-    async def settle(self: Any, buckets: Any, delta: int) -> None:
+    async def settle(self: Any, *args: Any) -> None:
         if failures:
             raise failures.pop()
-        await real(self, buckets, delta)
+        await real(self, *args)
 
     monkeypatch.setattr(LocalStore, "_settle", settle)
     return failures
@@ -69,3 +71,40 @@ async def test_shutdown_lands_what_is_still_being_retried(flaky, monkeypatch: py
     assert await used(store) == 10
     await asyncio.sleep(0)
     assert not limits._retries
+
+
+async def test_beyond_the_bound_a_settlement_is_dropped_and_stays_charged(flaky, monkeypatch: pytest.MonkeyPatch
+                                                                         ) -> None:
+    monkeypatch.setattr(limits, "MAX_PENDING", 0)
+    store = LocalStore(clock=lambda: EPOCH)
+    grant = await granted(store, 100)
+    flaky.append(StoreUnavailable("down"))
+    assert not await grant.settle_or_retry("tollgate-token-limit", context(), store, {"total_tokens": 10})
+    assert not limits._retries and await used(store) == 100
+
+
+@pytest.mark.skipif(not redis_available(), reason=REDIS_MISSING)
+async def test_what_a_cut_reservation_may_have_made_is_given_back_once(redis_server: RedisServer,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The call is cut while the server holds it; so is the first give-back. Both run once the server resumes; the
+    next attempt finds the ledger gone and does nothing: the counter is exact, not given back twice."""
+    monkeypatch.setattr(limits, "SETTLE_RETRIES", (0.01, 0.5, 0.5))
+    redis_server.flushall()
+    store = RedisStore.from_url(redis_server.url, timeout=0.1, socket_timeout=2.0)
+    try:
+        kept = await store.reserve(WINDOW, 40, EPOCH)
+        redis_server.command("CLIENT", "PAUSE", "400", "WRITE")
+        with pytest.raises(StoreUnavailable) as failed:
+            await store.reserve_in_turn([([(WINDOW, 100)], EPOCH)])
+        limits.give_back_doubtful("tollgate-token-limit", store, failed.value)
+        assert limits._retries and not failed.value.doubtful
+        for _ in range(40):
+            await asyncio.sleep(0.05)
+            if not limits._retries:
+                break
+        assert not limits._retries
+        (state,) = await store.peek(WINDOW, EPOCH)
+        assert state.used == 40
+        await store.settle(kept, 40)
+    finally:
+        await store.close()

@@ -99,13 +99,17 @@ class Chain:
         window, _ = budget.window(COST_QUOTA_ID, f"consumer:{self.consumer}", self.clock.now)
         return await self._observe([window])
 
-    async def settled(self, expect_tokens: float, timeout: float = 30) -> tuple[float, float]:
-        """The counters once they hold ``expect_tokens`` (settlements may still be retried), or after ``timeout``."""
+    async def settled(self, expect_tokens: float, timeout: float = 30,
+                      expect_spent: float | None = None) -> tuple[float, float]:
+        """The counters once they hold ``expect_tokens`` (and ``expect_spent``, when given; settlements may still
+        be retried), or after ``timeout``."""
         deadline = time.monotonic() + timeout
         while True:
             used = await self.tokens_used()
             if used == expect_tokens or time.monotonic() > deadline:
-                return used, await self.spent_micros()
+                spent = await self.spent_micros()
+                if expect_spent is None or spent == expect_spent or time.monotonic() > deadline:
+                    return used, spent
             await asyncio.sleep(0.25)
 
 

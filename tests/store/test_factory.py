@@ -62,12 +62,33 @@ async def test_wait_replicas_from_the_url_or_an_option() -> None:
                   create_store("redis://127.0.0.1:6379/0?wait_replicas=2"),
                   create_store("redis://127.0.0.1:6379/0", wait_replicas=2)):
         assert store._wait_replicas == 2  # type: ignore[attr-defined]
+        assert store._replicas is None  # type: ignore[attr-defined]
         assert store._scripts_client is None  # type: ignore[attr-defined] # scripts go where WAIT can follow
         await store.close()
     with pytest.raises(ValueError, match="Cluster"):
         create_store("redis+cluster://127.0.0.1:7000?wait_replicas=1")
+    with pytest.raises(ValueError, match="Cluster"):
+        create_store("redis+cluster://127.0.0.1:7000?wait_replicas=all")
     with pytest.raises(ValueError):
         create_store("redis://127.0.0.1:6379?wait_replicas=-1")
+
+
+async def test_sentinel_waits_for_every_replica_unless_told_not_to() -> None:
+    """The safe default behind Sentinel: WAIT for every replica (counted, not configured); ``0`` opts out."""
+    for store in (create_store("sentinel://127.0.0.1:26379/mymaster"),
+                  create_store("sentinel://127.0.0.1:26379/mymaster?wait_replicas=all"),
+                  create_store("redis://127.0.0.1:6379/0?wait_replicas=all")):
+        assert store._wait_replicas is None and store._replicas is not None  # type: ignore[attr-defined]
+        await store.close()
+    for store in (create_store("sentinel://127.0.0.1:26379/mymaster?wait_replicas=0"),
+                  create_store("sentinel://127.0.0.1:26379/mymaster", wait_replicas=0),
+                  create_store("redis://127.0.0.1:6379/0"),
+                  create_store("redis+cluster://127.0.0.1:7000?wait_replicas=0")):
+        assert store._wait_replicas == 0 and store._replicas is None  # type: ignore[attr-defined]
+        await store.close()
+    plain = create_store("redis://127.0.0.1:6379/0")
+    assert plain._scripts_client is not None  # type: ignore[attr-defined] # a single server keeps its fast path
+    await plain.close()
 
 
 def test_prefix_must_not_hold_a_hash_tag() -> None:

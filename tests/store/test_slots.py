@@ -1,9 +1,10 @@
 """Every Lua script call lands in one Redis Cluster slot, with the keys the plugins really build.
 
 Two checks on the same workload (each plugin's own key builders driving the store):
-- static: every key of every script call (`RedisStore._script`, and the give-back that follows an unconfirmed
-  write) hashes to one slot, computed with Redis Cluster's CRC16; on a plain server, so that the one-script
-  paths (RESERVE_IN_TURN, the WAIT give-back) run too, and every script in store/scripts.py must have run;
+- static: every key of every script call (`RedisStore._script`: reservation ledgers included, and the settlements
+  and give-backs by ledger that follow an unconfirmed write) hashes to one slot, computed with Redis Cluster's CRC16;
+  on a plain server, so that the one-script path (RESERVE_IN_TURN) runs too, and every script in store/scripts.py
+  must have run;
 - live: the same workload on a real 3-master Cluster, where a call that crossed slots would fail (CROSSSLOT).
 """
 
@@ -26,7 +27,6 @@ from tollgate.plugins.semantic_cache.vectordb import StoreVectorDB
 from tollgate.plugins.token_limit.expected import ESTIMATES
 from tollgate.plugins.token_limit.policy import samples_key, window_key
 from tollgate.store import RedisStore, StoreUnavailable, Window, create_store
-from tollgate.store import redis as redis_module
 from tollgate.store import scripts
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason=REDIS_MISSING)
@@ -41,25 +41,19 @@ WHO = ["consumer:42", "header:x-team:a}b", "ip:{10.0.0.1", "header:x-team:}{"]
 
 
 class Recorder:
-    """Every script call's name and keys, from the store's two ways of running scripts."""
+    """Every script call's name and keys (every script goes through `RedisStore._script`)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: list[tuple[str, list[str]]] = []
         names = {scripts_sha(text): name for name, text in SCRIPTS.items()}
-        script_call, evalsha = RedisStore._script, redis_module._evalsha
+        script_call = RedisStore._script
 
         async def recorded_script(store: Any, script: Any, keys: list[str], args: list[Any], *more: Any,
                                   **options: Any) -> Any:
             self.calls.append((names[script.sha], list(keys)))
             return await script_call(store, script, keys, args, *more, **options)
 
-        async def recorded_evalsha(connection: Any, script: Any, keys: list[str], args: list[Any]) -> Any:
-            if names[script.sha] == "GIVE_BACK":  # the others were recorded by _script already
-                self.calls.append(("GIVE_BACK", list(keys)))
-            return await evalsha(connection, script, keys, args)
-
         monkeypatch.setattr(RedisStore, "_script", recorded_script)
-        monkeypatch.setattr(redis_module, "_evalsha", recorded_evalsha)
 
     def crossing(self, exempt: set[str] = set()) -> list[tuple[str, list[str]]]:
         return [(name, keys) for name, keys in self.calls
@@ -125,16 +119,22 @@ async def test_every_script_call_stays_in_one_slot(monkeypatch: pytest.MonkeyPat
     recorder = Recorder(monkeypatch)
     with RedisServer() as server:
         store = create_store(server.url)
-        unconfirmed = create_store(server.url, wait_replicas=1, socket_timeout=0.05)  # no replica: every write undone
+        unconfirmed = create_store(server.url, wait_replicas=1, socket_timeout=0.05)  # no replica confirms
+        window = Window(window_key("tl-1", "c", 60, "t"), 10, 60)
         try:
             await workload(store)
-            granted = await store.reserve([Window(window_key("tl-1", "c", 60, "t"), 10, 60)], 5, NOW)
+            granted = await store.reserve([window], 5, NOW)
             with pytest.raises(StoreUnavailable, match="replicas confirmed"):
-                await unconfirmed.settle(granted, 1)
-            with pytest.raises(StoreUnavailable, match="replicas confirmed"):
-                await unconfirmed.reserve_in_turn([([([Window(window_key("tl-1", "c", 60, "t"), 10, 60)], 3)], NOW)])
-            (state,) = await store.peek([Window(window_key("tl-1", "c", 60, "t"), 10, 60)], NOW)
-            assert state.used == 5  # both were given back on the server that took them
+                await unconfirmed.settle(granted, 1)  # it landed here all the same
+            with pytest.raises(StoreUnavailable, match="replicas confirmed") as failed:
+                await unconfirmed.reserve_in_turn([([([window], 3)], NOW)])
+            (state,) = await store.peek([window], NOW)
+            assert state.used == 1 + 3
+            await store.settle(granted, 1)  # the settlement's retry: its ledger is gone, nothing happens
+            (doubtful,) = failed.value.doubtful
+            await store.settle(doubtful, 0)  # the reservation the failed call made, given back by its ledger
+            (state,) = await store.peek([window], NOW)
+            assert state.used == 1
         finally:
             await store.close()
             await unconfirmed.close()

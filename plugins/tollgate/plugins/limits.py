@@ -22,6 +22,8 @@ FAIL_OPEN_HEADER = "X-Tollgate-Fail-Open"
 # Seconds between attempts at a settlement the store could not take when the request ended (about 22 s in all:
 # longer than a Sentinel or Cluster failover takes, shorter than the windows a limit counts in).
 SETTLE_RETRIES = (0.5, 2.0, 5.0, 15.0)
+# Settlements and give-backs retried at once, at most: beyond, a new one is dropped (its reservation stays charged).
+MAX_PENDING = 10_000
 
 
 WINDOW_NAMES = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "month": 2592000}
@@ -89,26 +91,36 @@ class Grant:
     journal: int | None = None  # its entry in the process's journal (see journal.py), until settled
 
     async def settle(self, store: Any, actual: dict[str, int]) -> None:
-        await JOURNAL.release(self.journal)
+        JOURNAL.ended(self.journal, [actual.get(counts, 0) for counts, _ in self.reservations])
         for counts, reservation in self.reservations:
             await store.settle(reservation, actual.get(counts, 0))
+        JOURNAL.release(self.journal)
 
     async def settle_or_retry(self, plugin: str, ctx: RequestContext, store: Any, actual: dict[str, int]) -> bool:
         """Settle now (True); when the store is away (restarting, failing over), say so and keep trying in the background.
 
         Until a settlement lands the reservation stays charged: a limit errs on the side of refusing, never of
-        letting through. Each reservation settles at most once (`Store.settle`), so a retry after a partial
-        success corrects only what is left.
+        letting through. Each reservation settles at most once (`Store.settle`, and in Redis its ledger), so a retry
+        after a partial success, or after a call whose outcome was unknown, corrects only what is left.
         """
         try:
             await self.settle(store, actual)
             return True
         except StoreUnavailable as exc:
             store_failure(plugin, ctx, {"fail_open": True}, exc)
-            task = asyncio.ensure_future(self._retry(plugin, store, actual))
-            _retries[task] = (self, plugin, store, actual)
-            task.add_done_callback(lambda done: _retries.pop(done, None))
+            self.settle_later(plugin, store, actual)
             return False
+
+    def settle_later(self, plugin: str, store: Any, actual: dict[str, int]) -> None:
+        """Retry the settlement in the background (at most `MAX_PENDING` at once; beyond, it stays charged)."""
+        if len(_retries) >= MAX_PENDING:
+            JOURNAL.release(self.journal)
+            log.event(logger, "settlement dropped (too many pending): the reservation stays charged", logging.ERROR,
+                      plugin=plugin, actual=actual)
+            return
+        task = asyncio.ensure_future(self._retry(plugin, store, actual))
+        _retries[task] = (self, plugin, store, actual)
+        task.add_done_callback(lambda done: _retries.pop(done, None))
 
     async def _retry(self, plugin: str, store: Any, actual: dict[str, int]) -> None:
         for delay in SETTLE_RETRIES:
@@ -119,9 +131,17 @@ class Grant:
                 continue
             log.event(logger, "settlement retried", logging.INFO, plugin=plugin, actual=actual)
             return
-        JOURNAL.forget(self.journal)
+        JOURNAL.release(self.journal)
         log.event(logger, "settlement lost: the reservation stays charged", logging.ERROR, plugin=plugin,
                   actual=actual)
+
+
+def give_back_doubtful(plugin: str, store: Any, failure: StoreUnavailable) -> None:
+    """Give back, in the background, the reservations a failed call may have made (`StoreUnavailable.doubtful`):
+    retried like a missed settlement; each applies once if the reservation landed, and not at all if it did not."""
+    if failure.doubtful:
+        Grant([("", reservation) for reservation in failure.doubtful]).settle_later(plugin, store, {})
+        failure.doubtful = []
 
 
 # Settlements being retried, and what each settles: held here so that the loop keeps them, and so that shutdown
@@ -142,7 +162,7 @@ async def settle_pending(timeout: float) -> None:
         except StoreUnavailable:
             log.event(logger, "settlement lost: the reservation stays charged", logging.ERROR, plugin=plugin,
                       actual=actual)
-            # left in the journal: the next process on this node gives it back
+            # left in the journal: the next process on this node settles it
 
     if pending:
         with contextlib.suppress(TimeoutError):
@@ -164,6 +184,7 @@ class Plan:
     now: float
     conclude: Callable[[Grant | None, Reservation | None, StoreUnavailable | None], Any]  # -> answer or None
     prelude: Callable[[], None] | None = None  # what the plugin does before reserving, run when it is its turn
+    plugin: str = ""  # whose plan it is (for the log)
 
 
 @dataclass
@@ -216,6 +237,7 @@ async def _reserve(plans: list[Plan]) -> Any:
     try:
         results = await plans[0].store.reserve_in_turn(requests)
     except StoreUnavailable as exc:
+        give_back_doubtful(", ".join(plan.plugin for plan in plans), plans[0].store, exc)
         for plan in plans:
             if plan.prelude is not None:
                 plan.prelude()

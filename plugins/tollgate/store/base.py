@@ -26,8 +26,15 @@ class StoreError(Exception):
 class StoreUnavailable(StoreError):
     """The store cannot be reached or cannot serve right now (refused, timed out, failing over...).
 
-    The one error plugins map to their ``fail_open`` setting.
+    The one error plugins map to their ``fail_open`` setting. ``doubtful`` lists the reservations the failed call
+    may have made nonetheless (cut after its script may have run, or not confirmed by the replicas): the caller
+    never got them, so it should give them back (``settle(r, 0)``), which a store that keeps reservation records
+    applies once if the reservation landed and ignores if it did not.
     """
+
+    def __init__(self, *args: object, doubtful: Sequence[Reservation] = ()) -> None:
+        super().__init__(*args)
+        self.doubtful: list[Reservation] = list(doubtful)
 
 
 class ChargedBucket(NamedTuple):
@@ -44,7 +51,8 @@ class Reservation:
     ``states`` describe every window after the operation (charged when allowed). ``denied`` is the
     first window that could not take the amount. ``retry_after`` (seconds, when refused) is how long
     until every window could take it if nothing else were charged; None when one never can (the
-    amount exceeds its limit). ``charged`` records which buckets to correct on `Store.settle`.
+    amount exceeds its limit). ``charged`` records which buckets to correct on `Store.settle`; ``ledger`` names
+    the store's record of the reservation (None where it keeps none), which makes settling it idempotent.
     """
 
     allowed: bool
@@ -53,6 +61,7 @@ class Reservation:
     denied: WindowState | None = None
     retry_after: float | None = None
     charged: tuple[ChargedBucket, ...] = field(default=(), repr=False)
+    ledger: str | None = field(default=None, repr=False)
     settled: bool = False
 
 
@@ -78,7 +87,7 @@ class Store(abc.ABC):
 
     # -- windows: rate limits and budgets -------------------------------------------------------
 
-    async def reserve(self, windows: Sequence[Window], amount: int, now: float) -> Reservation:
+    async def reserve(self, windows: Sequence[Window], amount: int, now: float, *, settle: bool = True) -> Reservation:
         """Charge ``amount`` to every window at once, or to none.
 
         Admitted only when, for every window, ``used + amount <= limit`` and ``used < limit``.
@@ -86,6 +95,9 @@ class Store(abc.ABC):
         settle later") is admitted while some capacity is left, and refused once a window is full.
         Windows with the same key and size share one counter: each limit is checked, the counter
         is charged once.
+
+        ``settle=False`` says the charge is final: the store keeps no record of the reservation, `settle`
+        ignores it, and one that a failed call may have made cannot be given back.
         """
         amount = _as_int(amount, "amount")
         if amount < 0:
@@ -93,11 +105,31 @@ class Store(abc.ABC):
         if not windows:
             return Reservation(allowed=True, amount=amount, states=[])
         buckets = _locate(windows, now)
-        denied, counts = await self._apply(windows, buckets, amount, "reserve")
-        return self._reservation(windows, buckets, amount, denied, counts, now)
+        ledger = self._new_ledger(windows) if settle else None
+        try:
+            denied, counts = await self._apply(windows, buckets, amount, "reserve", ledger)
+        except StoreUnavailable as exc:
+            if ledger is not None:
+                exc.doubtful.append(self._admitted(buckets, amount, ledger))
+            raise
+        reservation = self._reservation(windows, buckets, amount, denied, counts, now, ledger)
+        reservation.settled = not settle
+        return reservation
+
+    def _new_ledger(self, windows: Sequence[Window]) -> str | None:
+        """A new name for the record of a reservation of ``windows`` (in their hash slot); None: keep no records."""
+        return None
+
+    def _admitted(self, buckets: Sequence[_windows.Bucket], amount: int, ledger: str | None,
+                  states: list[WindowState] | None = None) -> Reservation:
+        """The reservation charged to ``buckets``: the one the store admitted, or one a failed call may have made."""
+        ticks = self._ticks()
+        deadlines = {b.current: ticks + b.ttl for b in buckets}  # a bucket shared by two windows: once
+        charged = tuple(ChargedBucket(bucket, deadline) for bucket, deadline in deadlines.items())
+        return Reservation(allowed=True, amount=amount, states=states or [], charged=charged, ledger=ledger)
 
     def _reservation(self, windows: Sequence[Window], buckets: Sequence[_windows.Bucket], amount: int,
-                     denied: int | None, counts: Counts, now: float) -> Reservation:
+                     denied: int | None, counts: Counts, now: float, ledger: str | None) -> Reservation:
         """What `reserve` returns, from the counters its store operation left (and the window it refused)."""
         states = [_windows.state(w, b, c) for w, b, c in zip(windows, buckets, counts)]
         if denied is not None:
@@ -109,10 +141,7 @@ class Store(abc.ABC):
                 denied=states[denied],
                 retry_after=None if None in waits else max(waits),  # type: ignore[type-var]
             )
-        ticks = self._ticks()
-        deadlines = {b.current: ticks + b.ttl for b in buckets}  # a bucket shared by two windows: once
-        charged = tuple(ChargedBucket(bucket, deadline) for bucket, deadline in deadlines.items())
-        return Reservation(allowed=True, amount=amount, states=states, charged=charged)
+        return self._admitted(buckets, amount, ledger, states)
 
     async def reserve_in_turn(self, requests: Sequence[tuple[Sequence[tuple[Sequence[Window], int]], float]]
                               ) -> list[list[Reservation]]:
@@ -121,19 +150,24 @@ class Store(abc.ABC):
         Each request is ``(groups, now)``: its groups (``(windows, amount)``) are reserved in order as `reserve`
         does; a refused group gives back what the request's earlier groups took (as ``settle(r, 0)``) and ends
         the call, so the requests after it are not tried. Returns, per request tried, its groups' reservations,
-        the last one refused if the call ended on a refusal.
+        the last one refused if the call ended on a refusal. When the store fails midway, the `StoreUnavailable`
+        lists the reservations already made among its ``doubtful`` ones (the caller gets none of them).
         """
         results: list[list[Reservation]] = []
-        for groups, now in requests:
-            made: list[Reservation] = []
-            results.append(made)
-            for windows, amount in groups:
-                reservation = await self.reserve(windows, amount, now)
-                made.append(reservation)
-                if not reservation.allowed:
-                    for earlier in made[:-1]:
-                        await self.settle(earlier, 0)
-                    return results
+        try:
+            for groups, now in requests:
+                made: list[Reservation] = []
+                results.append(made)
+                for windows, amount in groups:
+                    reservation = await self.reserve(windows, amount, now)
+                    made.append(reservation)
+                    if not reservation.allowed:
+                        for earlier in made[:-1]:
+                            await self.settle(earlier, 0)
+                        return results
+        except StoreUnavailable as exc:
+            exc.doubtful += [r for done in results for r in done if r.allowed and r.charged and not r.settled]
+            raise
         return results
 
     async def settle(self, reservation: Reservation, actual: int) -> None:
@@ -141,20 +175,20 @@ class Store(abc.ABC):
 
         Goes to the very buckets the reservation charged, even if they have since become the
         "previous" bucket; a bucket never drops below zero; one that expired meanwhile is skipped.
-        A second call is a no-op; after StoreUnavailable the call may be retried.
+        A second call is a no-op; after StoreUnavailable the call may be retried: with a ``ledger`` it is applied
+        once, however often a call that may or may not have landed is repeated.
         """
         actual = _as_int(actual, "actual")
         if not reservation.allowed or reservation.settled:
             return
-        delta = actual - reservation.amount
         reservation.settled = True
-        if delta == 0:
+        if actual == reservation.amount and reservation.ledger is None:
             return
         live = self.live_buckets(reservation)
         if not live:
             return
         try:
-            await self._settle(live, delta)
+            await self._settle(live, reservation.amount, actual, reservation.ledger)
         except StoreError:
             reservation.settled = False
             raise
@@ -164,12 +198,13 @@ class Store(abc.ABC):
         ticks = self._ticks()
         return [(c.bucket, c.deadline - ticks) for c in reservation.charged if c.deadline > ticks]
 
-    async def give_back(self, buckets: Sequence[tuple[str, float]], amount: int) -> None:
-        """Take ``amount`` off each (bucket, seconds it still lives), never below zero: the reservation of a
-        request that died with another process (see `live_buckets`)."""
-        amount = _as_int(amount, "amount")
-        if buckets and amount > 0:
-            await self._settle(buckets, -amount)
+    async def settle_charged(self, buckets: Sequence[tuple[str, float]], amount: int, actual: int,
+                             ledger: str | None) -> None:
+        """`settle` for a reservation known only by what it charged (see `live_buckets`) and its ``ledger``: one
+        that another process made and could not settle (it died)."""
+        amount, actual = _as_int(amount, "amount"), _as_int(actual, "actual")
+        if buckets and (actual != amount or ledger is not None):
+            await self._settle(buckets, amount, actual, ledger)
 
     async def charge(self, windows: Sequence[Window], amount: int, now: float) -> list[WindowState]:
         """Add ``amount`` to every window unconditionally (post-hoc charging); negative gives back."""
@@ -190,16 +225,23 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def _apply(
-        self, windows: Sequence[Window], buckets: Sequence[_windows.Bucket], amount: int, mode: Mode
+        self, windows: Sequence[Window], buckets: Sequence[_windows.Bucket], amount: int, mode: Mode,
+        ledger: str | None = None,
     ) -> tuple[int | None, Counts]:
         """Atomically read (and in reserve/charge mode, add to) the buckets.
 
-        Returns the index of the first refused window (reserve mode) and the counters afterwards.
+        Returns the index of the first refused window (reserve mode) and the counters afterwards. An admitted
+        reservation with a ``ledger`` also writes its record there (see `_settle`).
         """
 
     @abc.abstractmethod
-    async def _settle(self, buckets: Sequence[tuple[str, float]], delta: int) -> None:
-        """Atomically add ``delta`` to each (bucket, seconds it still lives), clamped at zero."""
+    async def _settle(self, buckets: Sequence[tuple[str, float]], amount: int, actual: int,
+                      ledger: str | None) -> None:
+        """Atomically add ``actual - amount`` to each (bucket, seconds it still lives), clamped at zero.
+
+        With a ``ledger``: only if the reservation's record is there, and removing it, so that the settlement
+        applies once (and not at all for a reservation that never landed).
+        """
 
     @abc.abstractmethod
     def _ticks(self) -> float:

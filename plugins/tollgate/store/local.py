@@ -50,7 +50,8 @@ class LocalStore(Store):
     # -- windows ----------------------------------------------------------------------------------
 
     async def _apply(
-        self, windows: Sequence[_windows.Window], buckets: Sequence[_windows.Bucket], amount: int, mode: Mode
+        self, windows: Sequence[_windows.Window], buckets: Sequence[_windows.Bucket], amount: int, mode: Mode,
+        ledger: str | None = None,
     ) -> tuple[int | None, Counts]:
         self._tidy()
         data = self._data
@@ -79,8 +80,11 @@ class LocalStore(Store):
                 counts[index] = (value, counts[index][1])
         return denied, counts
 
-    async def _settle(self, buckets: Sequence[tuple[str, float]], delta: int) -> None:
+    async def _settle(self, buckets: Sequence[tuple[str, float]], amount: int, actual: int,
+                      ledger: str | None) -> None:
+        # no ledger: every operation here runs whole or not at all, so a settlement is never in doubt
         self._tidy()
+        delta = actual - amount
         data = self._data
         for bucket, ttl in buckets:
             current = data.get(bucket)

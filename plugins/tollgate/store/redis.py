@@ -9,12 +9,17 @@ every call has a deadline: an unreachable Redis shows up fast as `StoreUnavailab
 map to ``fail_open``, instead of holding requests.
 
 Failovers: Redis replicates asynchronously, so a master that hands over (Sentinel) or dies can lose the last
-writes it acknowledged, and a limit then forgets what it admitted. With ``wait_replicas=N`` every script that
-writes is followed, on the same connection, by ``WAIT N``: a reservation counts only once N replicas hold it, and
-one they do not confirm within the socket timeout fails as `StoreUnavailable` (the plugin's ``fail_open`` decides).
-N must be every replica: a Sentinel may promote any of them, and while it does, the replicas it has not yet
-moved still confirm writes to the old master that the promoted one never sees. The price is availability: until
-the old master rejoins as a replica (seconds, when the Sentinels reconfigure it) writes fail closed.
+writes it acknowledged, and a limit then forgets what it admitted. Behind Sentinel, every script that writes is
+therefore followed, in the same round trip, by ``WAIT`` for every replica the master has (`replicas.ReplicaCount`):
+a write counts only once they all hold it, and one they do not confirm within the socket timeout fails as
+`StoreUnavailable` (the plugin's ``fail_open`` decides). The price is availability: after a failover writes fail
+until the old master has rejoined as a replica (seconds), and after a replica dies until the Sentinels mark it down.
+``wait_replicas=0`` turns this off (a failover may then let requests past a limit); a number fixes the count.
+
+Reservations are recorded (a ledger key beside their buckets, in their hash slot), and a settlement applies only
+while the record is there, removing it: a call cut after its script may have run (the deadline, a lost connection,
+replicas that did not confirm) can be repeated, and a reservation it may have made given back, without counting
+anything twice (`StoreUnavailable.doubtful`).
 
 Keys: ``<prefix>`` (default ``tollgate:``) + a kind letter + the caller's key, never adding braces
 before the caller's own ``{hash tag}``, so Cluster still routes by it.
@@ -27,6 +32,7 @@ then fetches the payloads of the best hits.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import secrets
 import time
@@ -44,6 +50,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
 from tollgate.store import scripts
+from tollgate.store.replicas import ReplicaCount, sentinel_listed
 from tollgate.store.resp import RespClient
 from tollgate.store import windows as _windows
 from tollgate.store.base import (
@@ -99,8 +106,9 @@ class RedisStore(Store):
         closers: Iterable[Callable[[], Awaitable[Any]]] = (),
         description: str = "redis",
         scripts_client: RespClient | None = None,
-        wait_replicas: int = 0,
+        wait_replicas: int | None = 0,
         wait_timeout: float = 0.25,
+        sentinel_replicas: Callable[[], Awaitable[int | None]] | None = None,
     ) -> None:
         if "{" in prefix or "}" in prefix:
             raise ValueError("the key prefix must not contain braces (they would become the hash tag)")
@@ -119,8 +127,13 @@ class RedisStore(Store):
         # Scripts (every window and counter operation) go over a pipelined connection when the server is a plain
         # one (see tollgate.store.resp); everything else, and Sentinel and Cluster, through redis-py.
         self._scripts_client = scripts_client
+        # WAIT after each write: for a fixed number of replicas, or (None) for every replica the master has
         self._wait_replicas = wait_replicas
+        self._replicas = (ReplicaCount(client.connection_pool, sentinel_replicas)  # type: ignore[union-attr]
+                          if wait_replicas is None else None)
         self._wait_ms = max(1, math.ceil(wait_timeout * 1000))
+        self._ledger_stem = secrets.token_hex(6) + "-"  # reservation records: this store's, numbered
+        self._ledger_numbers = itertools.count()
         register = client.register_script
         self._windows = register(scripts.WINDOWS)
         self._settle_script = register(scripts.SETTLE)
@@ -131,7 +144,6 @@ class RedisStore(Store):
         self._vector_delete = register(scripts.VECTOR_DELETE)
         self._vector_sync = register(scripts.VECTOR_SYNC)
         self._mget = register(scripts.MGET)
-        self._give_back = register(scripts.GIVE_BACK)
 
     @classmethod
     def from_url(
@@ -149,7 +161,7 @@ class RedisStore(Store):
         clock: Callable[[], float] = time.time,
         sweep_limit: int = 100,
         sync_batch: int = 1000,
-        wait_replicas: int | None = None,
+        wait_replicas: int | str | None = None,
         **client_options: Any,
     ) -> RedisStore:
         """Connect (lazily) to the Redis that ``url`` names.
@@ -169,9 +181,11 @@ class RedisStore(Store):
         opening many at once on a busy event loop can outlast the connect timeout. Callers beyond
         it wait their turn within ``timeout``. ``sweep_limit`` bounds how many expired vector
         entries a put removes; ``sync_batch`` how many vectors a mirror pulls per round trip.
-        ``wait_replicas`` (also a query parameter: ``?wait_replicas=1``) makes every script wait until that many
-        replicas hold its writes (``WAIT``, within ``socket_timeout``), so that a failover loses no reservation;
-        Cluster does not take it (a keyless ``WAIT`` cannot follow a script to its node).
+        ``wait_replicas`` (also a query parameter: ``?wait_replicas=0``) is how many replicas must hold a write
+        before it counts (``WAIT``, within ``socket_timeout``): ``"all"``, the default behind Sentinel, waits for
+        every replica the master has, so that a failover loses no reservation; ``0``, the default for a single
+        server, waits for none; a number waits for that many. Cluster takes only 0 (a keyless ``WAIT`` cannot
+        follow a script to its node).
         ``client_options`` go to redis-py as they are (e.g. ``ssl_ca_certs``).
         """
         scheme, _, _ = url.partition("://")
@@ -184,9 +198,9 @@ class RedisStore(Store):
             **client_options,
         }
         url, query_wait = _pop_query(url, "wait_replicas")
-        replicas = int(wait_replicas if wait_replicas is not None else query_wait or 0)
-        if replicas < 0:
-            raise ValueError("wait_replicas must be >= 0")
+        wanted = wait_replicas if wait_replicas is not None else query_wait
+        replicas = _wait_count(wanted, default=None if scheme == "sentinel" else 0)
+        listed = None
         closers: list[Callable[[], Awaitable[Any]]] = []
         client: Redis | RedisCluster
         scripts_client: RespClient | None = None
@@ -194,7 +208,7 @@ class RedisStore(Store):
             user, password, hosts, _, _ = _split_url(url, default_port=6379)
             if scheme.startswith("rediss"):
                 common.setdefault("ssl", True)
-            if replicas:
+            if replicas != 0:
                 raise ValueError("wait_replicas is for a server or Sentinel, not a Cluster")
             client = RedisCluster(
                 startup_nodes=[ClusterNode(host, port) for host, port in hosts],
@@ -217,13 +231,14 @@ class RedisStore(Store):
             sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **common)
             client = sentinel.master_for(service, username=user, password=password, db=db)
             closers = [s.aclose for s in sentinel.sentinels]
+            listed = sentinel_listed(sentinel.sentinels, service)
             description = f"redis sentinel {_hosts_text(hosts)} service {service}"
         elif scheme in ("redis", "rediss", "unix"):
             pool = BlockingConnectionPool.from_url(
                 url, max_connections=max_connections, timeout=timeout, **common
             )
             client = Redis(connection_pool=pool)
-            if not client_options and not replicas:
+            if not client_options and replicas == 0:
                 scripts_client = RespClient.for_url(url, connect_timeout, socket_timeout)
             location = urlsplit(url)
             where = f"{location.hostname}:{location.port or 6379}" if location.hostname else location.path
@@ -243,6 +258,7 @@ class RedisStore(Store):
             scripts_client=scripts_client,
             wait_replicas=replicas,
             wait_timeout=0.8 * socket_timeout,  # WAIT gives up before the socket does
+            sentinel_replicas=listed,
         )
 
     def __repr__(self) -> str:
@@ -270,17 +286,12 @@ class RedisStore(Store):
         except Exception as exc:  # the client's own bugs must not reach plugins as anything else
             raise StoreUnavailable(f"{self._description}: client error {exc!r}") from exc
 
-    async def _script(self, script: Any, keys: list[str], args: list[Any], writes: bool = True,
-                      undo: Callable[[Any], list[tuple[str, str]]] | None = None) -> Any:
-        """Run a registered script: over the pipelined connection when there is one, else through redis-py.
-
-        When the store waits for replicas and the script ``writes``, ``WAIT`` follows it; if the replicas do not
-        confirm, ``undo(reply)`` names the (key, delta) pairs that give back what the script charged, applied at
-        once on the same server, so that a reservation the caller is told failed does not stay charged there.
-        """
+    async def _script(self, script: Any, keys: list[str], args: list[Any], writes: bool = True) -> Any:
+        """Run a registered script: over the pipelined connection when there is one, else through redis-py; when
+        the store waits for replicas and the script ``writes``, with ``WAIT`` after it."""
         fast = self._scripts_client
-        if self._wait_replicas and writes:
-            return await self._run(lambda: self._replicated(script, keys, args, undo))
+        if writes and (self._replicas is not None or self._wait_replicas):
+            return await self._run(lambda: self._replicated(script, keys, args))
         if fast is None:
             return await self._run(lambda: script(keys=keys, args=args))
         try:
@@ -297,33 +308,26 @@ class RedisStore(Store):
         except Exception as exc:  # the client's own bugs must not reach plugins as anything else
             raise StoreUnavailable(f"{self._description}: client error {exc!r}") from exc
 
-    async def _replicated(self, script: Any, keys: list[str], args: list[Any],
-                          undo: Callable[[Any], list[tuple[str, str]]] | None) -> Any:
-        """The script, then ``WAIT``, on one connection: its writes are on enough replicas, or it failed."""
+    async def _replicated(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """The script, then ``WAIT``, on one connection in one round trip: its writes are on every replica that
+        counts, or the call fails (what it wrote may stay on this server: see `StoreUnavailable.doubtful`)."""
         pool = self._client.connection_pool  # type: ignore[union-attr]
         connection = await pool.get_connection()
         try:
-            reply = await _evalsha(connection, script, keys, args)
-            await connection.send_command("WAIT", self._wait_replicas, self._wait_ms)
-            # WAIT may take its whole timeout: the socket timeout must not cut it short (the script's outcome
-            # would then be unknown, and nothing given back); redis-py answers None when this one runs out
-            confirmed = await connection.read_response(timeout=self._wait_ms / 1000 + 0.5)
-            if confirmed is None:
-                await connection.disconnect()
-                raise StoreUnavailable(f"{self._description}: no answer to WAIT")
-            if confirmed >= self._wait_replicas:
+            wanted = self._wait_replicas if self._replicas is None else await self._replicas.needed(connection)
+            reply, confirmed = await _evalsha_and_wait(connection, script, keys, args, wanted or 0, self._wait_ms)
+            if not wanted or (confirmed is not None and confirmed >= wanted):
                 return reply
-            given_back = undo(reply) if undo is not None else []
-            if given_back:
-                keys = [key for key, _ in given_back]
-                await _evalsha(connection, self._give_back, keys, [delta for _, delta in given_back])
             # This server may no longer be the master (a Sentinel promoted its replica): drop the connection, so
-            # that its next one asks Sentinel again (others find out on their own unconfirmed write; dropping them
-            # all would cut other calls between their script and their give-back).
+            # that its next one asks Sentinel again, and learn the replicas again.
             await connection.disconnect()
+            if self._replicas is not None:
+                self._replicas.refresh(soon=True)
         finally:
             await pool.release(connection)
-        raise StoreUnavailable(f"{self._description}: {confirmed} of {self._wait_replicas} replicas confirmed "
+        if confirmed is None:
+            raise StoreUnavailable(f"{self._description}: no answer to WAIT")
+        raise StoreUnavailable(f"{self._description}: {confirmed} of {wanted} replicas confirmed "
                                f"the write within {self._wait_ms} ms")
 
     async def _warm_up(self) -> None:
@@ -342,21 +346,22 @@ class RedisStore(Store):
 
     # -- windows ----------------------------------------------------------------------------------
 
+    def _new_ledger(self, windows: Sequence[_windows.Window]) -> str:
+        # the windows' hash tag, as their buckets carry it: the record lives in their slot
+        return f"r:{_windows.hash_tagged(windows[0].key)}:{self._ledger_stem}{next(self._ledger_numbers):x}"
+
     async def _apply(
-        self, windows: Sequence[_windows.Window], buckets: Sequence[_windows.Bucket], amount: int, mode: Mode
+        self, windows: Sequence[_windows.Window], buckets: Sequence[_windows.Bucket], amount: int, mode: Mode,
+        ledger: str | None = None,
     ) -> tuple[int | None, Counts]:
         keys: list[str] = []
         args: list[str] = [str(amount), mode]
         for window, bucket in zip(windows, buckets):
             keys += (self._prefix + bucket.current, self._prefix + bucket.previous)
             args += (str(window.limit), repr(bucket.weight), str(max(1, math.ceil(bucket.ttl * 1000))))
-        currents = list(dict.fromkeys(self._prefix + bucket.current for bucket in buckets))
-
-        def undo(reply: Any) -> list[tuple[str, str]]:
-            charged = mode != "peek" and int(reply[0]) == 0 and amount > 0
-            return [(key, str(amount)) for key in currents] if charged else []
-
-        reply = await self._script(self._windows, keys, args, writes=mode != "peek", undo=undo)
+        if ledger is not None:
+            keys.append(self._prefix + ledger)
+        reply = await self._script(self._windows, keys, args, writes=mode != "peek")
         refused = int(reply[0])
         counts = [(int(reply[i]), int(reply[i + 1])) for i in range(1, len(reply), 2)]
         return (refused - 1 if refused else None), counts
@@ -367,7 +372,7 @@ class RedisStore(Store):
         different nodes)."""
         if self._cold_cluster or isinstance(self._client, RedisCluster):
             return await super().reserve_in_turn(requests)
-        plan: list[list[tuple[Sequence[_windows.Window], int, list[_windows.Bucket]]]] = []
+        plan: list[list[tuple[Sequence[_windows.Window], int, list[_windows.Bucket], str | None]]] = []
         keys: list[str] = []
         args: list[str] = [str(len(requests))]
         for groups, now in requests:
@@ -378,23 +383,24 @@ class RedisStore(Store):
                 if amount < 0:
                     raise ValueError("reserve amount must be >= 0 (use charge or settle to give back)")
                 buckets = _locate(windows, now) if windows else []
-                located.append((windows, amount, buckets))
+                ledger = self._new_ledger(windows) if windows else None
+                located.append((windows, amount, buckets, ledger))
                 args += (str(amount), str(len(windows)))
                 for window, bucket in zip(windows, buckets):
                     keys += (self._prefix + bucket.current, self._prefix + bucket.previous)
                     args += (str(window.limit), repr(bucket.weight), str(max(1, math.ceil(bucket.ttl * 1000))))
+                if ledger is not None:
+                    keys.append(self._prefix + ledger)
             plan.append(located)
-
-        def undo(reply: Any) -> list[tuple[str, str]]:
-            return [(self._prefix + charged.bucket, str(reservation.amount))
-                    for made in self._read_in_turn(plan, requests, reply) for reservation in made
-                    if reservation.allowed and not reservation.settled and reservation.amount > 0
-                    for charged in reservation.charged]
-
-        reply = await self._script(self._reserve_in_turn, keys, args, undo=undo)
+        try:
+            reply = await self._script(self._reserve_in_turn, keys, args)
+        except StoreUnavailable as exc:
+            exc.doubtful += [self._admitted(buckets, amount, ledger)
+                             for located in plan for _, amount, buckets, ledger in located if ledger is not None]
+            raise
         return self._read_in_turn(plan, requests, reply)
 
-    def _read_in_turn(self, plan: list[list[tuple[Sequence[_windows.Window], int, list[_windows.Bucket]]]],
+    def _read_in_turn(self, plan: list[list[tuple[Sequence[_windows.Window], int, list[_windows.Bucket], str | None]]],
                       requests: Sequence[tuple[Any, float]], reply: Any) -> list[list[Reservation]]:
         """The reservations RESERVE_IN_TURN's reply stands for."""
         results: list[list[Reservation]] = []
@@ -402,7 +408,7 @@ class RedisStore(Store):
         for located, (_, now) in zip(plan, requests):
             made: list[Reservation] = []
             results.append(made)
-            for windows, amount, buckets in located:
+            for windows, amount, buckets, ledger in located:
                 if at >= len(reply):
                     return results
                 refused = int(reply[at])
@@ -412,7 +418,7 @@ class RedisStore(Store):
                     made.append(Reservation(allowed=True, amount=amount, states=[]))
                     continue
                 reservation = self._reservation(windows, buckets, amount, refused - 1 if refused else None, counts,
-                                                now)
+                                                now, ledger)
                 made.append(reservation)
                 if not reservation.allowed:
                     for earlier in made[:-1]:
@@ -420,11 +426,14 @@ class RedisStore(Store):
                     return results
         return results
 
-    async def _settle(self, buckets: Sequence[tuple[str, float]], delta: int) -> None:
-        keys = [self._prefix + bucket for bucket, _ in buckets]
-        args = [str(delta)] + [str(max(1, math.ceil(ttl * 1000))) for _, ttl in buckets]
-        # unconfirmed: take it back off that server, and fail (the caller retries later: once, where it lands)
-        await self._script(self._settle_script, keys, args, undo=lambda _: [(key, str(delta)) for key in keys])
+    async def _settle(self, buckets: Sequence[tuple[str, float]], amount: int, actual: int,
+                      ledger: str | None) -> None:
+        if ledger is None:  # every reservation made here that can be settled has its record
+            raise ValueError("a Redis reservation is settled through its ledger")
+        keys = [self._prefix + bucket for bucket, _ in buckets] + [self._prefix + ledger]
+        args = [str(actual)] + [str(max(1, math.ceil(ttl * 1000))) for _, ttl in buckets]
+        # unconfirmed or cut: it may have landed; the caller retries, and a retry applies only if it did not
+        await self._script(self._settle_script, keys, args)
 
     def _ticks(self) -> float:
         return time.monotonic()
@@ -582,6 +591,8 @@ class RedisStore(Store):
             if mirror.pulling is not None:
                 mirror.pulling.cancel()
         self._mirrors.clear()
+        if self._replicas is not None:
+            self._replicas.close()
         if self._scripts_client is not None:
             self._scripts_client.close()
         for close in [self._client.aclose, *self._closers]:
@@ -591,14 +602,33 @@ class RedisStore(Store):
                 pass
 
 
-async def _evalsha(connection: Any, script: Any, keys: list[str], args: list[Any]) -> Any:
-    """A registered script on one redis-py connection (loaded first if the server lacks it)."""
-    try:
-        await connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
-        return await connection.read_response()
-    except rex.NoScriptError:
-        await connection.send_command("EVAL", script.script, len(keys), *keys, *args)
-        return await connection.read_response()
+async def _evalsha_and_wait(connection: Any, script: Any, keys: list[str], args: list[Any], wanted: int,
+                            wait_ms: int) -> tuple[Any, int | None]:
+    """A registered script on one redis-py connection (sent whole if the server lacks it) and, in the same write,
+    ``WAIT`` for ``wanted`` replicas (none: no WAIT). Returns the script's reply and how many replicas confirmed
+    (None when WAIT's answer did not come in time)."""
+    for command, body in (("EVALSHA", script.sha), ("EVAL", script.script)):
+        commands: list[tuple[Any, ...]] = [(command, body, len(keys), *keys, *args)]
+        if wanted:
+            commands.append(("WAIT", wanted, wait_ms))
+        await connection.send_packed_command(connection.pack_commands(commands))
+        try:
+            reply = await connection.read_response()
+        except rex.NoScriptError:
+            if wanted and await connection.read_response(timeout=wait_ms / 1000 + 0.5) is None:  # the WAIT after it
+                await connection.disconnect()
+                raise rex.TimeoutError("no answer to WAIT")
+            continue
+        except rex.ResponseError:
+            if wanted:
+                await connection.disconnect()  # WAIT's answer is still on its way: the connection is not reusable
+            raise
+        if not wanted:
+            return reply, None
+        # WAIT may take its whole timeout: the socket timeout must not cut it short (redis-py answers None, and
+        # drops the connection, when this one runs out)
+        return reply, await connection.read_response(timeout=wait_ms / 1000 + 0.5)
+    raise rex.NoScriptError("the server lost the script again")
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:
@@ -616,6 +646,19 @@ def _translate(exc: rex.RedisError, where: str) -> StoreError:
     if isinstance(exc, (rex.ReadOnlyError, rex.OutOfMemoryError)):
         return StoreUnavailable(f"{where}: {exc}")
     return StoreError(f"{where}: {exc}")
+
+
+def _wait_count(value: int | str | None, default: int | None) -> int | None:
+    """``wait_replicas`` as given (a number, ``"all"``, or nothing: ``default``): a count, or None for every
+    replica."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return None
+    count = int(value)
+    if count < 0:
+        raise ValueError("wait_replicas must be 'all' or a number >= 0")
+    return count
 
 
 def _split_url(

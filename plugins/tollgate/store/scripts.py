@@ -6,14 +6,15 @@ the float, which Lua parses back to the same double, so both sides compute the s
 Every key a script touches is passed in KEYS (Redis Cluster routes by them).
 """
 
-# KEYS[2i-1], KEYS[2i]: current and previous bucket of window i (the same key for fixed windows)
+# KEYS[2i-1], KEYS[2i]: current and previous bucket of window i (the same key for fixed windows); in reserve mode,
+#   optionally KEYS[2n+1]: the reservation's ledger (see SETTLE), written when it is admitted
 # ARGV[1]: amount (integer); ARGV[2]: mode, 'reserve' | 'charge' | 'peek'
 # ARGV[3i], ARGV[3i+1], ARGV[3i+2]: limit, weight of the previous bucket, TTL of the current (ms)
 # Returns {refused window (1-based, 0 = none), current_1, previous_1, current_2, previous_2, ...}
 WINDOWS = """
 local amount = tonumber(ARGV[1])
 local mode = ARGV[2]
-local n = #KEYS / 2
+local n = math.floor(#KEYS / 2)
 local out = {0}
 local refused = 0
 for i = 1, n do
@@ -50,22 +51,34 @@ if mode ~= 'peek' and refused == 0 and amount ~= 0 then
     out[2 * i] = current
   end
 end
+local ledger = KEYS[2 * n + 1]
+if mode == 'reserve' and refused == 0 and ledger then
+  local longest = 5  -- the TTL argument of window 1: the ledger lives as long as the longest
+  for i = 2, n do
+    if tonumber(ARGV[3 * i + 2]) > tonumber(ARGV[longest]) then
+      longest = 3 * i + 2
+    end
+  end
+  redis.call('SET', ledger, ARGV[1], 'PX', ARGV[longest])
+end
 out[1] = refused
 return out
 """
 
 # Store.reserve_in_turn in one script: the WINDOWS reservation of several groups, request after request.
-# KEYS: current and previous bucket of every window of every group of every request, in that order
+# KEYS: per group, the current and previous bucket of each of its windows, then (if it has windows) its ledger;
+#   groups in order, request after request
 # ARGV[1]: number of requests; per request: its number of groups; per group: amount (integer), number of windows;
 #   per window: limit, weight of the previous bucket, TTL of the current (ms)
 # Returns, per group tried: refused window (1-based, 0 = none), then current and previous of each window. A refused
-# group gives back what its request's earlier groups charged (as SETTLE to 0 would) and ends the script.
+# group gives back what its request's earlier groups charged, removes their ledgers (as SETTLE to 0 would) and ends
+# the script.
 RESERVE_IN_TURN = """
 local a = 2
 local k = 1
 local out = {}
 for r = 1, tonumber(ARGV[1]) do
-  local taken = {}
+  local taken = {}  -- per admitted group of this request: {ledger, amount, {bucket = true...}}
   local groups = tonumber(ARGV[a])
   a = a + 1
   for g = 1, groups do
@@ -75,6 +88,7 @@ for r = 1, tonumber(ARGV[1]) do
     a = a + 2
     local keys, ttls, counts = {}, {}, {}
     local refused = 0
+    local longest = nil
     for i = 1, n do
       local current = tonumber(redis.call('GET', KEYS[k]) or '0')
       local weight = tonumber(ARGV[a + 1])
@@ -91,27 +105,40 @@ for r = 1, tonumber(ARGV[1]) do
       end
       keys[i] = KEYS[k]
       ttls[i] = ARGV[a + 2]
+      if longest == nil or tonumber(ttls[i]) > tonumber(longest) then
+        longest = ttls[i]
+      end
       counts[2 * i - 1] = current
       counts[2 * i] = previous
       k = k + 2
       a = a + 3
     end
-    if refused == 0 and amount ~= 0 then
+    local ledger = nil
+    if n > 0 then
+      ledger = KEYS[k]
+      k = k + 1
+    end
+    if refused == 0 then
       local charged = {}  -- windows sharing a bucket charge it once
-      for i = 1, n do
-        local key = keys[i]
-        local current = charged[key]
-        if current == nil then
-          current = redis.call('INCRBY', key, amount_arg)
-          if current < 0 then
-            redis.call('SET', key, '0', 'KEEPTTL')
-            current = 0
+      if amount ~= 0 then
+        for i = 1, n do
+          local key = keys[i]
+          local current = charged[key]
+          if current == nil then
+            current = redis.call('INCRBY', key, amount_arg)
+            if current < 0 then
+              redis.call('SET', key, '0', 'KEEPTTL')
+              current = 0
+            end
+            redis.call('PEXPIRE', key, ttls[i])
+            charged[key] = current
           end
-          redis.call('PEXPIRE', key, ttls[i])
-          charged[key] = current
-          taken[#taken + 1] = {key, amount_arg}
+          counts[2 * i - 1] = current
         end
-        counts[2 * i - 1] = current
+      end
+      if ledger then
+        redis.call('SET', ledger, amount_arg, 'PX', longest)
+        taken[#taken + 1] = {ledger, amount_arg, charged}
       end
     end
     out[#out + 1] = refused
@@ -120,12 +147,15 @@ for r = 1, tonumber(ARGV[1]) do
     end
     if refused ~= 0 then
       for _, t in ipairs(taken) do
-        local current = redis.call('GET', t[1])
-        if current then
-          if tonumber(current) - tonumber(t[2]) < 0 then
-            redis.call('SET', t[1], '0', 'KEEPTTL')
-          else
-            redis.call('DECRBY', t[1], t[2])
+        redis.call('DEL', t[1])
+        for key, _ in pairs(t[3]) do
+          local current = redis.call('GET', key)
+          if current then
+            if tonumber(current) - tonumber(t[2]) < 0 then
+              redis.call('SET', key, '0', 'KEEPTTL')
+            else
+              redis.call('DECRBY', key, t[2])
+            end
           end
         end
       end
@@ -136,23 +166,38 @@ end
 return out
 """
 
-# KEYS: buckets a reservation charged; ARGV[1]: delta (integer); ARGV[1+i]: ms KEYS[i] still lives
-# A bucket never drops below zero; a missing one is created only to add to it.
+# Settles a reservation once: KEYS: the buckets it charged, then its ledger (the record WINDOWS or RESERVE_IN_TURN
+# wrote when they admitted it, holding the amount charged); ARGV[1]: the actual amount (integer; '0' gives it all
+# back); ARGV[1+i]: ms KEYS[i] still lives.
+# Without its ledger the call does nothing: the reservation never landed, or was settled already (a retry of a call
+# whose outcome was unknown). Otherwise each bucket gets actual - amount (never below zero; a missing one is created
+# only to add to it) and the ledger goes. Returns 1 if it settled, 0 if there was nothing to settle.
 SETTLE = """
-local delta = tonumber(ARGV[1])
-for i, key in ipairs(KEYS) do
+local ledger = KEYS[#KEYS]
+local held = redis.call('GET', ledger)
+if not held then
+  return 0
+end
+redis.call('DEL', ledger)
+local delta = tonumber(ARGV[1]) - tonumber(held)
+if delta == 0 then
+  return 1
+end
+local step = string.format('%d', delta)
+for i = 1, #KEYS - 1 do
+  local key = KEYS[i]
   local current = redis.call('GET', key)
   if current then
     if tonumber(current) + delta < 0 then
       redis.call('SET', key, '0', 'KEEPTTL')
     else
-      redis.call('INCRBY', key, ARGV[1])
+      redis.call('INCRBY', key, step)
     end
   elseif delta > 0 then
-    redis.call('SET', key, ARGV[1], 'PX', ARGV[i + 1])
+    redis.call('SET', key, step, 'PX', ARGV[i + 1])
   end
 end
-return 0
+return 1
 """
 
 # KEYS[1]: counter; ARGV[1]: amount; ARGV[2]: 'int' | 'float'; ARGV[3]: TTL ms ('0': none)
@@ -250,21 +295,4 @@ return {epoch, seq, ids, vectors, expiries, last}
 # KEYS: payload keys (one hash slot); returns their values (nil for gone ones)
 MGET = """
 return redis.call('MGET', unpack(KEYS))
-"""
-
-# Undoes a reservation or settlement the store could not confirm (see RedisStore's wait_replicas).
-# KEYS: buckets; ARGV[i]: what to take off KEYS[i] (an integer; negative puts back). Never below zero; a missing
-# bucket stays missing.
-GIVE_BACK = """
-for i, key in ipairs(KEYS) do
-  local current = redis.call('GET', key)
-  if current then
-    if tonumber(current) - tonumber(ARGV[i]) < 0 then
-      redis.call('SET', key, '0', 'KEEPTTL')
-    else
-      redis.call('DECRBY', key, ARGV[i])
-    end
-  end
-end
-return 0
 """

@@ -230,7 +230,7 @@ class CostQuotaPolicy(LimitPolicy):
             groups.setdefault(budget.currency, (amount, []))[1].append(window)
         store = runtime.current().store_for(self.config)
         return Plan(store, [(currency, amount, windows) for currency, (amount, windows) in groups.items()], moment,
-                    partial(self._conclude, ctx, store, charges, dearest, moment), prelude)
+                    partial(self._conclude, ctx, store, charges, dearest, moment), prelude, self.plugin)
 
     def _deny_unpriced(self, ctx: RequestContext, provider: str | None, model: str | None) -> web.Response:
         count_refusal(self.plugin, "unpriced_model", ctx)

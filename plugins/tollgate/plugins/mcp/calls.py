@@ -61,7 +61,8 @@ class CallLimits:
         if not windows:
             return
         try:
-            reservation = await store.reserve(windows, 1, now())   # same key, several limits: one counter
+            # same key, several limits: one counter; a call is final (never settled): no record kept
+            reservation = await store.reserve(windows, 1, now(), settle=False)
         except StoreUnavailable as exc:
             log.event(logger, "store unavailable", logging.WARNING, plugin="tollgate-mcp", fail_open=self.fail_open,
                       error=str(exc))

@@ -71,7 +71,7 @@ class TokenLimitPolicy(LimitPolicy):
         moment = now()
         return Plan(store,
                     [(counts, amounts[counts], windows) for counts, windows in groups.items()], moment,
-                    partial(self._conclude, ctx, named, store, who, moment))
+                    partial(self._conclude, ctx, named, store, who, moment), plugin=self.plugin)
 
     def _conclude(self, ctx: RequestContext, named: dict[str, str], store: Any, who: str, moment: float,
                   grant: Grant | None, refused: Reservation | None, failure: StoreUnavailable | None) -> Any:

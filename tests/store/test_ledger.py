@@ -1,0 +1,125 @@
+"""Reservation records in Redis (ledgers): a settlement or give-back applies once if its reservation landed, and
+not at all if it did not, however often a call whose outcome was unknown is repeated."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.redis_server import RedisServer
+from tollgate.store import RedisStore, StoreUnavailable, Window
+
+NOW = 1_767_225_600.0
+WINDOWS = [Window("{c}:minute", 1000, 60), Window("{c}:hour", 5000, 3600)]
+
+
+async def used(store: RedisStore) -> list[float]:
+    return [state.used for state in await store.peek(WINDOWS, NOW)]
+
+
+@pytest.fixture
+async def store(redis_server: RedisServer):
+    redis_server.flushall()
+    made = RedisStore.from_url(redis_server.url)
+    yield made
+    await made.close()
+
+
+def ledgers(server: RedisServer) -> list[bytes]:
+    return server.command("KEYS", "tollgate:r:*")
+
+
+async def test_a_settlement_repeated_applies_once(store: RedisStore, redis_server: RedisServer) -> None:
+    reservation = await store.reserve(WINDOWS, 100, NOW)
+    assert reservation.ledger and len(ledgers(redis_server)) == 1
+    await store.settle(reservation, 30)
+    assert await used(store) == [30, 30] and ledgers(redis_server) == []
+    reservation.settled = False  # as after a call that failed once it may have landed: the retry
+    await store.settle(reservation, 30)
+    await store.settle_charged(store.live_buckets(reservation), reservation.amount, 0, reservation.ledger)
+    assert await used(store) == [30, 30]
+
+
+async def test_a_give_back_applied_twice_gives_back_once(store: RedisStore) -> None:
+    kept = await store.reserve(WINDOWS, 40, NOW)
+    given = await store.reserve(WINDOWS, 100, NOW)
+    assert await used(store) == [140, 140]
+    for _ in range(2):
+        given.settled = False
+        await store.settle(given, 0)
+    assert await used(store) == [40, 40]
+    await store.settle(kept, 40)
+    assert await used(store) == [40, 40]
+
+
+async def test_a_give_back_for_a_reservation_that_never_landed_does_nothing(store: RedisStore) -> None:
+    await store.reserve(WINDOWS, 40, NOW)
+    nowhere = RedisStore.from_url("redis://127.0.0.1:1/0", timeout=0.5)  # refused: the script never ran
+    try:
+        with pytest.raises(StoreUnavailable) as failed:
+            await nowhere.reserve(WINDOWS, 100, NOW)
+    finally:
+        await nowhere.close()
+    (doubtful,) = failed.value.doubtful
+    assert doubtful.allowed and doubtful.amount == 100 and doubtful.ledger
+    await store.settle(doubtful, 0)  # where it would have landed: no ledger, nothing to give back
+    assert await used(store) == [40, 40]
+
+
+@pytest.mark.parametrize("options", ["", "?wait_replicas=all"], ids=["pipelined client", "redis-py"])
+async def test_a_cut_call_is_given_back_once(own_redis: RedisServer, options: str) -> None:
+    """The store's deadline cuts the call while the server holds it (paused): its script may still run after the
+    caller was told it failed. Giving back what the call may have made leaves the counters exact either way."""
+    store = RedisStore.from_url(own_redis.url + options, timeout=0.1, socket_timeout=2.0)
+    try:
+        await store.reserve(WINDOWS, 40, NOW)
+        own_redis.command("CLIENT", "PAUSE", "400", "WRITE")
+        with pytest.raises(StoreUnavailable, match="no answer within") as failed:
+            await store.reserve(WINDOWS, 100, NOW)
+        await asyncio.sleep(0.6)
+        landed = await used(store)
+        if not options:  # the pipelined client kept its connection: the script ran after the cut
+            assert landed == [140, 140]
+        (doubtful,) = failed.value.doubtful
+        for _ in range(2):
+            doubtful.settled = False
+            await store.settle(doubtful, 0)
+        assert await used(store) == [40, 40]
+    finally:
+        await store.close()
+
+
+async def test_a_cut_reservation_of_several_plugins_is_given_back_group_by_group(own_redis: RedisServer) -> None:
+    store = RedisStore.from_url(own_redis.url, timeout=0.1, socket_timeout=2.0)
+    budget = [Window("{b}:day", 10_000, 86400, sliding=False)]
+    try:
+        (warm,) = await store.reserve_in_turn([([(WINDOWS, 0)], NOW)])  # the server has the script
+        await store.settle(warm[0], 0)
+        own_redis.command("CLIENT", "PAUSE", "400", "WRITE")
+        with pytest.raises(StoreUnavailable) as failed:
+            await store.reserve_in_turn([([(WINDOWS, 100)], NOW), ([(budget, 7)], NOW)])
+        await asyncio.sleep(0.6)
+        assert await used(store) == [100, 100]
+        doubtful = failed.value.doubtful
+        assert [r.amount for r in doubtful] == [100, 7]
+        for reservation in doubtful:
+            await store.settle(reservation, 0)
+        (spent,) = await store.peek(budget, NOW)
+        assert await used(store) == [0, 0] and spent.used == 0
+    finally:
+        await store.close()
+
+
+async def test_a_refused_group_leaves_no_ledger_behind(store: RedisStore, redis_server: RedisServer) -> None:
+    tight = [Window("{t}:minute", 10, 60)]
+    (made,) = await store.reserve_in_turn([([(WINDOWS, 100), (tight, 50)], NOW)])
+    assert [r.allowed for r in made] == [True, False]
+    assert await used(store) == [0, 0] and ledgers(redis_server) == []
+
+
+async def test_a_final_charge_keeps_no_record(store: RedisStore, redis_server: RedisServer) -> None:
+    reservation = await store.reserve(WINDOWS, 1, NOW, settle=False)
+    assert reservation.allowed and reservation.ledger is None and ledgers(redis_server) == []
+    await store.settle(reservation, 0)  # final: nothing to settle
+    assert await used(store) == [1, 1]

@@ -4,7 +4,9 @@ whose answer is read whole, and a streamed chat read chunk by chunk, both as ``p
 ``asyncio.timeout``, with connect and read timeouts). The mock LLM runs in its own process: only the client's CPU is
 this process's.
 
-    python bench/http_client.py [--calls 4000] [--concurrency 1,32] [--rounds 4]
+    python bench/http_client.py [--calls 4000] [--concurrency 1,32] [--rounds 4] [--loop uvloop|asyncio]
+
+The event loop is uvloop by default, as ``tollgate serve`` runs the relay.
 
 Prints, per kind, concurrency and client: wall time and this process's CPU time per call (process CPU / calls).
 The machine's load moves both alike: the clients take turns, ``--rounds`` slices each, within each kind and
@@ -79,12 +81,7 @@ async def measure(call: Call, count: int, concurrency: int) -> tuple[float, floa
     return (time.perf_counter() - wall) / done * 1e6, (time.process_time() - cpu) / done * 1e6
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--calls", type=int, default=4000)
-    parser.add_argument("--concurrency", default="1,32")
-    parser.add_argument("--rounds", type=int, default=4)
-    options = parser.parse_args()
+async def main(options: argparse.Namespace) -> None:
     async with mock_llm_process(reply="The mock answers in twenty pieces for the benchmark of the client.",
                                 chunks=20, prompt_tokens=1000, completion_tokens=200) as base:
         url = base + "/v1/chat/completions"
@@ -114,4 +111,15 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=4000)
+    parser.add_argument("--concurrency", default="1,32")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parsed = parser.parse_args()
+    if parsed.loop == "uvloop":
+        import uvloop
+
+        uvloop.install()
+    print(f"event loop: {parsed.loop}")
+    asyncio.run(main(parsed))

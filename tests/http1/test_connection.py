@@ -206,3 +206,28 @@ async def test_tls_with_sni_against_a_self_signed_server(tmp_path):
         finally:
             await trusting.close()
             await default.close()
+
+
+async def test_one_read_timer_serves_calls_with_different_timeouts_on_a_reused_connection(client):
+    async def handle(reader, writer):
+        while (got := await server.request(reader)) is not None:
+            await asyncio.sleep(float(got[1].get("x-delay", "0")))
+            writer.write(answer())
+            await writer.drain()
+
+    async with RawServer(handle) as server:
+        async def call(delay: float, read: float | None) -> bytes:
+            got = await client.request("GET", server.url, headers={"X-Delay": str(delay)},
+                                       timeout=http1.Timeouts(read=read))
+            return await got.read()
+
+        assert await call(0, 0.2) == b"ok"      # arms the timer for 0.2 s from now
+        assert await call(0.5, 2) == b"ok"      # it fires before this answer: re-armed, not a timeout
+        assert await call(0, 0.2) == b"ok"
+        assert await call(0.5, None) == b"ok"   # no bound at all
+        assert await call(0, 60) == b"ok"       # arms it for 60 s
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(http1.ReadTimeout):
+            await call(3, 0.2)                  # an earlier bound than the armed one
+        assert asyncio.get_running_loop().time() - started < 1.5
+        assert server.connections == 1

@@ -12,6 +12,7 @@ a cancelled reader) is closed, never reused.
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl as _ssl
 from typing import Callable
 
@@ -47,6 +48,12 @@ class Connection(asyncio.Protocol):
         self.in_use = False
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
+        # The read timeout: one timer per connection, re-armed only when it fires while a wait has time left (a
+        # wait is due at ``_due``), so a wait costs no timer of its own.
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._due = math.inf
+        self._wait_timeout = 0.0
         self._new_answer()
 
     def _new_answer(self) -> None:
@@ -95,13 +102,19 @@ class Connection(asyncio.Protocol):
         ``deadline``, in loop time) fails the answer with `ReadTimeout`. A cancelled wait closes the connection:
         an answer half read is never reused, and the closed connection tells the server the caller went away."""
         loop = self._loop
-        if deadline is not None:
-            left = deadline - loop.time()
-            if timeout is None or left < timeout:
-                timeout = left
         waiter = loop.create_future()
         self._waiter = waiter
-        timer = loop.call_later(max(timeout, 0.0), self._expire, waiter, timeout) if timeout is not None else None
+        if timeout is None and deadline is None:
+            self._due = math.inf
+        else:
+            now = loop.time()
+            due = now + timeout if timeout is not None else math.inf
+            if deadline is not None and deadline < due:
+                due = deadline
+            self._due = due
+            self._wait_timeout = due - now
+            if self._timer is None or self._timer_at > due:
+                self._arm(due)
         try:
             await waiter
         except asyncio.CancelledError:
@@ -109,8 +122,6 @@ class Connection(asyncio.Protocol):
             raise
         finally:
             self._waiter = None
-            if timer is not None:
-                timer.cancel()
 
     @property
     def drained(self) -> bool:
@@ -144,6 +155,7 @@ class Connection(asyncio.Protocol):
         """Close at once (unsent data dropped); ``on_lost`` follows from the loop."""
         if not self.closed:
             self.closed = True
+            self._disarm()
             if self.transport is not None:
                 self.transport.abort()
 
@@ -183,6 +195,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._disarm()
         if self.in_use and not self.complete and self.error is None:
             if self.head_done and not self._framed and exc is None:
                 self.complete = True        # a body that ends with the connection, and it did
@@ -257,9 +270,27 @@ class Connection(asyncio.Protocol):
         self.abort()
         self._wake()
 
-    def _expire(self, waiter: asyncio.Future[None], timeout: float) -> None:
-        if waiter is self._waiter and not waiter.done():
-            self._fail(ReadTimeout(f"nothing arrived from the server within {max(timeout, 0.0):.3g} s"))
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._expire)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        """The timer fired: fail the wait under way if it is due, else come back when it will be."""
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done() or self._due == math.inf:
+            return                          # no bounded wait under way: the next one arms the timer again
+        if self._loop.time() >= self._due:
+            self._fail(ReadTimeout(f"nothing arrived from the server within {max(self._wait_timeout, 0.0):.3g} s"))
+        else:
+            self._arm(self._due)
 
     def _wake(self) -> None:
         waiter = self._waiter

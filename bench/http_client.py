@@ -20,7 +20,7 @@ import asyncio
 import os
 import sys
 import time
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 for path in (os.path.dirname(BENCH), BENCH, os.path.join(os.path.dirname(BENCH), "plugins")):
@@ -30,7 +30,7 @@ for path in (os.path.dirname(BENCH), BENCH, os.path.join(os.path.dirname(BENCH),
 import aiohttp  # noqa: E402
 import orjson  # noqa: E402
 
-from common import chat_body, mock_llm_process  # noqa: E402
+from common import chat_body, measure, mock_llm_process  # noqa: E402
 from tollgate import http1  # noqa: E402
 from tollgate.relay import upstream  # noqa: E402
 
@@ -43,42 +43,23 @@ Call = Callable[[], Awaitable[int]]
 def calls(url: str, body: bytes, stream: bool) -> dict[str, Call]:
     """One call per client, returning the body's length (read whole, or chunk by chunk for a stream)."""
 
-    async def with_aiohttp() -> int:
+    async def call(request: Callable[..., Awaitable[Any]], timeout: Any) -> int:
         async with asyncio.timeout(60):
-            response = await upstream.session().request("POST", url, headers=HEADERS, data=body,
-                                                        timeout=AIOHTTP_TIMEOUT)
+            response = await request("POST", url, headers=HEADERS, data=body, timeout=timeout)
             try:
                 if not stream:
                     return len(await response.read())
                 return sum([len(data) async for data in response.content.iter_any()])
             finally:
                 response.release()
+
+    async def with_aiohttp() -> int:
+        return await call(upstream.session().request, AIOHTTP_TIMEOUT)
 
     async def with_http1() -> int:
-        async with asyncio.timeout(60):
-            response = await upstream.client().request("POST", url, headers=HEADERS, data=body, timeout=HTTP1_TIMEOUT)
-            try:
-                if not stream:
-                    return len(await response.read())
-                return sum([len(data) async for data in response.content.iter_any()])
-            finally:
-                response.release()
+        return await call(upstream.client().request, HTTP1_TIMEOUT)
 
     return {"aiohttp": with_aiohttp, "http1": with_http1}
-
-
-async def measure(call: Call, count: int, concurrency: int) -> tuple[float, float]:
-    """(wall us, CPU us) per call, ``concurrency`` calls in flight."""
-    per_worker = max(1, count // concurrency)
-
-    async def worker() -> None:
-        for _ in range(per_worker):
-            await call()
-
-    wall, cpu = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    done = per_worker * concurrency
-    return (time.perf_counter() - wall) / done * 1e6, (time.process_time() - cpu) / done * 1e6
 
 
 async def main(options: argparse.Namespace) -> None:

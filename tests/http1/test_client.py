@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from tollgate import http1
@@ -27,6 +26,7 @@ async def test_calls_share_one_keep_alive_connection(client):
         assert headers["content-type"] == "application/json"
         assert "accept-encoding" not in headers and "user-agent" not in headers
 
+
 async def test_a_stale_connection_is_retried_for_idempotent_methods_only(client):
     async def handle(reader, writer):
         await server.request(reader)
@@ -41,6 +41,7 @@ async def test_a_stale_connection_is_retried_for_idempotent_methods_only(client)
         with pytest.raises(http1.Disconnected):
             await client.request("POST", server.url, data=b"{}")
         assert server.connections == 2
+
 
 async def test_a_closed_client_refuses_calls_and_closes_its_connections():
     async def handle(reader, writer):

@@ -51,6 +51,7 @@ async def test_read_timeouts_between_data_and_for_the_whole_call(client):
         with pytest.raises(http1.ReadTimeout):
             await client.request("GET", server.url, timeout=http1.Timeouts(read=0.2))
 
+
 async def test_a_refused_connection_is_a_connect_error(client):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -58,6 +59,7 @@ async def test_a_refused_connection_is_a_connect_error(client):
     with pytest.raises(http1.ConnectError) as caught:
         await client.request("GET", f"http://127.0.0.1:{port}/")
     assert not isinstance(caught.value, TimeoutError)
+
 
 async def test_a_body_cut_short_is_a_broken_body(client):
     async def handle(reader, writer):
@@ -80,10 +82,12 @@ async def test_a_body_cut_short_is_a_broken_body(client):
         with pytest.raises(http1.Disconnected):
             await client.request("GET", server.url)
 
+
 @pytest.mark.parametrize("head", [b"HTTP/1.1 abc OK\r\n\r\n", b"SMTP ready\r\n\r\n",
                                   b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
                                   b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-                                  b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+                                  b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                  b"Connection: Upgrade\r\n\r\n",
                                   b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
                                   b"HTTP/1.1 200 OK\r\n" + b"X-Many: 1\r\n" * 300 + b"\r\n"],
                          ids=["status", "not-http", "header", "two-lengths", "upgrade", "huge-header",
@@ -99,6 +103,7 @@ async def test_a_malformed_answer_is_an_invalid_response(client, head):
         with pytest.raises(http1.InvalidResponse):
             await client.request("GET", server.url)
 
+
 async def test_informational_answers_are_skipped(client):
     async def handle(reader, writer):
         await serve_forever(server, reader, writer, lambda *_: b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
@@ -111,6 +116,7 @@ async def test_informational_answers_are_skipped(client):
         assert await got.read() == b"final"
         assert await got.read() == b"final"
 
+
 async def test_data_after_a_complete_answer_keeps_it_readable_but_not_the_connection(client):
     async def handle(reader, writer):
         await serve_forever(server, reader, writer, lambda *_: answer() + answer(b"unasked"))
@@ -119,6 +125,7 @@ async def test_data_after_a_complete_answer_keeps_it_readable_but_not_the_connec
         assert await (await client.request("GET", server.url)).read() == b"ok"
         assert await (await client.request("GET", server.url)).read() == b"ok"
         assert server.connections == 2
+
 
 async def test_cancelling_a_waiting_call_closes_its_connection(client):
     async def handle(reader, writer):
@@ -149,6 +156,7 @@ async def test_cancelling_a_waiting_call_closes_its_connection(client):
             await reading
         await wait_for(lambda: server.saw_close == 2)
 
+
 async def test_a_large_stream_is_read_with_back_pressure(client):
     total = 24 * 1024 * 1024
     piece = bytes(range(256)) * 256             # 64 KiB
@@ -176,6 +184,7 @@ async def test_a_large_stream_is_read_with_back_pressure(client):
             marks += data.count(b"\xff")
         assert received == total and server.sent == total
         assert marks == total // 256            # every byte, in order of pieces
+
 
 async def test_tls_with_sni_against_a_self_signed_server(tmp_path):
     import ssl

@@ -42,6 +42,7 @@ async def test_gzip_and_deflate_answers_arrive_inflated(client):
     finally:
         await runner.cleanup()
 
+
 async def test_an_encoding_it_cannot_inflate_is_an_undecodable_body(client):
     async def handle(reader, writer):
         await serve_forever(server, reader, writer, lambda *_: answer(b"\x00\x01", headers="Content-Encoding: br\r\n"))

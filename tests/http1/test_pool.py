@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-
 from tollgate import http1
 
 from .servers import RawServer, answer, serve_forever, wait_for
@@ -28,6 +27,7 @@ async def test_concurrent_calls_open_at_most_the_limit_per_host():
     finally:
         await limited.close()
 
+
 async def test_an_idle_connection_the_server_closes_leaves_the_pool(client):
     async def handle(reader, writer):
         await server.request(reader)
@@ -42,6 +42,7 @@ async def test_an_idle_connection_the_server_closes_leaves_the_pool(client):
         # A POST is never re-sent: it must go out on a live connection, not the closed one.
         assert await (await client.request("POST", server.url, data=b"{}")).read() == b"ok"
         assert server.connections == 2
+
 
 async def test_a_connection_idle_past_the_idle_timeout_is_closed():
     async def handle(reader, writer):

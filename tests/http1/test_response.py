@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-
 from aiohttp import web
-
 
 from .servers import RawServer, answer, serve_forever, wait_for, web_server
 
@@ -48,6 +46,7 @@ async def test_chunked_content_length_and_read_until_close_bodies(client):
         async with await client.request("GET", server.url) as again:   # never reused: a new connection
             assert await again.read() == b"all of it, until the end"
         assert server.connections == 2
+
 
 async def test_a_half_read_answer_is_never_reused(client):
     async def handle(reader, writer):

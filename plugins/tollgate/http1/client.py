@@ -2,8 +2,8 @@
 origin, for the relay's hot calls (providers, MCP servers). HTTP/1.1 only, no proxy (the relay's aiohttp session
 never used one), no cookies, no redirects: a provider's answer is passed on as it is.
 
-Timeouts are aiohttp's ``sock_connect``, ``sock_read`` and ``total``: `Timeouts`. A timer runs only while a
-connection is being made or a reader waits for data, never for data already buffered.
+Timeouts are aiohttp's ``sock_connect``, ``sock_read`` and ``total``: `Timeouts`. Reading data already buffered
+costs no timer; a connection's read timer is re-armed only when it fires while a wait still has time left.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from . import request as _request
-from .connection import connect
+from .connection import Connection, connect
 from .errors import ClientClosed, Disconnected
 from .pool import Pool
 from .response import Response
@@ -68,14 +68,15 @@ class Client:
             pool = self._pools[target.origin] = Pool(loop, self._limit, self._idle_timeout)
         tls = self._tls() if target.tls else None
 
-        async def new_connection() -> Any:
+        async def new_connection() -> Connection:
             wait = timeout.connect
             if deadline is not None:
                 left = deadline - loop.time()
                 wait = left if wait is None or left < wait else wait
             return await connect(loop, target, tls, wait)
 
-        for attempt in (1, 2):
+        may_resend = method in _IDEMPOTENT
+        while True:
             conn = await pool.acquire(new_connection)
             reused = conn.reused
             conn.send(head, body)
@@ -83,14 +84,14 @@ class Client:
                 await conn.read_head(timeout.read, deadline)
             except Disconnected:
                 conn.abort()
-                if reused and attempt == 1 and method in _IDEMPOTENT:
+                if reused and may_resend:
+                    may_resend = False
                     continue
                 raise
             except BaseException:
                 conn.abort()
                 raise
             return Response(conn, pool, timeout.read, deadline)
-        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         """Close every connection; later calls raise `ClientClosed`."""

@@ -2,8 +2,9 @@
 
 Why not aiohttp's client here: on the relay's hot path its per-call machinery (request and response objects,
 stream readers, timers, tracing hooks) costs more CPU than the rest of a proxied request. Here the C parser runs
-straight on the socket's data; the body's chunks wait in a list until the reader takes them; a reader waits, with
-a timer, only when nothing is buffered; and when it falls behind the socket stops being read (back-pressure).
+straight on the socket's data; the body's chunks wait in a list until the reader takes them; a reader waits only
+when nothing is buffered, and its read timeout is one timer per connection, not one per wait; and when the reader
+falls behind, the socket stops being read (back-pressure).
 
 One answer at a time (no pipelining). A connection that misbehaves (data out of turn, a broken answer, a timeout,
 a cancelled reader) is closed, never reused.

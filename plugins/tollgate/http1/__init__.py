@@ -1,8 +1,9 @@
 """A lean HTTP/1.1 keep-alive client for the relay's hot upstream calls (providers, MCP servers).
 
-Like ``store/resp.py`` for Redis: the general client (aiohttp's) costs more CPU per call than the rest of a proxied
-request, so the calls made on every request use this one; calls made rarely (guard services, webhooks, JWKS, REST
-tools) stay on aiohttp. Responses are parsed by llhttp through ``httptools``. ``bench/http_client.py`` measures both.
+Like ``store/resp.py`` for Redis: the general client (aiohttp's) cost more CPU per call than the rest of a proxied
+request, so the provider and MCP-server calls use this one; the others (guard services, budget webhooks, OAuth key
+sets, MCP REST tools) stay on aiohttp's session. Responses are parsed by llhttp through ``httptools``.
+``bench/http_client.py`` measures both clients.
 
     client = Client()
     async with await client.request("POST", url, headers=headers, data=body) as answer:

@@ -1,8 +1,8 @@
 """The relay's HTTP clients, one of each per event loop, pooled and keep-alive.
 
-``client()`` (`tollgate.http1`) carries the calls made on every request: providers and MCP servers. ``session()``
-(aiohttp) carries the rare ones, where its breadth (JSON helpers, redirects...) is worth its cost per call: guard
-services, budget webhooks, MCP REST tools, OAuth key sets.
+``client()`` (`tollgate.http1`, lean) carries the provider and MCP-server calls, the bulk of the relay's upstream
+traffic. ``session()`` (aiohttp) carries the others, where its breadth (JSON helpers, redirects, any URL a config
+names) is worth its cost per call: guard services, budget webhooks, MCP REST tools, OAuth key sets.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ from tollgate.mock import Reply
 from .helpers import chat_config, openai_target, post, sse_events
 
 CHAT = "/v1/chat/completions"
+CHAT_ANSWER = (b'{"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini", "choices": '
+               b'[{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}], '
+               b'"usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}')
 CUT = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"id\": \"chatcmpl-1\""
 
 
@@ -56,3 +59,20 @@ async def test_gzip_answers_and_streams_arrive_inflated(mock, relay):
     assert events[-1] == "[DONE]"
     text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1] if e.get("choices"))
     assert text == "a zipped stream of words"
+
+
+async def test_calls_through_the_relay_share_one_keep_alive_connection(relay):
+    async def handle(reader, writer):
+        while (await server.request(reader)) is not None:
+            writer.write(answer(CHAT_ANSWER, headers="Content-Type: application/json\r\n"))
+            await writer.drain()
+
+    async with RawServer(handle) as server:
+        r = await relay(chat_config([openai_target(server.url, "primary")]))
+        for _ in range(3):
+            result = await post(r.url)
+            assert result.status == 200 and result.json()["choices"][0]["message"]["content"] == "hi", result.text
+        assert server.connections == 1 and len(server.requests) == 3
+        line, headers, _ = server.requests[0]
+        assert line == b"POST /primary/v1/chat/completions HTTP/1.1"
+        assert headers["authorization"] == "Bearer sk-primary-0123456789abcdef"

@@ -174,3 +174,17 @@ def chat_body(size: int = 4400, **extra: Any) -> bytes:
     return orjson.dumps({"model": "gpt-4o-mini", "messages": [
         {"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": filler}], **extra})
+
+
+async def measure(call: Any, calls: int, concurrency: int) -> tuple[float, float]:
+    """(wall us, this process's CPU us) per call of ``call()``, ``concurrency`` calls in flight (client benches)."""
+    per_worker = max(1, calls // concurrency)
+
+    async def worker() -> None:
+        for _ in range(per_worker):
+            await call()
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    done = per_worker * concurrency
+    return (time.perf_counter() - wall) / done * 1e6, (time.process_time() - cpu) / done * 1e6

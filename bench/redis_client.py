@@ -14,36 +14,21 @@ import argparse
 import asyncio
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "plugins"))
+sys.path.insert(0, os.path.dirname(__file__))
 
 import redis.asyncio as aioredis  # noqa: E402
 from redis.utils import HIREDIS_AVAILABLE  # noqa: E402
 
+from common import measure  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 from tollgate.store.resp import RespClient  # noqa: E402
 from tollgate.store.scripts import WINDOWS  # noqa: E402
 
 KEYS = ["bench:{w}:cur", "bench:{w}:prev"]
 ARGS = ["12", "reserve", "1000000000", "0.5", "60000"]
-
-
-async def measure(call, calls: int, concurrency: int) -> tuple[float, float]:
-    """(wall us, CPU us) per call, ``concurrency`` calls in flight."""
-    for _ in range(200):
-        await call()
-    per_worker = calls // concurrency
-
-    async def worker() -> None:
-        for _ in range(per_worker):
-            await call()
-
-    wall, cpu = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    done = per_worker * concurrency
-    return (time.perf_counter() - wall) / done * 1e6, (time.process_time() - cpu) / done * 1e6
 
 
 async def main() -> None:
@@ -69,6 +54,8 @@ async def main() -> None:
         print(f"redis-py's parser: {'hiredis' if HIREDIS_AVAILABLE else 'pure Python (pip install hiredis)'}")
         for concurrency in (int(c) for c in options.concurrency.split(",")):
             for name, call in (("resp.py", with_resp), ("redis-py+hiredis", with_redis_py)):
+                for _ in range(200):    # warm
+                    await call()
                 wall, cpu = await measure(call, options.calls, concurrency)
                 print(f"c={concurrency:<3} {name:<17} wall {wall:7.1f} us/call   cpu {cpu:7.1f} us/call")
         resp.close()

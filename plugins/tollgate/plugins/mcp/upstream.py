@@ -17,11 +17,9 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol
 
-import aiohttp
 import orjson
-from yarl import URL
 
-from ... import __version__, log, scrub
+from ... import __version__, http1, log, scrub
 from ...relay import upstream as http
 from . import protocol
 from .jsonrpc import HTTP_STATUS, INTERNAL_ERROR, METHOD_NOT_FOUND, REQUEST_TIMEOUT, UPSTREAM_ERROR, JsonRpcError
@@ -31,7 +29,8 @@ from .sessions import UpstreamSessions
 logger = log.get("mcp")
 
 _ids = itertools.count(1)
-_NO_TIMEOUT = aiohttp.ClientTimeout()    # every exchange runs under the server's own timeout (`Upstream.request`)
+_NO_TIMEOUT = http1.Timeouts(connect=None)   # every exchange runs under the server's own timeout (`Upstream.request`)
+MAX_SSE_LINE = 16 * 1024 * 1024              # bytes of one line of an SSE answer (one message's data)
 
 
 class Channel(Protocol):
@@ -68,9 +67,6 @@ class Upstream:
     timeout: float = 30.0
     _detected: str | None = field(default=None, repr=False)
 
-    def __post_init__(self) -> None:
-        self._url = URL(self.url)     # parsed once: aiohttp would parse the string on every call
-
     async def request(self, method: str, params: dict[str, Any], sessions: UpstreamSessions,
                       channel: Channel | None = None, extra_headers: dict[str, str] | None = None) -> dict[str, Any]:
         """``method`` on this server; its result, or `JsonRpcError` (the server's own error, or why it failed)."""
@@ -87,7 +83,7 @@ class Upstream:
         except TimeoutError:
             raise JsonRpcError(REQUEST_TIMEOUT, f"upstream MCP server {self.name} did not answer within "
                                                 f"{self.timeout:g} s") from None
-        except aiohttp.ClientError as exc:
+        except http1.HTTPError as exc:
             raise JsonRpcError(UPSTREAM_ERROR, f"upstream MCP server {self.name} is unreachable: "
                                                f"{type(exc).__name__}") from None
 
@@ -98,10 +94,10 @@ class Upstream:
             return
         try:
             async with asyncio.timeout(self.timeout):
-                async with http.session().delete(self.url, headers={**self.headers,
-                                                                    protocol.SESSION_HEADER: session_id}) as answer:
+                async with await http.client().request("DELETE", self.url, headers={
+                        **self.headers, protocol.SESSION_HEADER: session_id}, timeout=_NO_TIMEOUT) as answer:
                     await answer.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, http1.HTTPError) as exc:
             log.event(logger, "upstream session end failed", 30, server=self.name, error=type(exc).__name__)
 
     # -- generations -------------------------------------------------------------------------------------------
@@ -170,8 +166,8 @@ class Upstream:
         if session_id:
             headers[protocol.SESSION_HEADER] = session_id
         body = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-        async with http.session().post(self._url, data=orjson.dumps(body), headers=self._headers(headers),
-                                       timeout=_NO_TIMEOUT) as answer:
+        async with await http.client().request("POST", self.url, data=orjson.dumps(body),
+                                               headers=self._headers(headers), timeout=_NO_TIMEOUT) as answer:
             await answer.read()
         return session_id, negotiated
 
@@ -189,8 +185,8 @@ class Upstream:
         body: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
         if params:
             body["params"] = params
-        async with http.session().post(self._url, data=orjson.dumps(body), headers=self._headers(headers),
-                                       timeout=_NO_TIMEOUT) as answer:
+        async with await http.client().request("POST", self.url, data=orjson.dumps(body),
+                                               headers=self._headers(headers), timeout=_NO_TIMEOUT) as answer:
             if answer.status == 404 and session_bound:
                 raise SessionExpired()
             kind = answer.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -223,13 +219,16 @@ class Upstream:
         if not session_id:
             return
         headers = {protocol.SESSION_HEADER: session_id, "Accept": "text/event-stream", **self.headers}
-        async with http.session().get(self.url, headers=headers, timeout=aiohttp.ClientTimeout(total=None)) as answer:
-            if answer.status != 200:
-                log.event(logger, "upstream GET stream refused", 30, server=self.name, status=answer.status)
-                return
-            await self._from_sse(answer, None, channel, {protocol.SESSION_HEADER: session_id})
+        try:
+            async with await http.client().request("GET", self.url, headers=headers, timeout=_NO_TIMEOUT) as answer:
+                if answer.status != 200:
+                    log.event(logger, "upstream GET stream refused", 30, server=self.name, status=answer.status)
+                    return
+                await self._from_sse(answer, None, channel, {protocol.SESSION_HEADER: session_id})
+        except (http1.HTTPError, JsonRpcError) as exc:
+            log.event(logger, "upstream standing stream ended", 30, server=self.name, error=type(exc).__name__)
 
-    async def _from_sse(self, answer: aiohttp.ClientResponse, request_id: int | None, channel: Channel | None,
+    async def _from_sse(self, answer: http1.Response, request_id: int | None, channel: Channel | None,
                         headers: dict[str, str]) -> Any:
         """Read SSE events until the answer to ``request_id`` (or the end); notifications on the way go to the
         channel, and requests from the server are put to the client, whose answer goes back to the server."""
@@ -256,8 +255,8 @@ class Upstream:
         else:
             body["error"] = {"code": METHOD_NOT_FOUND,
                              "message": f"{asked.get('method')} is not relayed to this client by the MCP gateway"}
-        async with http.session().post(self._url, data=orjson.dumps(body), headers=self._headers(headers),
-                                       timeout=_NO_TIMEOUT) as answer:
+        async with await http.client().request("POST", self.url, data=orjson.dumps(body),
+                                               headers=self._headers(headers), timeout=_NO_TIMEOUT) as answer:
             await answer.read()
 
     def _headers(self, headers: dict[str, str]) -> dict[str, str]:
@@ -265,11 +264,10 @@ class Upstream:
                 **self.headers, **headers}
 
 
-async def sse_messages(answer: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+async def sse_messages(answer: http1.Response) -> AsyncIterator[dict[str, Any]]:
     """The JSON-RPC messages of an SSE body, as they arrive (other fields and comments carry nothing we need)."""
     data: list[bytes] = []
-    async for raw in answer.content:
-        line = raw.rstrip(b"\r\n")
+    async for line in _lines(answer):
         if line.startswith(b"data:"):
             value = line[5:]
             data.append(value[1:] if value.startswith(b" ") else value)
@@ -280,6 +278,31 @@ async def sse_messages(answer: aiohttp.ClientResponse) -> AsyncIterator[dict[str
         data = []
         if isinstance(message, dict):
             yield message
+
+
+async def _lines(answer: http1.Response) -> AsyncIterator[bytes]:
+    """The body's lines as they complete, without their line ends (LF or CRLF)."""
+    pending: list[bytes] = []       # the start of a line whose end has not arrived yet
+    size = 0
+    async for chunk in answer.content.iter_any():
+        if b"\n" not in chunk:
+            pending.append(chunk)
+            size += len(chunk)
+            if size > MAX_SSE_LINE:
+                raise JsonRpcError(UPSTREAM_ERROR, f"an SSE line from the upstream MCP server is longer than "
+                                                   f"{MAX_SSE_LINE} bytes")
+            continue
+        if pending:
+            pending.append(chunk)
+            chunk = b"".join(pending)
+            pending = []
+        lines = chunk.split(b"\n")
+        last = lines.pop()
+        if last:
+            pending.append(last)
+        size = len(last)
+        for line in lines:
+            yield line[:-1] if line.endswith(b"\r") else line
 
 
 def _json_or_none(raw: bytes) -> Any:

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import aiohttp
-
+from ... import http1
 from ...providers.base import ProviderError, UnreadableAnswer, UpstreamRequest, Usage
 from ...relay import upstream
 from .answers import CheckedStream, read_answer
@@ -52,7 +51,7 @@ class Answer:
 class OpenStream:
     """A provider stream whose first chunks are decoded and not yet sent."""
 
-    response: aiohttp.ClientResponse
+    response: http1.Response
     decoder: Any
     first: list[dict[str, Any]]
     ended: bool                       # the provider's stream is already over
@@ -66,23 +65,23 @@ Outcome = Answer | OpenStream | Failure
 NO_TIME_LEFT = Failure("timeout", 504, "no time was left for this attempt", "timeout", "upstream_timeout")
 
 # What a provider or the network can do to a call; anything else is a bug and propagates.
-CALL_ERRORS = (ProviderError, asyncio.TimeoutError, aiohttp.ClientError, OSError)
+CALL_ERRORS = (ProviderError, asyncio.TimeoutError, http1.HTTPError, OSError)
 
 
-def client_timeout(stream: bool, connect_timeout: float, read_timeout: float, remaining: float) -> aiohttp.ClientTimeout:
+def client_timeout(stream: bool, connect_timeout: float, read_timeout: float, remaining: float) -> http1.Timeouts:
     """A stream may run as long as chunks keep coming; a plain answer must be whole within the time left."""
     connect = min(connect_timeout, remaining)
     if stream:
-        return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read_timeout)
-    return aiohttp.ClientTimeout(total=remaining, sock_connect=connect, sock_read=min(read_timeout, remaining))
+        return http1.Timeouts(connect=connect, read=read_timeout)
+    return http1.Timeouts(connect=connect, read=min(read_timeout, remaining), total=remaining)
 
 
 @lru_cache(maxsize=64)
-def socket_timeouts(connect_timeout: float, read_timeout: float) -> aiohttp.ClientTimeout:
+def socket_timeouts(connect_timeout: float, read_timeout: float) -> http1.Timeouts:
     """The per-socket bounds of a call made within ``asyncio.timeout(remaining)``: that bounds the whole call (a
-    plain answer is read inside it, a stream's first chunks too), so aiohttp needs no timer of its own for it and
-    one object serves every call with the same settings."""
-    return aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
+    plain answer is read inside it, a stream's first chunks too), so the client needs no deadline of its own for
+    it and one object serves every call with the same settings."""
+    return http1.Timeouts(connect=connect_timeout, read=read_timeout)
 
 
 def failure_of(exc: BaseException, started: float) -> Failure:
@@ -91,12 +90,14 @@ def failure_of(exc: BaseException, started: float) -> Failure:
         return Failure("invalid_header", 502, exc.message, exc.type, exc.code)
     if isinstance(exc, ProviderError):
         return Failure.from_provider(exc)
-    if isinstance(exc, asyncio.TimeoutError):  # aiohttp's ServerTimeoutError is one too
+    if isinstance(exc, asyncio.TimeoutError):  # http1's ConnectTimeout and ReadTimeout are ones too
         waited = time.monotonic() - started
         return Failure("timeout", 504, _timeout_message(waited), "timeout", "upstream_timeout",
                        elapsed_ms=waited * 1000)
-    if isinstance(exc, aiohttp.ClientPayloadError):
+    if isinstance(exc, http1.BrokenBody):
         return Failure("error", 502, "the provider's answer broke off", "api_error", "upstream_broken")
+    if isinstance(exc, http1.InvalidResponse):   # not HTTP Tollgate can read (or an encoding it cannot inflate)
+        return failure_of(UnreadableAnswer("upstream_unreadable", f"the answer is not readable HTTP: {exc}"), started)
     return Failure("error", 502, f"the provider could not be reached ({type(exc).__name__})", "api_error",
                    "upstream_unreachable")
 
@@ -109,12 +110,12 @@ async def call(driver: Any, route_type: str, target: Any, request: UpstreamReque
     if remaining <= 0:
         return NO_TIME_LEFT
     timeout = socket_timeouts(connect_timeout, read_timeout)
-    response: aiohttp.ClientResponse | None = None
+    response: http1.Response | None = None
     read = False                      # the whole body was read: the connection goes back to the pool
     try:
         async with asyncio.timeout(remaining):
-            response = await upstream.session().request(request.method, request.url, headers=request.headers,
-                                                         data=request.body, timeout=timeout)
+            response = await upstream.client().request(request.method, request.url, headers=request.headers,
+                                                        data=request.body, timeout=timeout)
             if response.status >= 400:
                 body = await response.read()
                 read = True
@@ -144,7 +145,7 @@ async def call(driver: Any, route_type: str, target: Any, request: UpstreamReque
                 response.close()      # cut short: never reuse a connection with an answer half read
 
 
-async def _first_chunks(driver: Any, route_type: str, target: Any, response: aiohttp.ClientResponse,
+async def _first_chunks(driver: Any, route_type: str, target: Any, response: http1.Response,
                         started: float) -> OpenStream:
     """Read until the stream yields a chunk (or ends); errors before that are the attempt's failure."""
     decoder = CheckedStream(driver.stream_decoder(route_type, target), driver.name, route_type, target.model)

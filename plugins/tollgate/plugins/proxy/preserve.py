@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
-import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from ... import estimate, log
+from ... import estimate, http1, log
 from ...context import RequestContext
 from ...providers import native
 from ...providers.base import CHAT, PRESERVE, ProviderError, Target, UpstreamRequest
@@ -115,7 +114,7 @@ class NativeFailure(Failure):
 class Opened:
     """A provider answer with a success status whose first bytes have arrived and nothing was sent yet."""
 
-    response: aiohttp.ClientResponse
+    response: http1.Response
     first: bytes
     ended: bool
     ttft_ms: float
@@ -130,12 +129,12 @@ async def call(driver: Any, request: UpstreamRequest, *, stream: bool, connect_t
     if remaining <= 0:
         return NO_TIME_LEFT
     timeout = client_timeout(stream, connect_timeout, read_timeout, remaining)
-    response: aiohttp.ClientResponse | None = None
+    response: http1.Response | None = None
     kept = False
     try:
         async with asyncio.timeout(remaining):
-            response = await upstream.session().request(request.method, request.url, headers=request.headers,
-                                                         data=request.body, timeout=timeout)
+            response = await upstream.client().request(request.method, request.url, headers=request.headers,
+                                                        data=request.body, timeout=timeout)
             if response.status >= 400:
                 body = await response.read()
                 failure = Failure.from_provider(driver.parse_error(response.status, response.headers, body))
@@ -231,7 +230,7 @@ async def relay(ctx: RequestContext, request: web.Request, opened: Opened, drive
         completed = True
     except _ClientGone:
         ctx.meta["client_disconnected"] = True
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (http1.HTTPError, asyncio.TimeoutError) as exc:
         log.event(logger, "provider stream broke", logging.WARNING, route_id=ctx.route_id, request_id=ctx.id,
                   error=type(exc).__name__)
         ctx.meta.pop("kong_log_trailer", None)   # no trailer after a cut answer

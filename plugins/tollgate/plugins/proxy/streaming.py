@@ -11,10 +11,9 @@ import logging
 import time
 from typing import Any, Callable
 
-import aiohttp
 from aiohttp import web
 
-from ... import estimate, log
+from ... import estimate, http1, log
 from ...context import RequestContext
 from ...providers.base import ProviderError
 from ...relay import answers
@@ -53,7 +52,7 @@ async def relay(ctx: RequestContext, request: web.Request, opened: OpenStream, r
         await answers.refused(ctx, response, exc)
     except ProviderError as exc:
         await answers.error_event(response, redact(exc.message), exc.type, exc.code)
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, asyncio.TimeoutError) as exc:
+    except (http1.HTTPError, asyncio.TimeoutError) as exc:
         log.event(logger, "provider stream broke", logging.WARNING, error=type(exc).__name__)
         await answers.error_event(response, "the provider stream ended early", "api_error", "upstream_broken")
     except ConnectionResetError:

@@ -40,12 +40,27 @@ def _is_secret_key(key: str) -> bool:
     return found
 
 
+# Every text either pattern can match contains one of these: text without any (request ids, most messages) is
+# returned as it is after one scan, instead of two substitutions.
+_MAY_HOLD_SECRET = re.compile(r"(?i:bearer|basic)|sk|pk|rk|AKIA|ASIA")
+
+
+def _redact_text(value: str) -> str:
+    if _MAY_HOLD_SECRET.search(value) is None:
+        return value
+    return _KEYLIKE.sub(REDACTED, _BEARER.sub(_bearer_redacted, value))
+
+
+def _bearer_redacted(match: re.Match[str]) -> str:
+    return match.group(1) + " " + REDACTED
+
+
 def _scrub_text(value: str) -> str:
     if len(value) > _MEMO_TEXT:
-        return _KEYLIKE.sub(REDACTED, _BEARER.sub(r"\1 " + REDACTED, value))
+        return _redact_text(value)
     found = _scrubbed.get(value)
     if found is None:
-        found = _KEYLIKE.sub(REDACTED, _BEARER.sub(r"\1 " + REDACTED, value))
+        found = _redact_text(value)
         if len(_scrubbed) >= _MEMO_LIMIT:
             _scrubbed.clear()
         _scrubbed[value] = found

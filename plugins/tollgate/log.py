@@ -84,16 +84,22 @@ def scrub(value: Any, _key: str = "") -> Any:
 def _scrub_dict(value: dict[Any, Any]) -> dict[Any, Any]:
     """``scrub`` of a dict, with the common leaves (numbers, None, short strings) handled inline."""
     out = {}
+    secret_keys, scrubbed = _secret_key, _scrubbed   # the memos, looked up inline (this runs per log line)
     for k, v in value.items():
         kind = type(v)
         if kind is int or kind is float or kind is bool:
             out[k] = v
-        elif _is_secret_key(k if type(k) is str else str(k)):
+            continue
+        secret = secret_keys.get(k)
+        if secret is None:
+            secret = _is_secret_key(k if type(k) is str else str(k))
+        if secret:
             out[k] = REDACTED if v not in (None, "", [], {}) else v
         elif v is None:
             out[k] = v
         elif kind is str:
-            out[k] = _scrub_text(v)
+            found = scrubbed.get(v)
+            out[k] = found if found is not None else _scrub_text(v)
         elif kind is dict:
             out[k] = _scrub_dict(v)
         else:

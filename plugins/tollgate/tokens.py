@@ -377,7 +377,7 @@ _SHORT = 32
 # every request of an application or turn of a chat, and is then counted once. Looking a text up costs hashing it,
 # about 1% of encoding it.
 _long_counts: dict[tuple[str, str], int] = {}
-_LONG_CHARS = 4_000_000
+_LONG_CHARS = 1_000_000
 _long_chars = 0
 
 

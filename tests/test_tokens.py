@@ -537,3 +537,30 @@ def test_embedding_input_shapes():
     assert tokens.count_embedding_input({"model": "text-embedding-3-small", "input": "hello world"}) == 2
     assert tokens.count_embedding_input({"model": "text-embedding-3-small", "input": ["hello world", "hello"]}) == 3
     assert tokens.count_embedding_input({"model": "text-embedding-3-small", "input": [[1, 2, 3]]}) == 3
+
+
+def test_long_texts_are_counted_once_and_the_memo_stays_bounded(monkeypatch):
+    """A text longer than the short-string memo's (a system prompt, a chat's history) is encoded once; the memo of
+    such counts never holds more characters than its bound."""
+    monkeypatch.setattr(tokens, "_LONG_CHARS", 2_000)
+    monkeypatch.setattr(tokens, "_long_counts", {})
+    monkeypatch.setattr(tokens, "_long_chars", 0)
+    enc = tokens.get_encoding("o200k_base")
+    calls = []
+    real = enc.encode_ordinary
+
+    class Counting:
+        name = enc.name
+
+        def encode_ordinary(self, text):
+            calls.append(len(text))
+            return real(text)
+
+    prompt = "You are a careful assistant who answers in French. " * 4
+    assert tokens._n(Counting(), prompt) == tokens._n(Counting(), prompt) == len(real(prompt))
+    assert len(calls) == 1
+    for i in range(40):                       # distinct texts: the memo is emptied rather than grown past its bound
+        tokens._n(Counting(), f"{i} " + "word " * 20)
+        assert tokens._long_chars <= 2_000
+    tokens._n(Counting(), "x " * 1_500)       # longer than an eighth of the bound: counted, never kept
+    assert ("o200k_base", "x " * 1_500) not in tokens._long_counts

@@ -40,12 +40,27 @@ def _is_secret_key(key: str) -> bool:
     return found
 
 
+# Every text either pattern can match contains one of these: text without any (request ids, most messages) is
+# returned as it is after one scan, instead of two substitutions.
+_MAY_HOLD_SECRET = re.compile(r"(?i:bearer|basic)|sk|pk|rk|AKIA|ASIA")
+
+
+def _redact_text(value: str) -> str:
+    if _MAY_HOLD_SECRET.search(value) is None:
+        return value
+    return _KEYLIKE.sub(REDACTED, _BEARER.sub(_bearer_redacted, value))
+
+
+def _bearer_redacted(match: re.Match[str]) -> str:
+    return match.group(1) + " " + REDACTED
+
+
 def _scrub_text(value: str) -> str:
     if len(value) > _MEMO_TEXT:
-        return _KEYLIKE.sub(REDACTED, _BEARER.sub(r"\1 " + REDACTED, value))
+        return _redact_text(value)
     found = _scrubbed.get(value)
     if found is None:
-        found = _KEYLIKE.sub(REDACTED, _BEARER.sub(r"\1 " + REDACTED, value))
+        found = _redact_text(value)
         if len(_scrubbed) >= _MEMO_LIMIT:
             _scrubbed.clear()
         _scrubbed[value] = found
@@ -69,16 +84,22 @@ def scrub(value: Any, _key: str = "") -> Any:
 def _scrub_dict(value: dict[Any, Any]) -> dict[Any, Any]:
     """``scrub`` of a dict, with the common leaves (numbers, None, short strings) handled inline."""
     out = {}
+    secret_keys, scrubbed = _secret_key, _scrubbed   # the memos, looked up inline (this runs per log line)
     for k, v in value.items():
         kind = type(v)
         if kind is int or kind is float or kind is bool:
             out[k] = v
-        elif _is_secret_key(k if type(k) is str else str(k)):
+            continue
+        secret = secret_keys.get(k)
+        if secret is None:
+            secret = _is_secret_key(k if type(k) is str else str(k))
+        if secret:
             out[k] = REDACTED if v not in (None, "", [], {}) else v
         elif v is None:
             out[k] = v
         elif kind is str:
-            out[k] = _scrub_text(v)
+            found = scrubbed.get(v)
+            out[k] = found if found is not None else _scrub_text(v)
         elif kind is dict:
             out[k] = _scrub_dict(v)
         else:

@@ -373,6 +373,12 @@ def warm() -> None:
 # Counts of short strings (roles, names, tool names: the same few on every request), per encoding.
 _short_counts: dict[tuple[str, str], int] = {}
 _SHORT = 32
+# Counts of longer texts, bounded by their total length: a system prompt or a conversation's history comes back on
+# every request of an application or turn of a chat, and is then counted once. Looking a text up costs hashing it,
+# about 1% of encoding it.
+_long_counts: dict[tuple[str, str], int] = {}
+_LONG_CHARS = 1_000_000
+_long_chars = 0
 
 
 def _n(enc: "tiktoken.Encoding", text: str) -> int:
@@ -380,7 +386,7 @@ def _n(enc: "tiktoken.Encoding", text: str) -> int:
     if not text:
         return 0
     if len(text) > _SHORT:
-        return len(enc.encode_ordinary(text))
+        return _long_count(enc, text)
     key = (enc.name, text)
     count = _short_counts.get(key)
     if count is None:
@@ -388,6 +394,21 @@ def _n(enc: "tiktoken.Encoding", text: str) -> int:
         if len(_short_counts) >= 4096:
             _short_counts.clear()
         _short_counts[key] = count
+    return count
+
+
+def _long_count(enc: "tiktoken.Encoding", text: str) -> int:
+    global _long_chars
+    key = (enc.name, text)
+    count = _long_counts.get(key)
+    if count is None:
+        count = len(enc.encode_ordinary(text))
+        if len(text) <= _LONG_CHARS // 8:             # one text never takes more than an eighth of the memo
+            if _long_chars + len(text) > _LONG_CHARS:
+                _long_counts.clear()
+                _long_chars = 0
+            _long_counts[key] = count
+            _long_chars += len(text)
     return count
 
 

@@ -137,12 +137,16 @@ class InstanceTable:
         self._by_id: dict[int, Instance] = {}
         self._by_handler: dict[int, Instance] = {}
         self._workers: dict[Any, WorkerView] = {}
+        # `expected` per (anchor, route, service, consumer): the same few on every request, and only a start or a
+        # close changes them (both clear it).
+        self._expected: dict[tuple[int, str | None, str | None, str | None], frozenset[str]] = {}
 
     def add(self, plugin: PluginModule, config: dict[str, Any], handler: Any, worker: Any = None) -> Instance:
         instance = Instance(next(self._next_id), plugin, config, handler, worker, next(self._order))
         self._by_id[instance.id] = instance
         self._by_handler[id(handler)] = instance
         self._workers.setdefault(worker, WorkerView()).start(instance)
+        self._expected.clear()
         return instance
 
     def get(self, instance_id: Any) -> Instance:
@@ -163,6 +167,7 @@ class InstanceTable:
         view = self._workers.get(instance.worker)
         if view is not None:
             view.stop(instance)
+        self._expected.clear()
         return instance
 
     def __iter__(self):
@@ -172,7 +177,7 @@ class InstanceTable:
         return len(self._by_id)
 
     def expected(self, anchor: Instance, route_id: str | None, service_id: str | None,
-                 consumer_id: str | None) -> set[str]:
+                 consumer_id: str | None) -> frozenset[str]:
         """Names of the plugins the config build of ``anchor`` runs on a request of this route, service and consumer
         in ``anchor``'s worker.
 
@@ -185,9 +190,19 @@ class InstanceTable:
         whose first request came after the anchor's predecessor started, with a ``__seq__`` above every replaced
         one, still counts for that consumer until the worker's next build.
         """
+        key = (anchor.id, route_id, service_id, consumer_id)
+        names = self._expected.get(key)
+        if names is None:
+            if len(self._expected) >= 4096:
+                self._expected.clear()
+            names = self._expected[key] = self._expected_now(anchor, route_id, service_id, consumer_id)
+        return names
+
+    def _expected_now(self, anchor: Instance, route_id: str | None, service_id: str | None,
+                      consumer_id: str | None) -> frozenset[str]:
         view = self._workers.get(anchor.worker)
         if view is None:
-            return set()
+            return frozenset()
         order, seq = anchor.floor
         names = set()
         candidates = [*view.by_route.get(route_id, {}).values()] if route_id is not None else []
@@ -199,4 +214,4 @@ class InstanceTable:
             if instance.consumer_id is not None and instance.consumer_id != consumer_id:
                 continue
             names.add(instance.name)
-        return names
+        return frozenset(names)

@@ -97,7 +97,8 @@ def micros(numerator: int, rate: Fraction | int = 1) -> int:
     if type(numerator) is int:  # integer arithmetic, exact: ceil(numerator * p / (q * TOKENS_PER_PRICE))
         if type(rate) is int:
             return -((-numerator * rate) // TOKENS_PER_PRICE)
-        rate = Fraction(rate)
+        if type(rate) is not Fraction:   # (Fraction() of a Fraction is a slow no-op: budgets hold Fractions)
+            rate = Fraction(rate)
         return -((-numerator * rate.numerator) // (rate.denominator * TOKENS_PER_PRICE))
     return ceil_div(numerator * Fraction(rate), TOKENS_PER_PRICE)
 

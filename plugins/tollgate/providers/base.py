@@ -50,16 +50,21 @@ def token_count(value: Any) -> int | None:
 def token_counts(data: Any, *names: str) -> list[int] | None:
     """The counts ``names`` of a usage object: an absent or null one is 0, a present one of the wrong type makes the
     whole usage unreadable (None), and so does a usage in which none of ``names`` is present."""
-    if not isinstance(data, dict) or not any(data.get(name) is not None for name in names):
+    if not isinstance(data, dict):
         return None
     counts = []
+    present = False
     for name in names:
         value = data.get(name)
-        count = 0 if value is None else token_count(value)
+        if value is None:
+            counts.append(0)
+            continue
+        present = True
+        count = value if type(value) is int and value >= 0 else token_count(value)   # (the common case inline)
         if count is None:
             return None
         counts.append(count)
-    return counts
+    return counts if present else None
 
 
 @dataclass

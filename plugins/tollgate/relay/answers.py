@@ -24,7 +24,8 @@ SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 async def json(ctx: RequestContext, body: Chunk, headers: dict[str, str], status: int = 200) -> web.Response:
     """A whole answer, after every filter has seen it (an output guard may refuse it)."""
-    headers = {**headers, **await cleared(ctx)}
+    if ctx.gate is not None:
+        headers = {**headers, **await ctx.gate.cleared()}
     filters: Filters | None = ctx.filters
     if filters:
         try:
@@ -32,7 +33,7 @@ async def json(ctx: RequestContext, body: Chunk, headers: dict[str, str], status
         except AnswerRefused as exc:
             ctx.meta["refused_by_filter"] = exc.code
             return openai_error(exc.status, exc.message, exc.type, exc.code)
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json", headers=headers)
+    return web.Response(status=status, body=orjson.dumps(body), headers={**headers, "Content-Type": "application/json"})
 
 
 async def cleared(ctx: RequestContext) -> dict[str, str]:

@@ -33,8 +33,14 @@ async def read(request: web.BaseRequest, limit: int) -> bytes:
     declared = request.content_length
     if declared is not None and declared > limit:
         raise BodyTooLarge(limit, declared)
+    content = request.content
+    if content.is_eof():   # the whole body came with the headers (most requests): take it without waiting
+        data = content.read_nowait()
+        if len(data) > limit:
+            raise BodyTooLarge(limit, None)
+        return data if type(data) is bytes else bytes(data)
     body = bytearray()
-    async for chunk in request.content.iter_any():
+    async for chunk in content.iter_any():
         body += chunk
         if len(body) > limit:
             raise BodyTooLarge(limit, None)

@@ -187,7 +187,8 @@ async def run(ctx: RequestContext, request: web.BaseRequest, ordered: Sequence[P
             if policy is not terminal:
                 ran.append(policy)
         ctx.filters = _filters(ctx, ran)
-        response = await _gated(ctx, terminal.serve(ctx, request))
+        serving = terminal.serve(ctx, request)
+        response = await (serving if ctx.gate is None else _gated(ctx, serving))
         return response
     finally:
         if ctx.gate is not None and not ctx.gate.verdict.done():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tollgate.plugins.mcp.sessions import SessionBook, SharedUpstreamSessions
@@ -59,3 +61,17 @@ async def test_stateless_clients_share_upstream_sessions_per_consumer_only():
     await shared.for_consumer("a").put("calc", "s-a")
     assert await shared.for_consumer("a").get("calc") == "s-a"
     assert await shared.for_consumer("b").get("calc") is None
+
+
+async def test_a_client_that_keeps_working_keeps_its_session_and_checks_do_not(store):
+    """The expiry counts from the client's last request; the gateway's own checks (touch=False) are not activity."""
+    book = SessionBook(store, "r", ttl=2.0)
+    opened = await book.open("2025-11-25", "consumer-a")
+    for _ in range(12):                     # 3 s of requests, every 0.25 s: longer than the ttl
+        await asyncio.sleep(0.25)
+        assert await book.find(opened.id, "consumer-a") is not None
+    for _ in range(2):                      # then only checks, well inside the ttl after the last request
+        await asyncio.sleep(0.5)
+        assert await book.find(opened.id, "consumer-a", touch=False) is not None
+    await asyncio.sleep(1.5)                # 2.5 s after the last request
+    assert await book.find(opened.id, "consumer-a", touch=False) is None

@@ -94,7 +94,7 @@ class SessionStreams:
         await response.prepare(request)
 
         async def alive() -> bool:
-            return await self.book().find(session.id, session.consumer) is not None
+            return await self.book().find(session.id, session.consumer, touch=False) is not None
 
         try:
             await events.follow(position, response, request, alive)
@@ -124,7 +124,7 @@ class SessionStreams:
         book = self.book()
         channel = StandingChannel(StandingLog(book.store, book.scope, session.id),
                                   Inbox(book.store, book.scope, session.id), session.capabilities, self.timeout)
-        # A session expires ``ttl`` after its last write: checking twice per ttl notices it within half of one.
+        # A session expires ``ttl`` after the client's last request; checking twice per ttl notices that soon enough.
         every = min(LISTEN_CHECK, book.ttl / 2)
 
         async def listen() -> None:
@@ -133,7 +133,7 @@ class SessionStreams:
                 # The client's session may expire without a DELETE: stop relaying then, and end ours upstream.
                 while not relay.done():
                     await asyncio.wait({relay}, timeout=every)
-                    if not relay.done() and await self.book().find(session.id, session.consumer) is None:
+                    if not relay.done() and await self.book().find(session.id, session.consumer, touch=False) is None:
                         relay.cancel()
                         await upstream.end(session)
                         log.event(logger, "upstream standing stream stopped: its client session has expired",

@@ -4,8 +4,12 @@ serve any request of a session.
 A session is one small hash: its negotiated version, the consumer that opened it (a session is only good for the
 consumer that opened it, as in the SDK's own server), what the client can be asked (sampling, elicitation, roots:
 the gateway declares that much to the upstreams it opens sessions with for it), and the session id of each
-session-generation upstream it has talked to. The store's ``delete`` covers plain values only, so ending a session marks it ended instead; the
-mark expires with the hash.
+session-generation upstream it has talked to. The store's ``delete`` covers plain values only, so ending a session
+marks it ended instead; the mark expires with the hash.
+
+A session expires ``session_ttl`` after the client's last request, not after it was opened: a client that keeps
+working keeps its session. Each request that finds the session pushes the expiry back, written at most once per
+tenth of the ttl (the ``seen`` field), so a busy session costs one extra write every few minutes, not one per call.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import orjson
 
 _INFO = "info"
 _ENDED = "ended"
+_SEEN = "seen"          # when a request last pushed the expiry back (Unix time)
 _UPSTREAM = "up:"
 
 
@@ -77,8 +82,11 @@ class SessionBook:
         await self.store.hset(self.key(session_id), {_INFO: info}, ttl=self.ttl)
         return Session(session_id, version, consumer, {}, self, capabilities or {})
 
-    async def find(self, session_id: str, consumer: str) -> Session | None:
-        """The live session ``session_id`` of ``consumer``; None when unknown, ended, expired or someone else's."""
+    async def find(self, session_id: str, consumer: str, touch: bool = True) -> Session | None:
+        """The live session ``session_id`` of ``consumer``; None when unknown, ended, expired or someone else's.
+
+        ``touch``: a client's request is activity that keeps the session alive; the gateway's own checks on a
+        session (is it still there?) pass False, or a relayed stream would keep an abandoned session alive."""
         if not session_id or len(session_id) > 128:
             return None
         fields = await self.store.hgetall(self.key(session_id))
@@ -87,6 +95,11 @@ class SessionBook:
         info = orjson.loads(fields[_INFO])
         if info.get("consumer") != consumer:
             return None
+        if touch:
+            now = time.time()
+            seen = fields.get(_SEEN)
+            if now - (float(seen) if seen else info.get("created", 0)) > self.ttl / 10:
+                await self.store.hset(self.key(session_id), {_SEEN: repr(now).encode()}, ttl=self.ttl)
         upstream = {k[len(_UPSTREAM):]: v.decode() for k, v in fields.items() if k.startswith(_UPSTREAM) and v}
         return Session(session_id, info["version"], consumer, upstream, self, info.get("capabilities") or {})
 

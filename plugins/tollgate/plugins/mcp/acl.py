@@ -9,7 +9,8 @@ applies. A caller Kong did not identify matches no subject, so any allow list sh
 Kong OSS keeps a consumer's groups as ACL groups (``consumers[].acls``): Kong's bundled ``acl`` plugin, on the same
 route, admits the request and hands the groups on in ``X-Consumer-Groups``, replacing whatever the client sent.
 Kong OSS 3.9 has no ``kong.client.get_consumer_groups`` (that PDK call is Kong Enterprise's), so that header is
-where the groups come from: ``include_consumer_groups`` needs the ``acl`` plugin on the route.
+where the groups come from: ``include_consumer_groups`` needs the ``acl`` plugin on the route, with its
+``hide_groups_header`` off (hidden, the header is not set and the client's own stays in place).
 """
 
 from __future__ import annotations

@@ -254,9 +254,6 @@ def bench_pairs() -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    from tollgate.process import one_blas_thread
-
-    one_blas_thread()                   # as `tollgate serve` runs: numpy's BLAS on one thread
     only = set(args.only.split(","))
     if "embed" in only:
         bench_embed(args.runs)

@@ -131,19 +131,3 @@ def test_help_shows_every_flag_with_its_default_and_variable():
     assert "--relay-port PORT port of the relay [env TOLLGATE_RELAY_PORT; default: 8081]" in text
     assert "[env TOLLGATE_SOCKET_DIR; default: /usr/local/kong/tollgate]" in text
     assert "[env TOLLGATE_SOCKET_MODE; default: 0660]" in text
-
-
-def test_the_process_keeps_numpys_blas_on_one_thread():
-    """`tollgate serve` calls this first: spinning BLAS workers would take cores from the event loop."""
-    from threadpoolctl import threadpool_info, threadpool_limits
-
-    from tollgate.process import one_blas_thread
-
-    before = {info["filepath"]: info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
-    assert before, "numpy's BLAS library was not found"
-    try:
-        threadpool_limits(limits=2, user_api="blas")     # as on any machine with cores to spare
-        one_blas_thread()
-        assert [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"] == [1] * len(before)
-    finally:
-        threadpool_limits(limits=max(before.values()), user_api="blas")

@@ -183,19 +183,6 @@ def _settle_memory() -> None:
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
-def one_blas_thread() -> None:
-    """numpy's BLAS on one thread.
-
-    OpenBLAS's workers spin for a while after each parallel product (the local vector index's search is one). In a
-    process whose event loop and embedding threads share a few cores, that spin took a core from them: measured
-    here, the embedding that followed a 100,000-entry search used twice its wall time in CPU.
-    """
-    import numpy  # noqa: F401  (loads the BLAS library the limit applies to)
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=1, user_api="blas")
-
-
 def _loopback(host: str) -> bool:
     import ipaddress
 
@@ -260,7 +247,6 @@ def status_app(token: str | None = None) -> web.Application:
 
 
 async def run(settings: Settings) -> None:
-    one_blas_thread()
     process = TollgateProcess(settings)
     await process.start()
     _settle_memory()

@@ -124,6 +124,12 @@ async def gateway(plugins: list[dict[str, Any]], *, redis_url: str | None = None
         process.cleanup()
 
 
+def percentile(samples: list[float], p: float, empty: float = float("nan")) -> float:
+    """The ``p``-th percentile of ``samples`` (nearest rank), ``empty`` when there are none."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else empty
+
+
 @dataclass
 class LoadResult:
     requests: int
@@ -136,8 +142,7 @@ class LoadResult:
         return self.requests / self.seconds if self.seconds else 0.0
 
     def percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000 if ordered else 0.0
+        return percentile(self.latencies, p, 0.0) * 1000
 
 
 async def load(url: str, body: bytes, requests: int, concurrency: int, headers: dict[str, str] | None = None

@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import tollgate  # noqa: E402,F401  (one BLAS thread, before numpy loads)
 import orjson  # noqa: E402
 
-from bench.common import cpu_seconds, load, mock_llm_process, tree  # noqa: E402
+from bench.common import cpu_seconds, load, mock_llm_process, percentile, tree  # noqa: E402
 from tests.gateway.routes import deck  # noqa: E402
 from tests.harness import KongDouble  # noqa: E402
 from tests.harness.procs import TollgateServer  # noqa: E402
@@ -40,11 +40,6 @@ from tests.proxy.complexity_set import LABELLED, body_of  # noqa: E402
 from tollgate.plugins.proxy.complexity import PREFIX, Prompt, shared  # noqa: E402
 from tollgate.plugins.proxy.routing import ComplexityRouter  # noqa: E402
 from tollgate.plugins.proxy.schema import TIERS  # noqa: E402
-
-
-def percentile(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 def bench_accuracy() -> None:

@@ -68,7 +68,8 @@ for path in (ROOT, BENCH):
 import aiohttp  # noqa: E402
 import orjson  # noqa: E402
 
-from common import chat_body, cpu_seconds, free_port, mock_llm_process, rss_kb, tree, wait_http  # noqa: E402
+from common import (chat_body, cpu_seconds, free_port, mock_llm_process, percentile, rss_kb, tree,  # noqa: E402
+                    wait_http)
 from tests.gateway.routes import deck  # noqa: E402
 from tests.harness import KongDouble  # noqa: E402
 from tests.harness.procs import TollgateServer  # noqa: E402
@@ -106,8 +107,7 @@ class Run:
         return self.requests / self.seconds if self.seconds else 0.0
 
     def percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000 if ordered else float("nan")
+        return percentile(self.latencies, p) * 1000
 
 
 WORDS = ("the quick brown fox jumps over lazy dog gateway token budget limit stream chunk model answer "

@@ -35,7 +35,7 @@ for path in (os.path.dirname(BENCH), BENCH):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from common import cpu_seconds, gateway, mock_llm_process, rss_kb, tree  # noqa: E402
+from common import cpu_seconds, gateway, mock_llm_process, percentile, rss_kb, tree  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
 GROWTH_GOAL = 0.05
@@ -75,8 +75,7 @@ class Interval:
     errors: int = 0
 
     def percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000 if ordered else 0.0
+        return percentile(self.latencies, p, 0.0) * 1000
 
 
 @dataclass

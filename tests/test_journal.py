@@ -107,3 +107,21 @@ async def test_nothing_is_written_for_a_local_store_or_without_a_node() -> None:
     unnamed = RedisStore.from_url("redis://127.0.0.1:1/0")
     assert Journal().open(unnamed, []) is None
     await unnamed.close()
+
+
+async def test_shutdown_writes_what_ended_requests_used(store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request that ended after the last periodic write, its settlement not landed: the write at shutdown
+    (`limits.settle_pending`) makes the successor settle it to what it used, not give it all back."""
+    from tollgate.plugins import limits
+
+    dead = Journal()
+    dead.node = "host:/sockets"
+    await adopted(dead, store)
+    handle = dead.open(store, [await store.reserve(WINDOWS, 300, EPOCH)])
+    await asyncio.sleep(0.2)
+    dead._writer.cancel()  # no periodic write after this one (which lists the request as still running)
+    dead.ended(handle, [10])
+    monkeypatch.setattr(limits, "JOURNAL", dead)
+    await limits.settle_pending(1.0)
+    await successor_of(dead, store)
+    assert await used(store) == [10, 10]

@@ -110,14 +110,19 @@ class Journal:
             await store.delete(self.key())
             self._written.discard(id(store))
 
+    async def flush(self) -> None:
+        """Write every store's journal now (at shutdown: what the successor settles is then what ended requests
+        used, not what the last periodic write saw)."""
+        for store in list(self._stores.values()):
+            try:
+                await self._write(store)
+            except StoreError:
+                continue  # the next round tries again
+
     async def _write_while_open(self) -> None:
         while self._open or self._written:
             await asyncio.sleep(PERIOD)
-            for store in list(self._stores.values()):
-                try:
-                    await self._write(store)
-                except StoreError:
-                    continue  # the next round tries again
+            await self.flush()
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:

@@ -164,10 +164,11 @@ async def settle_pending(timeout: float) -> None:
                       actual=actual)
             # left in the journal: the next process on this node settles it
 
-    if pending:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            if pending:
                 await asyncio.gather(*(last_try(*job) for _, job in pending))
+            await JOURNAL.flush()  # what is still owed, to what it used: the next process settles it
 
 
 @dataclass

@@ -184,11 +184,8 @@ class Store(abc.ABC):
         reservation.settled = True
         if actual == reservation.amount and reservation.ledger is None:
             return
-        live = self.live_buckets(reservation)
-        if not live:
-            return
         try:
-            await self._settle(live, reservation.amount, actual, reservation.ledger)
+            await self.settle_charged(self.live_buckets(reservation), reservation.amount, actual, reservation.ledger)
         except StoreError:
             reservation.settled = False
             raise

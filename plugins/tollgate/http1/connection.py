@@ -52,7 +52,6 @@ class Connection(asyncio.Protocol):
         # The read timeout: one timer per connection, re-armed only when it fires while a wait has time left (a
         # wait is due at ``_due``), so a wait costs no timer of its own.
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
         self._due = math.inf
         self._wait_timeout = 0.0
         self._new_answer()
@@ -71,7 +70,6 @@ class Connection(asyncio.Protocol):
         self._framed = True                 # the body has a length or chunks (else it ends when the connection does)
         self._head_size = 0                 # bytes received while the head was incomplete
         self._header_bytes = 0              # bytes of the header lines parsed
-        self._informational = False         # a 1xx answer is being parsed: the real one follows
 
     # -- the caller's side -------------------------------------------------------------------------------------
 
@@ -114,7 +112,7 @@ class Connection(asyncio.Protocol):
                 due = deadline
             self._due = due
             self._wait_timeout = due - now
-            if self._timer is None or self._timer_at > due:
+            if self._timer is None or self._timer.when() > due:
                 self._arm(due)
         try:
             await waiter
@@ -232,8 +230,7 @@ class Connection(asyncio.Protocol):
         if status < 200:
             if status == 101:
                 raise InvalidResponse("the server switched protocols, which no call asked for")
-            self._informational = True      # 100 Continue, 103 Early Hints...: the answer itself follows
-            return
+            return                          # 100 Continue, 103 Early Hints...: the answer itself follows
         headers = CIMultiDict([(name.decode("latin-1"), value.decode("utf-8", "replace")) for name, value in self._raw])
         self.status = status
         self.headers = headers
@@ -245,9 +242,8 @@ class Connection(asyncio.Protocol):
         self._buffered += len(body)
 
     def on_message_complete(self) -> None:
-        if self._informational:
-            self._informational = False
-            return
+        if self.headers is None:
+            return                          # a 1xx answer ended (its headers were never kept): the real one follows
         self.complete = True
         self.keep_alive = self._parser.should_keep_alive()
 
@@ -274,7 +270,6 @@ class Connection(asyncio.Protocol):
     def _arm(self, at: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer_at = at
         self._timer = self._loop.call_at(at, self._expire)
 
     def _disarm(self) -> None:

@@ -143,12 +143,7 @@ class Connection(asyncio.Protocol):
         """The answer is over and the connection waits for its next call."""
         self.in_use = False
         self.reused = True
-        self._chunks = []
-        self._buffered = 0
-        if self._paused:
-            self._paused = False
-            if self.transport is not None:
-                self.transport.resume_reading()
+        self.take()                         # what the caller left unread is dropped (reading resumes)
 
     def abort(self) -> None:
         """Close at once (unsent data dropped); ``on_lost`` follows from the loop."""

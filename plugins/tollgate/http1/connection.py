@@ -59,8 +59,7 @@ class Connection(asyncio.Protocol):
     def _new_answer(self) -> None:
         self.status = 0
         self.reason = ""
-        self.headers: CIMultiDict[str] | None = None
-        self.head_done = False
+        self.headers: CIMultiDict[str] | None = None    # set once the (final) answer's head is complete
         self.complete = False               # the whole answer has arrived (it may not all be taken yet)
         self.keep_alive = False
         self.error: HTTPError | None = None
@@ -121,6 +120,11 @@ class Connection(asyncio.Protocol):
             raise
         finally:
             self._waiter = None
+
+    @property
+    def head_done(self) -> bool:
+        """The answer's status line and headers are in (a 1xx answer's do not count)."""
+        return self.headers is not None
 
     @property
     def drained(self) -> bool:
@@ -230,15 +234,14 @@ class Connection(asyncio.Protocol):
         self.status = status
         self.headers = headers
         self._framed = "Content-Length" in headers or "chunked" in headers.get("Transfer-Encoding", "").lower()
-        self.head_done = True
 
     def on_body(self, body: bytes) -> None:
         self._chunks.append(body)
         self._buffered += len(body)
 
     def on_message_complete(self) -> None:
-        if self.headers is None:
-            return                          # a 1xx answer ended (its headers were never kept): the real one follows
+        if not self.head_done:
+            return                          # a 1xx answer ended: the real one follows
         self.complete = True
         self.keep_alive = self._parser.should_keep_alive()
 

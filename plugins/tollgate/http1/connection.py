@@ -255,7 +255,6 @@ class Connection(asyncio.Protocol):
     def _out_of_turn(self) -> None:
         """Data from the server when no answer is expected: never reuse the connection (what was already received
         of a complete answer stays readable)."""
-        self.keep_alive = False
         self.abort()
         self._wake()
 

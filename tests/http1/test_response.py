@@ -66,3 +66,17 @@ async def test_a_half_read_answer_is_never_reused(client):
         async with await client.request("GET", server.url) as got:
             assert len(await got.read()) == 2_000_000
         assert server.connections == 3      # the last two calls shared one
+
+
+async def test_a_whole_answer_released_unread_leaves_its_connection_reusable(client):
+    async def handle(reader, writer):
+        await serve_forever(server, reader, writer, lambda *_: answer(b"z" * 1000))
+
+    async with RawServer(handle) as server:
+        for _ in range(3):
+            got = await client.request("GET", server.url)
+            await wait_for(lambda: got._conn is None or got._conn.complete)
+            got.release()                   # whole but not read: pooled, not closed
+        async with await client.request("GET", server.url) as got:
+            assert await got.read() == b"z" * 1000
+        assert server.connections == 1

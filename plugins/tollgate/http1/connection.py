@@ -52,7 +52,6 @@ class Connection(asyncio.Protocol):
         # The read timeout: one timer per connection, re-armed only when it fires while a wait has time left (a
         # wait is due at ``_due``), so a wait costs no timer of its own.
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
         self._due = math.inf
         self._wait_timeout = 0.0
         self._new_answer()
@@ -60,8 +59,7 @@ class Connection(asyncio.Protocol):
     def _new_answer(self) -> None:
         self.status = 0
         self.reason = ""
-        self.headers: CIMultiDict[str] | None = None
-        self.head_done = False
+        self.headers: CIMultiDict[str] | None = None    # set once the (final) answer's head is complete
         self.complete = False               # the whole answer has arrived (it may not all be taken yet)
         self.keep_alive = False
         self.error: HTTPError | None = None
@@ -71,7 +69,6 @@ class Connection(asyncio.Protocol):
         self._framed = True                 # the body has a length or chunks (else it ends when the connection does)
         self._head_size = 0                 # bytes received while the head was incomplete
         self._header_bytes = 0              # bytes of the header lines parsed
-        self._informational = False         # a 1xx answer is being parsed: the real one follows
 
     # -- the caller's side -------------------------------------------------------------------------------------
 
@@ -114,7 +111,7 @@ class Connection(asyncio.Protocol):
                 due = deadline
             self._due = due
             self._wait_timeout = due - now
-            if self._timer is None or self._timer_at > due:
+            if self._timer is None or self._timer.when() > due:
                 self._arm(due)
         try:
             await waiter
@@ -123,6 +120,11 @@ class Connection(asyncio.Protocol):
             raise
         finally:
             self._waiter = None
+
+    @property
+    def head_done(self) -> bool:
+        """The answer's status line and headers are in (a 1xx answer's do not count)."""
+        return self.headers is not None
 
     @property
     def drained(self) -> bool:
@@ -145,12 +147,7 @@ class Connection(asyncio.Protocol):
         """The answer is over and the connection waits for its next call."""
         self.in_use = False
         self.reused = True
-        self._chunks = []
-        self._buffered = 0
-        if self._paused:
-            self._paused = False
-            if self.transport is not None:
-                self.transport.resume_reading()
+        self.take()                         # what the caller left unread is dropped (reading resumes)
 
     def abort(self) -> None:
         """Close at once (unsent data dropped); ``on_lost`` follows from the loop."""
@@ -232,22 +229,19 @@ class Connection(asyncio.Protocol):
         if status < 200:
             if status == 101:
                 raise InvalidResponse("the server switched protocols, which no call asked for")
-            self._informational = True      # 100 Continue, 103 Early Hints...: the answer itself follows
-            return
+            return                          # 100 Continue, 103 Early Hints...: the answer itself follows
         headers = CIMultiDict([(name.decode("latin-1"), value.decode("utf-8", "replace")) for name, value in self._raw])
         self.status = status
         self.headers = headers
         self._framed = "Content-Length" in headers or "chunked" in headers.get("Transfer-Encoding", "").lower()
-        self.head_done = True
 
     def on_body(self, body: bytes) -> None:
         self._chunks.append(body)
         self._buffered += len(body)
 
     def on_message_complete(self) -> None:
-        if self._informational:
-            self._informational = False
-            return
+        if not self.head_done:
+            return                          # a 1xx answer ended: the real one follows
         self.complete = True
         self.keep_alive = self._parser.should_keep_alive()
 
@@ -261,7 +255,6 @@ class Connection(asyncio.Protocol):
     def _out_of_turn(self) -> None:
         """Data from the server when no answer is expected: never reuse the connection (what was already received
         of a complete answer stays readable)."""
-        self.keep_alive = False
         self.abort()
         self._wake()
 
@@ -274,7 +267,6 @@ class Connection(asyncio.Protocol):
     def _arm(self, at: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer_at = at
         self._timer = self._loop.call_at(at, self._expire)
 
     def _disarm(self) -> None:

@@ -56,7 +56,7 @@ class Pool:
 
     def release(self, conn: Connection) -> None:
         """``conn``'s answer is over: back to the pool when it can carry another call, else closed."""
-        if conn.closed or not conn.keep_alive or not conn.complete or self.closed:
+        if conn.closed or not conn.keep_alive or self.closed:     # keep_alive: set when the answer completed
             conn.abort()
             return
         conn.idle()

@@ -70,7 +70,7 @@ class Response:
         self._end()
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if self._inflater is not None:
-            body = self._inflater.decode(body) + self._inflater.flush()
+            body = self._decode(body, True)
         self._body = body
         return body
 

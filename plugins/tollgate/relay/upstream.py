@@ -18,15 +18,12 @@ KEEPALIVE_S = 60
 
 _session: aiohttp.ClientSession | None = None
 _client: http1.Client | None = None
-_client_loop: asyncio.AbstractEventLoop | None = None
 
 
 def client() -> http1.Client:
-    global _client, _client_loop
-    loop = asyncio.get_running_loop()
-    if _client is None or _client.closed or _client_loop is not loop:
+    global _client
+    if _client is None or _client.closed or _client._loop is not asyncio.get_running_loop():
         _client = http1.Client(limit_per_host=LIMIT_PER_HOST, idle_timeout=KEEPALIVE_S)
-        _client_loop = loop
     return _client
 
 
@@ -45,10 +42,10 @@ def session() -> aiohttp.ClientSession:
 
 async def close() -> None:
     """Close this loop's clients (those of another loop are only forgotten: their loop is gone)."""
-    global _session, _client, _client_loop
+    global _session, _client
     loop = asyncio.get_running_loop()
     if _session is not None and _session._loop is loop:
         await _session.close()
-    if _client is not None and _client_loop is loop:
+    if _client is not None and _client._loop is loop:
         await _client.close()
-    _session, _client, _client_loop = None, None, None
+    _session, _client = None, None

@@ -97,7 +97,8 @@ def failure_of(exc: BaseException, started: float) -> Failure:
     if isinstance(exc, http1.BrokenBody):
         return Failure("error", 502, "the provider's answer broke off", "api_error", "upstream_broken")
     if isinstance(exc, http1.InvalidResponse):   # not HTTP Tollgate can read (or an encoding it cannot inflate)
-        return failure_of(UnreadableAnswer("upstream_unreadable", f"the answer is not readable HTTP: {exc}"), started)
+        return Failure("invalid_header", 502, f"the answer is not readable HTTP: {exc}", "upstream_error",
+                       "upstream_unreadable")
     return Failure("error", 502, f"the provider could not be reached ({type(exc).__name__})", "api_error",
                    "upstream_unreachable")
 

@@ -77,3 +77,27 @@ def test_texts_are_redacted_exactly_as_by_both_patterns():
         assert log._redact_text(text) == both(text), text
     assert log._redact_text("Authorization: Bearer abc.def") == "Authorization: Bearer [redacted]"
     assert log._redact_text("0f3c9a1b-77aa-4f1e-9d2c-5b6a7e8f9012") == "0f3c9a1b-77aa-4f1e-9d2c-5b6a7e8f9012"
+
+
+def test_a_logger_below_another_takes_the_direct_path_until_its_parent_has_a_handler(stderr, monkeypatch):
+    """"mcp.audit" sits below "mcp": its lines go straight to the handler too (no LogRecord), and a handler on the
+    parent gets records again."""
+    parent, child = log.get("mcp"), log.get("mcp.audit")
+    records = []
+    monkeypatch.setattr(child, "makeRecord", lambda *a, **k: records.append(a) or logging.Logger.makeRecord(
+        child, *a, **k))
+    log.event(child, "tools/call", logging.INFO, name="echo")
+    assert records == []
+    seen = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    parent.addHandler(handler)
+    try:
+        log.event(child, "tools/call", logging.INFO, name="echo")
+    finally:
+        parent.removeHandler(handler)
+    assert len(records) == 1 and len(seen) == 1
+    direct, via_record = lines(stderr)
+    direct.pop("time"), via_record.pop("time")
+    assert direct == via_record == {"level": "info", "logger": "tollgate.mcp.audit", "msg": "tools/call",
+                                    "name": "echo"}

@@ -214,9 +214,13 @@ def event(logger: logging.Logger, msg: str, level: int = logging.INFO, **fields:
     direct = _direct
     if direct is not None:
         root, handler = direct
-        if (logger.parent is root and not logger.handlers and not logger.filters and logger.propagate
-                and not root.filters and not handler.filters and level >= handler.level
-                and len(root.handlers) == 1 and root.handlers[0] is handler):
+        # Up to the root through loggers that pass records on untouched: "mcp.audit" reaches it via "tollgate.mcp"
+        # (a parent's filters never see a child's records; its handlers and propagate do).
+        node = logger
+        while node is not root and node is not None and not node.handlers and node.propagate:
+            node = node.parent
+        if (node is root and not logger.filters and not root.filters and not handler.filters
+                and level >= handler.level and len(root.handlers) == 1 and root.handlers[0] is handler):
             name = _level_names.get(level)
             if name is None:
                 name = _level_names[level] = logging.getLevelName(level).lower()

@@ -59,3 +59,17 @@ def test_a_listener_may_serve_only_tagged_tools():
     inherited = catalog(tools=[USER_TOOL], rest=REST).rest[USER_TOOL["name"]]
     both = Catalog.from_config({"servers": [{"name": "wx", "url": "u"}], "server": {"tag": "shop"}}, [inherited])
     assert both.target(USER_TOOL["name"]).rest is inherited and both.upstreams[0].prefix == "wx_"
+
+
+def test_routed_names_are_remembered_within_a_bound_that_never_locks_out_a_tool(monkeypatch):
+    """One server with no prefix routes any name a client sends: names sent once fill the memory, which is then
+    emptied rather than kept, so a tool called afterwards is still remembered."""
+    import tollgate.plugins.mcp.catalog as module
+
+    monkeypatch.setattr(module, "MAX_ROUTED", 8)
+    alone = catalog(upstream_url="http://a/mcp")
+    for i in range(20):
+        alone.target(f"junk-{i}")
+        assert len(alone._targets) <= 8
+    first = alone.target("echo")
+    assert alone.target("echo") is first and "echo" in alone._targets

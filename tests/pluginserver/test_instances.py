@@ -107,3 +107,15 @@ def test_closing_an_instance_removes_it_from_its_worker():
     kong.table.close(m.id)
     assert kong.expected(p) == {P}
     assert kong.table.of_handler(p.handler) is p and kong.table.of_handler(m.handler) is None
+
+
+def test_the_remembered_answer_follows_every_start_and_close():
+    """`expected` is remembered per anchor, route, service and consumer: an instance that starts or closes in the
+    worker afterwards changes the answer for the same anchor."""
+    kong = Kong()
+    p1 = kong.start(P, 1)
+    assert kong.expected(p1) == {P}
+    n = kong.start(N, 3)               # the same build's next request runs N too
+    assert kong.expected(p1) == {N, P}
+    kong.table.close(n.id)
+    assert kong.expected(p1) == {P}

@@ -118,12 +118,14 @@ class Catalog:
 
     def target(self, name: str) -> Target | None:
         """Who serves the tool or prompt ``name`` (as the client sees it); None when nobody does. Remembered per
-        name (the catalog never changes; a listener's refresh makes a new one), up to `MAX_ROUTED` names."""
+        name (the catalog never changes; a listener's refresh makes a new one), at most `MAX_ROUTED` names at a time."""
         known = self._targets.get(name)
         if known is not None:
             return known
         found = self._route(name)
-        if found is not None and len(self._targets) < MAX_ROUTED:
+        if found is not None:
+            if len(self._targets) >= MAX_ROUTED:     # emptied, not frozen: names sent once must not crowd out the
+                self._targets.clear()                 # tools a client keeps calling (one server routes any name)
             self._targets[name] = found
         return found
 

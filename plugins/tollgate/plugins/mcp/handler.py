@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...attachments import HEADER
 from ..base import AttachingPlugin
 from .policy import McpPolicy
 
@@ -25,4 +24,4 @@ class Plugin(AttachingPlugin):
     async def access(self, kong: Any) -> None:
         if self.conversion_only:
             return      # its route carries REST traffic to its own Service; a listener serves the tools
-        await kong.service.request.add_header(HEADER, await self.attach(kong))
+        await super().access(kong)

@@ -192,3 +192,59 @@ def test_a_large_index_finds_close_vectors_through_its_sketch_with_exact_scores(
         assert found == str(target) and score == pytest.approx(float(rows[target] @ query), abs=1e-5)
     index.remove(str(target))
     assert all(hit[0] != str(target) for hit in index.search(query, 4, 0.0, 0.0))
+
+
+def _large_random_index(rng: np.random.Generator) -> tuple[VectorIndex, np.ndarray]:
+    from tollgate.store.vectors import SKETCH_FROM
+
+    rows = rng.standard_normal((SKETCH_FROM + 8000, 384)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    index = VectorIndex()
+    for i, row in enumerate(rows):
+        index.put(str(i), row, 1e18)
+    return index, rows
+
+
+@pytest.mark.parametrize("similarity", [0.45, 0.6, 0.75, 0.9])
+def test_the_sketch_never_drops_the_nearest_row_at_or_above_the_threshold(similarity: float) -> None:
+    """Random rows are the sketch's hardest case (no clusters): a query made at a known cosine from one row finds
+    that row first, at every threshold below that cosine, with the same ranking and scores as scoring every row."""
+    rng = np.random.default_rng(int(similarity * 100))
+    index, rows = _large_random_index(rng)
+    threshold = similarity - 0.08
+    for target in rng.integers(len(rows), size=40).tolist():
+        noise = rng.standard_normal(384).astype(np.float32)
+        noise -= (noise @ rows[target]) * rows[target]
+        query = normalize(similarity * rows[target] + math.sqrt(1 - similarity**2) * normalize(noise))
+        exact = rows @ query
+        expected = [i for i in np.argsort(-exact)[:4].tolist() if exact[i] >= threshold]
+        hits = index.search(query, 4, threshold, 0.0)
+        assert [hit[0] for hit in hits] == [str(i) for i in expected]
+        assert hits[0][0] == str(target)
+        assert [hit[1] for hit in hits] == pytest.approx([float(exact[i]) for i in expected], abs=1e-6)
+
+
+def test_the_threshold_is_checked_against_the_exact_float32_cosine() -> None:
+    """Rows just above and just below the threshold: the sketch sees them alike, only the exact cosine (the one a
+    hit reports) decides."""
+    rng = np.random.default_rng(5)
+    index, rows = _large_random_index(rng)
+    query = normalize(rng.standard_normal(384))
+    noise = normalize(rng.standard_normal(384))
+    noise = normalize(noise - (noise @ query) * query)
+    for name, cosine in (("above", 0.8 + 2e-4), ("below", 0.8 - 2e-4)):
+        row = normalize(cosine * query + math.sqrt(1 - cosine**2) * noise)
+        index.put(name, row, 1e18)
+    hits = index.search(query, 4, 0.8, 0.0)
+    assert [hit[0] for hit in hits] == ["above"]
+    stored = index._rows[index._where["above"]]
+    assert hits[0][1] >= 0.8 and hits[0][1] == pytest.approx(float(stored @ query), abs=1e-6)
+
+
+def test_a_low_threshold_scores_every_row_when_the_sketch_would_pick_too_many() -> None:
+    rng = np.random.default_rng(6)
+    index, rows = _large_random_index(rng)
+    query = normalize(rng.standard_normal(384))
+    exact = rows @ query
+    hits = index.search(query, 4, 0.05, 0.0)
+    assert [hit[0] for hit in hits] == [str(i) for i in np.argsort(-exact)[:4].tolist()]

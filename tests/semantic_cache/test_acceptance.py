@@ -291,6 +291,20 @@ async def test_provider_embeddings_through_the_driver(env: Env):
     assert cache[0]["embeddings_provider"] == "openai" and cache[0]["embeddings_model"] == "text-embedding-3-small"
 
 
+async def test_semantic_routing_and_the_cache_embed_a_prompt_once(env: Env):
+    node = env.node
+    mark = await node.mark()
+    status, headers, _ = await ask(node, "routed", "How are embeddings computed by a model?")
+    assert status == 200 and headers["X-Cache-Status"] == "Miss"
+    assert "nearest=" in headers["X-Tollgate-Route-Reason"]
+    prompts = [r.json["input"] for r in env.mock.requests if r.path.endswith("/embeddings")]
+    # the two target descriptions once (they are remembered), and the prompt once for both plugins
+    assert sorted(prompts) == sorted(["questions about embeddings", "poems",
+                                      "How are embeddings computed by a model?"])
+    cache = (await node.caches(mark, 1))[0]
+    assert cache["cache_status"] == "Miss" and cache["embeddings_tokens"] > 0
+
+
 async def test_bad_config_is_refused(env: Env):
     from tests.harness.config import ConfigError
 

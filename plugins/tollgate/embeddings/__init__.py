@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -41,6 +43,44 @@ class Embedder(Protocol):
     async def embed(self, text: str) -> Embedding: ...
 
 
+class RecentTexts:
+    """The embeddings of the last texts asked for, finished or in flight. On a route with semantic routing, the
+    semantic cache and a semantic guard, each plugin embeds the same prompt; this runs the model (or pays the
+    provider) once. A failure is not remembered; a caller that gives up does not stop the others' embedding.
+    The vectors are shared, so they are made read-only."""
+
+    def __init__(self, size: int = 256, max_chars: int = 32_768):
+        self.size, self.max_chars = size, max_chars
+        self._recent: OrderedDict[str, asyncio.Task[Embedding]] = OrderedDict()
+
+    async def get(self, text: str, compute: Callable[[str], Awaitable[Embedding]]) -> Embedding:
+        if len(text) > self.max_chars:
+            return await compute(text)
+        started = time.perf_counter()
+        task = self._recent.get(text)
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = asyncio.ensure_future(self._frozen(compute(text)))
+            task.add_done_callback(lambda done: self._forget_failed(text, done))
+            self._recent[text] = task
+            if len(self._recent) > self.size:
+                self._recent.popitem(last=False)
+            return await asyncio.shield(task)
+        self._recent.move_to_end(text)
+        found = await asyncio.shield(task)
+        # the tokens were paid for by the first caller
+        return Embedding(found.vector, 0, (time.perf_counter() - started) * 1000)
+
+    @staticmethod
+    async def _frozen(work: Awaitable[Embedding]) -> Embedding:
+        embedding = await work
+        embedding.vector.flags.writeable = False
+        return embedding
+
+    def _forget_failed(self, text: str, task: asyncio.Task[Embedding]) -> None:
+        if (task.cancelled() or task.exception() is not None) and self._recent.get(text) is task:
+            del self._recent[text]
+
+
 # One thread runs the local model: numpy releases the GIL in its matrix products, so the event loop keeps serving
 # while a prompt is embedded; a second thread would only compete for the same cores.
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tollgate-embed")
@@ -52,8 +92,12 @@ class LocalEmbedder:
 
     provider: str = LOCAL
     model: str = "all-MiniLM-L6-v2"
+    recent: RecentTexts = field(default_factory=RecentTexts, repr=False, compare=False)
 
     async def embed(self, text: str) -> Embedding:
+        return await self.recent.get(text, self._embed)
+
+    async def _embed(self, text: str) -> Embedding:
         from . import minilm
 
         started = time.perf_counter()
@@ -80,6 +124,7 @@ class ProviderEmbedder:
     options: dict[str, Any] = field(default_factory=dict)
     auth: dict[str, Any] = field(default_factory=dict)
     timeout: float = 10.0
+    recent: RecentTexts = field(default_factory=RecentTexts, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         try:
@@ -89,6 +134,9 @@ class ProviderEmbedder:
         self.target = Target(provider=self.provider, model=self.model, options=self.options, auth=self.auth)
 
     async def embed(self, text: str) -> Embedding:
+        return await self.recent.get(text, self._embed)
+
+    async def _embed(self, text: str) -> Embedding:
         from ..plugins.proxy.attempt import Answer, call
 
         started = time.perf_counter()

@@ -6,66 +6,89 @@ come out, and a frame split across reads is held until its end arrives.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
-@dataclass
+
+@dataclass(slots=True)
 class SSEvent:
     event: str
-    data: str
+    raw: bytes          # the data field's bytes (its lines joined by LF)
+
+    @property
+    def data(self) -> str:
+        return self.raw.decode("utf-8", "replace")
+
+
+class SSELineTooLong(ValueError):
+    """A line, or the data of one event, is longer than the decoder's ``max_size``."""
 
 
 class SSEDecoder:
-    """Incremental ``text/event-stream`` parser (WHATWG rules: LF, CRLF or CR line ends)."""
+    """Incremental ``text/event-stream`` parser (WHATWG rules: LF, CRLF or CR line ends).
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    ``max_size`` bounds the bytes of one line and of one event's data (None: unbounded), so a peer that never ends
+    a line cannot grow the buffer without limit. The buffer is scanned once: a long line arriving in many reads
+    costs no more than a short one per byte."""
+
+    def __init__(self, max_size: int | None = None) -> None:
+        self._buffer = bytearray()
+        self._scanned = 0               # bytes at the buffer's start known to hold no line end
         self._event = ""
-        self._data: list[str] = []
+        self._data: list[bytes] = []
+        self._size = 0                  # bytes of data gathered for the event under way
+        self._max = max_size
 
     def feed(self, chunk: bytes) -> list[SSEvent]:
-        self._buffer += chunk
+        buffer = self._buffer
+        buffer += chunk
         events: list[SSEvent] = []
+        start, end = 0, len(buffer)
         while True:
-            cut = _line_end(self._buffer)
-            if cut is None:
-                break
-            end, width = cut
-            line = self._buffer[:end].decode("utf-8", "replace")
-            self._buffer = self._buffer[end + width:]
-            if not line:
-                if self._data:
-                    events.append(SSEvent(self._event or "message", "\n".join(self._data)))
-                self._event, self._data = "", []
-                continue
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            if value.startswith(" "):
-                value = value[1:]
-            if name == "data":
-                self._data.append(value)
-            elif name == "event":
-                self._event = value
+            found = _LINE_END.search(buffer, max(start, self._scanned))
+            if found is None or (found.end() == end and buffer[end - 1] == 0x0D):
+                break                   # no line end, or a CR at the very end: maybe the first half of CRLF
+            cut = found.start()
+            if self._max is not None and cut - start > self._max:
+                raise SSELineTooLong(f"an SSE line is longer than {self._max} bytes")
+            event = self._line(bytes(buffer[start:cut]))
+            if event is not None:
+                events.append(event)
+            start = found.end()
+        del buffer[:start]
+        self._scanned = max(len(buffer) - 1, 0)
+        if self._max is not None and len(buffer) > self._max:
+            raise SSELineTooLong(f"an SSE line is longer than {self._max} bytes")
         return events
+
+    def _line(self, line: bytes) -> SSEvent | None:
+        if not line:
+            event = SSEvent(self._event or "message", b"\n".join(self._data)) if self._data else None
+            self._event, self._data, self._size = "", [], 0
+            return event
+        colon = line.find(b":")
+        if colon == 0:
+            return None                 # a comment
+        name, value = (line[:colon], line[colon + 1:]) if colon > 0 else (line, b"")
+        if value[:1] == b" ":
+            value = value[1:]
+        if name == b"data":
+            self._size += len(value) + 1
+            if self._max is not None and self._size > self._max:
+                raise SSELineTooLong(f"an SSE event's data is longer than {self._max} bytes")
+            self._data.append(value)
+        elif name == b"event":
+            self._event = value.decode("utf-8", "replace")
+        return None
 
     def close(self) -> list[SSEvent]:
         """Frames left when the stream ends without a final blank line."""
         tail = self.feed(b"\n\n") if self._buffer or self._data else []
-        self._buffer = b""
+        self._buffer.clear()
+        self._scanned = 0
         return tail
-
-
-def _line_end(buffer: bytes) -> tuple[int, int] | None:
-    lf = buffer.find(b"\n")
-    cr = buffer.find(b"\r")
-    if cr == -1 and lf == -1:
-        return None
-    if cr == -1 or (lf != -1 and lf < cr):
-        return lf, 1
-    if cr + 1 < len(buffer):
-        return cr, 2 if buffer[cr + 1:cr + 2] == b"\n" else 1
-    return None  # a CR at the very end may be the first half of CRLF
 
 
 class NDJSONDecoder:

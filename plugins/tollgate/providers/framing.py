@@ -6,10 +6,7 @@ come out, and a frame split across reads is held until its end arrives.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-
-_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 @dataclass(slots=True)
@@ -30,64 +27,68 @@ class SSEDecoder:
     """Incremental ``text/event-stream`` parser (WHATWG rules: LF, CRLF or CR line ends).
 
     ``max_size`` bounds the bytes of one line and of one event's data (None: unbounded), so a peer that never ends
-    a line cannot grow the buffer without limit. The buffer is scanned once: a long line arriving in many reads
-    costs no more than a short one per byte."""
+    a line cannot grow the buffer without limit. A line arriving in many reads is joined once, when it ends."""
 
     def __init__(self, max_size: int | None = None) -> None:
-        self._buffer = bytearray()
-        self._scanned = 0               # bytes at the buffer's start known to hold no line end
+        self._partial: list[bytes] = []     # the start of a line whose end has not arrived (it may end in a CR)
+        self._partial_size = 0
         self._event = ""
         self._data: list[bytes] = []
-        self._size = 0                  # bytes of data gathered for the event under way
+        self._size = 0                      # bytes of data gathered for the event under way
         self._max = max_size
 
     def feed(self, chunk: bytes) -> list[SSEvent]:
-        buffer = self._buffer
-        buffer += chunk
+        partial = self._partial
+        if partial:
+            ends_in_cr = partial[-1][-1:] == b"\r"
+            if not ends_in_cr and b"\n" not in chunk and b"\r" not in chunk:
+                partial.append(chunk)      # still no line end: keep the pieces, join them once
+                self._partial_size += len(chunk)
+                self._check(self._partial_size)
+                return []
+            partial.append(chunk)
+            chunk = b"".join(partial)
+            partial.clear()
+        lines = chunk.splitlines(True)    # bytes split on LF, CRLF and CR only
+        if not lines:
+            return []
+        last = lines[-1]
+        if last[-1:] != b"\n":
+            lines.pop()                     # unfinished, or a CR that may be the first half of a CRLF
+            partial.append(last)
+            self._partial_size = len(last)
+            self._check(len(last) - (last[-1:] == b"\r"))
         events: list[SSEvent] = []
-        start, end = 0, len(buffer)
-        while True:
-            found = _LINE_END.search(buffer, max(start, self._scanned))
-            if found is None or (found.end() == end and buffer[end - 1] == 0x0D):
-                break                   # no line end, or a CR at the very end: maybe the first half of CRLF
-            cut = found.start()
-            if self._max is not None and cut - start > self._max:
-                raise SSELineTooLong(f"an SSE line is longer than {self._max} bytes")
-            event = self._line(bytes(buffer[start:cut]))
-            if event is not None:
-                events.append(event)
-            start = found.end()
-        del buffer[:start]
-        self._scanned = max(len(buffer) - 1, 0)
-        if self._max is not None and len(buffer) > self._max:
-            raise SSELineTooLong(f"an SSE line is longer than {self._max} bytes")
+        for line in lines:
+            line = line.rstrip(b"\r\n")
+            if not line:
+                if self._data:
+                    events.append(SSEvent(self._event or "message", b"\n".join(self._data)))
+                self._event, self._data, self._size = "", [], 0
+                continue
+            self._check(len(line))
+            colon = line.find(b":")
+            if colon == 0:
+                continue                    # a comment
+            name, value = (line[:colon], line[colon + 1:]) if colon > 0 else (line, b"")
+            if value[:1] == b" ":
+                value = value[1:]
+            if name == b"data":
+                self._size += len(value) + 1
+                self._check(self._size)
+                self._data.append(value)
+            elif name == b"event":
+                self._event = value.decode("utf-8", "replace")
         return events
 
-    def _line(self, line: bytes) -> SSEvent | None:
-        if not line:
-            event = SSEvent(self._event or "message", b"\n".join(self._data)) if self._data else None
-            self._event, self._data, self._size = "", [], 0
-            return event
-        colon = line.find(b":")
-        if colon == 0:
-            return None                 # a comment
-        name, value = (line[:colon], line[colon + 1:]) if colon > 0 else (line, b"")
-        if value[:1] == b" ":
-            value = value[1:]
-        if name == b"data":
-            self._size += len(value) + 1
-            if self._max is not None and self._size > self._max:
-                raise SSELineTooLong(f"an SSE event's data is longer than {self._max} bytes")
-            self._data.append(value)
-        elif name == b"event":
-            self._event = value.decode("utf-8", "replace")
-        return None
+    def _check(self, size: int) -> None:
+        if self._max is not None and size > self._max:
+            raise SSELineTooLong(f"an SSE line or event is longer than {self._max} bytes")
 
     def close(self) -> list[SSEvent]:
         """Frames left when the stream ends without a final blank line."""
-        tail = self.feed(b"\n\n") if self._buffer or self._data else []
-        self._buffer.clear()
-        self._scanned = 0
+        tail = self.feed(b"\n\n") if self._partial or self._data else []
+        self._partial.clear()
         return tail
 
 

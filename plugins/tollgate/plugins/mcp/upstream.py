@@ -207,9 +207,7 @@ class Upstream:
                 raise SessionExpired()
             kind = answer.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if kind == "text/event-stream":
-                # What the call sends its client meanwhile (notifications, questions) is bounded as well.
-                async with asyncio.timeout_at(deadline):
-                    message = await self._from_sse(answer, request_id, channel, headers, deadline)
+                message = await self._from_sse(answer, request_id, channel, headers, deadline)
                 finishing = message is not None and not answer.complete
                 if finishing:
                     _finish_in_background(answer)
@@ -269,11 +267,17 @@ class Upstream:
                         return message
                     if "method" not in message:
                         continue
+                    # The client's side (a stream it may not read, a question it may not answer) has no timer of
+                    # the HTTP client's: the call's deadline bounds it here.
                     if "id" not in message:
                         if channel is not None:
-                            await channel.notify(message)
+                            async with asyncio.timeout_at(deadline):
+                                await channel.notify(message)
                         continue
-                    reply = await channel.ask(message) if channel is not None else None
+                    reply = None
+                    if channel is not None:
+                        async with asyncio.timeout_at(deadline):
+                            reply = await channel.ask(message)
                     await self._reply(message, reply, headers, deadline)
         except SSELineTooLong as exc:
             raise JsonRpcError(UPSTREAM_ERROR, f"upstream MCP server {self.name} broke its SSE answer: "

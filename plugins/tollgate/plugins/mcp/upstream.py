@@ -74,8 +74,9 @@ class Upstream:
                       channel: Channel | None = None, extra_headers: dict[str, str] | None = None) -> dict[str, Any]:
         """``method`` on this server; its result, or `JsonRpcError` (the server's own error, or why it failed).
 
-        One deadline bounds the whole call: every HTTP exchange of it runs under the client's own timer (no timer
-        of the call's own), and the awaits of an SSE answer on the client's side are bounded in `_exchange`."""
+        One deadline bounds the whole call: every HTTP exchange of it runs under the HTTP client's own timer (the
+        call arms none of its own), and what an SSE answer waits for on the client's side is bounded in
+        `_from_sse`."""
         deadline = asyncio.get_running_loop().time() + self.timeout
         try:
             version = self.protocol if self.protocol != "auto" else self._detected or await self._probe(deadline)

@@ -1,6 +1,6 @@
 """What tollgate-mcp adds to a ``tools/call``: latency and the Tollgate process's CPU per call.
 
-    python bench/mcp.py [--requests 1000] [--concurrency 1] [--profile FILE]
+    python bench/mcp.py [--requests 1000] [--concurrency 1] [--sse] [--profile FILE]
 
 An MCP server built with the SDK (``mcp.server.mcpserver``, JSON answers, its own process) serves one tool. Calls go
 three ways, each a 2026-07-28 request with its routing headers:
@@ -10,8 +10,13 @@ three ways, each a 2026-07-28 request with its routing headers:
 * tollgate: through the Kong double, tollgate-mcp (passthrough-listener) and the relay.
 
 Printed: p50/p90 latency of each, Tollgate's added p50 (tollgate minus kong), Tollgate's CPU ms per call (user +
-system of the process from /proc, over the measured calls) and the plugin-server round trips per call. The double,
+system of the process from /proc, over the measured calls), the plugin-server round trips per call and the TCP
+connections Tollgate opened to the server per call (counted by the server). The double,
 the client and the server share the machine.
+
+``--sse``: the server keeps the SDK's default (SSE answers) and Tollgate speaks 2025-11-25 to it (a 2026-07-28
+client bridged to a session server, as real fleets run): each call's answer is an SSE stream that the server ends
+after the result. The direct and kong calls stay 2026-07-28 (JSON answers).
 
 ``--profile FILE`` runs the Tollgate process under cProfile (slower: it shows where the time goes, its numbers are
 not the benchmark's) and prints its top functions when it stops; FILE keeps the stats for pstats.
@@ -27,6 +32,7 @@ import subprocess
 import sys
 import textwrap
 
+import aiohttp
 import orjson
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -47,7 +53,19 @@ SERVER = textwrap.dedent("""
     def echo(text: str) -> str:
         return text
 
-    app = server.streamable_http_app(json_response=True)
+    mcp_app = server.streamable_http_app(json_response=sys.argv[2] == "json")
+    peers = set()       # the (address, port) of every connection that sent a request
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/connections":
+            body = str(len(peers)).encode()
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        if scope["type"] == "http":
+            peers.add(tuple(scope["client"] or ()))
+        await mcp_app(scope, receive, send)
+
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error")
 """)
 
@@ -87,15 +105,23 @@ class ProfiledServer(TollgateServer):
         return [python, "-c", PROFILED, self.stats, *rest]
 
 
-async def main(requests: int, concurrency: int, profile: str | None = None) -> None:
+async def connections(port: int) -> int:
+    """Connections the server has seen so far (any client)."""
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/connections") as answer:
+        return int(await answer.text())
+
+
+async def main(requests: int, concurrency: int, profile: str | None = None, sse: bool = False) -> None:
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port), "sse" if sse else "json"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     upstream = f"http://127.0.0.1:{port}/mcp"
     process = ProfiledServer(profile, log_level="warning") if profile else TollgateServer(log_level="warning")
     try:
         await wait_http(upstream, 30, server)
         await process.astart()
+        target = ({"servers": [{"name": "upstream", "url": upstream, "prefix": "", "protocol": "2025-11-25"}]}
+                  if sse else {"upstream_url": upstream})
         routes = [
             {"name": "plain", "paths": ["/plain"], "strip_path": True, "service": "upstream"},
         ]
@@ -103,7 +129,7 @@ async def main(requests: int, concurrency: int, profile: str | None = None) -> N
             {"name": "upstream", "url": upstream, "routes": routes},
             {"name": "relay", "url": process.relay_url, "routes": [
                 {"name": "mcp", "paths": ["/mcp"], "strip_path": False, "plugins": [
-                    {"name": "tollgate-mcp", "config": {"mode": "passthrough-listener", "upstream_url": upstream,
+                    {"name": "tollgate-mcp", "config": {"mode": "passthrough-listener", **target,
                                                         "logging": {"log_statistics": False}}}]}]}]}
         for route in routes:
             route.pop("service")
@@ -116,6 +142,7 @@ async def main(requests: int, concurrency: int, profile: str | None = None) -> N
             results = {}
             for name, url in targets.items():
                 before, trips = cpu_seconds([process.proc.pid]), double.stats.total_round_trips
+                opened = await connections(port)
                 results[name] = await load(url, BODY, requests, concurrency, HEADERS)
                 spent = cpu_seconds([process.proc.pid]) - before
                 if results[name].errors:
@@ -123,14 +150,15 @@ async def main(requests: int, concurrency: int, profile: str | None = None) -> N
                 if name == "tollgate":
                     cpu_ms = spent * 1000 / requests
                     round_trips = (double.stats.total_round_trips - trips) / requests
+                    new_connections = (await connections(port) - opened) / requests
             for name, result in results.items():
                 print(f"{name:9s} p50 {result.percentile(50):6.2f} ms  p90 {result.percentile(90):6.2f} ms  "
                       f"{result.rps:7.0f} calls/s")
             added = results["tollgate"].percentile(50) - results["kong"].percentile(50)
             load_average = os.getloadavg()[0]
             print(f"tollgate-mcp added p50: {added:.2f} ms (goal <= 1 ms); Tollgate CPU per call: {cpu_ms:.3f} ms "
-                  f"(goal <= 0.5 ms); plugin-server round trips per call: {round_trips:.2f}; load average "
-                  f"{load_average:.1f}")
+                  f"(goal <= 0.5 ms); plugin-server round trips per call: {round_trips:.2f}; new upstream "
+                  f"connections per call: {new_connections:.3f}; load average {load_average:.1f}")
         finally:
             await double.stop()
     finally:
@@ -145,6 +173,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--sse", action="store_true", help="the server answers in SSE (the SDK's default)")
     parser.add_argument("--profile", metavar="FILE", help="run Tollgate under cProfile, its stats to FILE")
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.concurrency, args.profile))
+    asyncio.run(main(args.requests, args.concurrency, args.profile, args.sse))

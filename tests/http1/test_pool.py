@@ -56,3 +56,28 @@ async def test_a_connection_idle_past_the_idle_timeout_is_closed():
             await wait_for(lambda: server.open == 0, 3)   # our side closed it
     finally:
         await brief.close()
+
+
+async def test_a_call_waiting_for_a_free_connection_ends_at_its_deadline():
+    async def handle(reader, writer):
+        while (await server.request(reader)) is not None:
+            await asyncio.sleep(1)
+            writer.write(answer())
+
+    limited = http1.Client(limit_per_host=1)
+    try:
+        async with RawServer(handle) as server:
+            holding = asyncio.create_task(limited.request("GET", server.url))
+            await asyncio.sleep(0.05)
+            started = asyncio.get_running_loop().time()
+            try:
+                await limited.request("GET", server.url, timeout=http1.Timeouts(total=0.2))
+            except http1.ConnectTimeout:
+                pass
+            else:
+                raise AssertionError("the call waited past its deadline")
+            assert asyncio.get_running_loop().time() - started < 0.6
+            async with await holding as got:     # the turn goes on to the next caller as before
+                assert await got.read() == b"ok"
+    finally:
+        await limited.close()

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from tollgate.plugins.mcp.jsonrpc import REQUEST_TIMEOUT, UPSTREAM_ERROR, JsonRpcError
 from tollgate.plugins.mcp.sessions import SharedUpstreamSessions
+from tollgate.plugins.mcp import upstream as upstream_module
 from tollgate.plugins.mcp.upstream import Upstream
 from tollgate.relay import upstream as http
 
@@ -167,3 +168,94 @@ async def test_a_server_request_to_its_client_is_declined_at_once(upstream):
     result = await server.request("tools/call", {"name": "x"}, sessions())
     assert result["content"][0]["text"] == "elicitation/create is not relayed to this client by the MCP gateway"
     assert (await declined)["id"] == "srv-1" and (await declined)["error"]["code"] == -32601
+
+
+def _sse_answer(body: dict, text: str = "ok") -> bytes:
+    result = {"content": [{"type": "text", "text": text}]}
+    return f"event: message\ndata: {json.dumps({'jsonrpc': '2.0', 'id': body['id'], 'result': result})}\n\n".encode()
+
+
+async def test_an_sse_answer_keeps_its_connection_once_the_stream_ends(upstream):
+    peers: list[object] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        peers.append(request.transport.get_extra_info("peername"))
+        body = await request.json()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(_sse_answer(body))
+        await asyncio.sleep(0.05)             # the stream ends a little after the answer, as SDK servers' do
+        await response.write(b": done\n\n")
+        return response
+
+    server = Upstream("s", await upstream(handle), "", protocol="2026-07-28", timeout=5)
+    loop = asyncio.get_running_loop()
+    for _ in range(3):
+        started = loop.time()
+        assert (await server.request("tools/call", {"name": "x"}, sessions()))["content"][0]["text"] == "ok"
+        assert loop.time() - started < 0.05   # the answer did not wait for the stream's end
+        await asyncio.sleep(0.1)
+    assert len(peers) == 3 and len(set(peers)) == 1
+
+
+async def test_an_sse_stream_left_open_after_the_answer_loses_its_connection(upstream, monkeypatch):
+    peers: list[object] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        peers.append(request.transport.get_extra_info("peername"))
+        body = await request.json()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(_sse_answer(body))
+        await asyncio.sleep(3)
+        return response
+
+    monkeypatch.setattr(upstream_module, "DRAIN_S", 0.1)
+    server = Upstream("s", await upstream(handle), "", protocol="2026-07-28", timeout=5)
+    for _ in range(2):
+        assert (await asyncio.wait_for(server.request("tools/call", {"name": "x"}, sessions()), 1))["content"]
+        await asyncio.sleep(0.2)
+    assert len(set(peers)) == 2
+
+
+async def test_an_sse_line_over_the_cap_is_a_json_rpc_error(upstream, monkeypatch):
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: " + b"x" * 600)          # no line end in sight, in several writes
+        await response.write(b"x" * 600)
+        await response.write(_sse_answer(body))
+        return response
+
+    monkeypatch.setattr(upstream_module, "MAX_SSE_LINE", 1000)
+    server = Upstream("s", await upstream(handle), "", protocol="2026-07-28", timeout=5)
+    with pytest.raises(JsonRpcError) as failed:
+        await server.request("tools/call", {"name": "x"}, sessions())
+    assert failed.value.code == UPSTREAM_ERROR and failed.value.status == 502
+    assert "longer than 1000 bytes" in failed.value.message
+
+
+async def test_the_deadline_covers_what_an_sse_answer_sends_the_client(upstream):
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}}
+        await response.write(f"data: {json.dumps(note)}\n\n".encode())
+        await asyncio.sleep(0.5)
+        await response.write(_sse_answer(body))
+        return response
+
+    class StuckClient:
+        async def notify(self, message):
+            await asyncio.sleep(5)            # a client that does not read its stream
+
+        async def ask(self, message):
+            return None
+
+    server = Upstream("s", await upstream(handle), "", protocol="2026-07-28", timeout=0.3)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(JsonRpcError) as slow:
+        await server.request("tools/call", {"name": "x"}, sessions(), StuckClient())
+    assert slow.value.code == REQUEST_TIMEOUT and asyncio.get_running_loop().time() - started < 1

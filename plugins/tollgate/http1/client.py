@@ -77,7 +77,7 @@ class Client:
 
         may_resend = method in _IDEMPOTENT
         while True:
-            conn = await pool.acquire(new_connection)
+            conn = await pool.acquire(new_connection, deadline)
             reused = conn.reused
             conn.send(head, body)
             try:

@@ -8,7 +8,7 @@ import collections
 from typing import Awaitable, Callable
 
 from .connection import Connection
-from .errors import ClientClosed
+from .errors import ClientClosed, ConnectTimeout
 
 
 class Pool:
@@ -32,8 +32,10 @@ class Pool:
     def idle_count(self) -> int:
         return len(self._idle)
 
-    async def acquire(self, connect: Callable[[], Awaitable[Connection]]) -> Connection:
-        """An idle connection, else a new one from ``connect`` (waiting while ``limit`` are open)."""
+    async def acquire(self, connect: Callable[[], Awaitable[Connection]], deadline: float | None = None
+                      ) -> Connection:
+        """An idle connection, else a new one from ``connect`` (waiting while ``limit`` are open: until
+        ``deadline``, in loop time, then `ConnectTimeout`)."""
         while True:
             if self.closed:
                 raise ClientClosed("the HTTP client is closed")
@@ -45,10 +47,17 @@ class Pool:
             waiter = self._loop.create_future()
             self._waiters.append(waiter)
             try:
-                await waiter
-            except asyncio.CancelledError:
+                if deadline is None:
+                    await waiter
+                else:
+                    async with asyncio.timeout_at(deadline):
+                        await waiter
+            except (asyncio.CancelledError, TimeoutError) as exc:
                 if waiter.done() and not waiter.cancelled():
                     self._wake_one()        # the turn it was given goes to the next caller
+                if isinstance(exc, TimeoutError):
+                    raise ConnectTimeout(f"no connection came free within the call's time ({self._limit} "
+                                         f"open)") from None
                 raise
             finally:
                 if not waiter.done():

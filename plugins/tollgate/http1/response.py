@@ -45,6 +45,11 @@ class Response:
             self._end()                     # no body (or an empty one): the connection is free at once
 
     @property
+    def complete(self) -> bool:
+        """The whole answer has arrived (it may not all be read yet): `release()` keeps its connection."""
+        return self._conn is None or self._conn.complete
+
+    @property
     def content(self) -> "Response":
         """The body as a stream (``iter_any``, ``readany``), as aiohttp's ``response.content``."""
         return self

@@ -9,63 +9,87 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass
+@dataclass(slots=True)
 class SSEvent:
     event: str
-    data: str
+    raw: bytes          # the data field's bytes (its lines joined by LF)
+
+    @property
+    def data(self) -> str:
+        return self.raw.decode("utf-8", "replace")
+
+
+class SSELineTooLong(ValueError):
+    """A line, or the data of one event, is longer than the decoder's ``max_size``."""
 
 
 class SSEDecoder:
-    """Incremental ``text/event-stream`` parser (WHATWG rules: LF, CRLF or CR line ends)."""
+    """Incremental ``text/event-stream`` parser (WHATWG rules: LF, CRLF or CR line ends).
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    ``max_size`` bounds the bytes of one line and of one event's data (None: unbounded), so a peer that never ends
+    a line cannot grow the buffer without limit. A line arriving in many reads is joined once, when it ends."""
+
+    def __init__(self, max_size: int | None = None) -> None:
+        self._partial: list[bytes] = []     # the start of a line whose end has not arrived (it may end in a CR)
+        self._partial_size = 0
         self._event = ""
-        self._data: list[str] = []
+        self._data: list[bytes] = []
+        self._size = 0                      # bytes of data gathered for the event under way
+        self._max = max_size
 
     def feed(self, chunk: bytes) -> list[SSEvent]:
-        self._buffer += chunk
+        partial = self._partial
+        if partial:
+            ends_in_cr = partial[-1][-1:] == b"\r"
+            if not ends_in_cr and b"\n" not in chunk and b"\r" not in chunk:
+                partial.append(chunk)      # still no line end: keep the pieces, join them once
+                self._partial_size += len(chunk)
+                self._check(self._partial_size)
+                return []
+            partial.append(chunk)
+            chunk = b"".join(partial)
+            partial.clear()
+        lines = chunk.splitlines(True)    # bytes split on LF, CRLF and CR only
+        if not lines:
+            return []
+        last = lines[-1]
+        if last[-1:] != b"\n":
+            lines.pop()                     # unfinished, or a CR that may be the first half of a CRLF
+            partial.append(last)
+            self._partial_size = len(last)
+            self._check(len(last) - (last[-1:] == b"\r"))
         events: list[SSEvent] = []
-        while True:
-            cut = _line_end(self._buffer)
-            if cut is None:
-                break
-            end, width = cut
-            line = self._buffer[:end].decode("utf-8", "replace")
-            self._buffer = self._buffer[end + width:]
+        for line in lines:
+            line = line.rstrip(b"\r\n")
             if not line:
                 if self._data:
-                    events.append(SSEvent(self._event or "message", "\n".join(self._data)))
-                self._event, self._data = "", []
+                    events.append(SSEvent(self._event or "message", b"\n".join(self._data)))
+                self._event, self._data, self._size = "", [], 0
                 continue
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            if value.startswith(" "):
+            self._check(len(line))
+            colon = line.find(b":")
+            if colon == 0:
+                continue                    # a comment
+            name, value = (line[:colon], line[colon + 1:]) if colon > 0 else (line, b"")
+            if value[:1] == b" ":
                 value = value[1:]
-            if name == "data":
+            if name == b"data":
+                self._size += len(value) + 1
+                self._check(self._size)
                 self._data.append(value)
-            elif name == "event":
-                self._event = value
+            elif name == b"event":
+                self._event = value.decode("utf-8", "replace")
         return events
+
+    def _check(self, size: int) -> None:
+        if self._max is not None and size > self._max:
+            raise SSELineTooLong(f"an SSE line or event is longer than {self._max} bytes")
 
     def close(self) -> list[SSEvent]:
         """Frames left when the stream ends without a final blank line."""
-        tail = self.feed(b"\n\n") if self._buffer or self._data else []
-        self._buffer = b""
+        tail = self.feed(b"\n\n") if self._partial or self._data else []
+        self._partial.clear()
         return tail
-
-
-def _line_end(buffer: bytes) -> tuple[int, int] | None:
-    lf = buffer.find(b"\n")
-    cr = buffer.find(b"\r")
-    if cr == -1 and lf == -1:
-        return None
-    if cr == -1 or (lf != -1 and lf < cr):
-        return lf, 1
-    if cr + 1 < len(buffer):
-        return cr, 2 if buffer[cr + 1:cr + 2] == b"\n" else 1
-    return None  # a CR at the very end may be the first half of CRLF
 
 
 class NDJSONDecoder:

@@ -88,7 +88,7 @@ def _label(name: str | None) -> str:
     return "other"
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     method: str
     route: str | None

@@ -29,7 +29,7 @@ CAPABILITIES = {"tools": {"listChanged": False}, "prompts": {"listChanged": Fals
 SUBSCRIPTIONS = ("resources/subscribe", "resources/unsubscribe")
 
 
-@dataclass
+@dataclass(slots=True)
 class Caller:
     """One request's caller: who (Kong's consumer), how it speaks, where its upstream sessions live."""
 

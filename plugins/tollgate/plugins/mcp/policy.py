@@ -160,7 +160,7 @@ class McpPolicy(Policy):
                         answer, self._credentials(ctx), ctx.headers,
                         (lambda upstream: self.sessions.watch(session, upstream)) if session is not None else None)
         if not answer.resumable:
-            return await self._answer(ctx, message, caller, answer)
+            return await answer.finish(*await self._dispatch(ctx, message, caller, not caller.modern))
         # A resumable answer is worked out to the end even if the client drops the connection meanwhile.
         work = asyncio.create_task(self._answer(ctx, message, caller, answer))
         self._working.add(work)

@@ -15,11 +15,12 @@ import asyncio
 import base64
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, Protocol
 
 import orjson
 
 from ... import __version__, http1, log, scrub
+from ...providers.framing import SSEDecoder, SSELineTooLong
 from ...relay import upstream as http
 from . import protocol
 from .jsonrpc import HTTP_STATUS, INTERNAL_ERROR, METHOD_NOT_FOUND, REQUEST_TIMEOUT, UPSTREAM_ERROR, JsonRpcError
@@ -29,8 +30,10 @@ from .sessions import UpstreamSessions
 logger = log.get("mcp")
 
 _ids = itertools.count(1)
-_NO_TIMEOUT = http1.Timeouts(connect=None)   # every exchange runs under the server's own timeout (`Upstream.request`)
 MAX_SSE_LINE = 16 * 1024 * 1024              # bytes of one line of an SSE answer (one message's data)
+DRAIN_S = 5.0                                # after our answer, how long the end of its SSE stream is awaited
+DRAIN_BYTES = 64 * 1024                      # and how much more of it is read, to keep the connection
+_draining: set[asyncio.Task[None]] = set()
 
 
 class Channel(Protocol):
@@ -69,17 +72,22 @@ class Upstream:
 
     async def request(self, method: str, params: dict[str, Any], sessions: UpstreamSessions,
                       channel: Channel | None = None, extra_headers: dict[str, str] | None = None) -> dict[str, Any]:
-        """``method`` on this server; its result, or `JsonRpcError` (the server's own error, or why it failed)."""
+        """``method`` on this server; its result, or `JsonRpcError` (the server's own error, or why it failed).
+
+        One deadline bounds the whole call: every HTTP exchange of it runs under the HTTP client's own timer (the
+        call arms none of its own), and what an SSE answer waits for on the client's side is bounded in
+        `_from_sse`."""
+        deadline = asyncio.get_running_loop().time() + self.timeout
         try:
-            async with asyncio.timeout(self.timeout):
-                version = await self._version()
-                if version in protocol.MODERN_VERSIONS:
-                    return await self._modern(version, method, params, channel, extra_headers)
-                try:
-                    return await self._in_session(version, method, params, sessions, channel, extra_headers)
-                except SessionExpired:
-                    await sessions.forget(self.name)
-                    return await self._in_session(version, method, params, sessions, channel, extra_headers)
+            version = self.protocol if self.protocol != "auto" else self._detected or await self._probe(deadline)
+            if version in protocol.MODERN_VERSIONS:
+                body_params, headers = self._modern(version, method, params, extra_headers)
+                return (await self._exchange(method, body_params, headers, deadline, channel))[0]
+            try:
+                return await self._in_session(version, method, params, sessions, channel, extra_headers, deadline)
+            except SessionExpired:
+                await sessions.forget(self.name)
+                return await self._in_session(version, method, params, sessions, channel, extra_headers, deadline)
         except TimeoutError:
             raise JsonRpcError(REQUEST_TIMEOUT, f"upstream MCP server {self.name} did not answer within "
                                                 f"{self.timeout:g} s") from None
@@ -93,70 +101,73 @@ class Upstream:
         if not session_id:
             return
         try:
-            async with asyncio.timeout(self.timeout):
-                async with await http.client().request("DELETE", self.url, headers={
-                        **self.headers, protocol.SESSION_HEADER: session_id}, timeout=_NO_TIMEOUT) as answer:
-                    await answer.read()
+            async with await http.client().request("DELETE", self.url, headers={
+                    **self.headers, protocol.SESSION_HEADER: session_id},
+                    timeout=http1.Timeouts(connect=None, total=self.timeout)) as answer:
+                await answer.read()
         except (TimeoutError, http1.HTTPError) as exc:
             log.event(logger, "upstream session end failed", 30, server=self.name, error=type(exc).__name__)
 
     # -- generations -------------------------------------------------------------------------------------------
 
-    async def _version(self) -> str:
-        if self.protocol != "auto":
-            return self.protocol
-        if self._detected is None:
-            self._detected = await self._probe()
-        return self._detected
-
-    async def _probe(self) -> str:
-        """2026-07-28 when the server answers ``server/discover`` with it; else the newest session version."""
+    async def _probe(self, deadline: float) -> str:
+        """2026-07-28 when the server answers ``server/discover`` with it; else the newest session version.
+        Remembered, unless the server was in trouble (it then says nothing about its generation)."""
         version = protocol.MODERN_VERSIONS[0]
         try:
-            result = await self._modern(version, "server/discover", {}, None, None)
+            result, _ = await self._exchange("server/discover", *self._modern(version, "server/discover", {}, None),
+                                             deadline)
         except NotJsonRpc as exc:
             if exc.http_status >= 500:
-                raise           # a server in trouble says nothing about its generation: ask again next time
-            return protocol.LATEST_SESSION_VERSION
+                raise
+            result = {}
         except JsonRpcError:
-            return protocol.LATEST_SESSION_VERSION
+            result = {}
         supported = result.get("supportedVersions") or []
-        return version if version in supported else protocol.LATEST_SESSION_VERSION
+        self._detected = version if version in supported else protocol.LATEST_SESSION_VERSION
+        return self._detected
 
-    async def _modern(self, version: str, method: str, params: dict[str, Any], channel: Channel | None,
-                      extra_headers: dict[str, str] | None) -> dict[str, Any]:
-        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+    def _modern(self, version: str, method: str, params: dict[str, Any], extra_headers: dict[str, str] | None
+                ) -> tuple[dict[str, Any], dict[str, str]]:
+        """A 2026-07-28 request's params (our ``_meta`` envelope) and routing headers."""
+        meta = params.get("_meta")
+        if type(meta) is not dict:
+            meta = {}
         envelope = protocol.modern_meta(version)
         # A 2026-07-28 client answers the server's questions itself (input_required, then a new call): the server
         # may ask what the client said it can answer.
         capabilities = client_capabilities(meta.get(protocol.META_CAPABILITIES))
         if capabilities:
             envelope = {**envelope, protocol.META_CAPABILITIES: capabilities}
-        body_params = {**params, "_meta": {**meta, **envelope}}
         headers = {protocol.VERSION_HEADER: version, protocol.METHOD_HEADER: method}
         key = protocol.NAME_PARAM.get(method)
         if key is not None:
             headers[protocol.NAME_HEADER] = _header_value(str(params.get(key, "")))
-        return await self._post(method, body_params, {**headers, **(extra_headers or {})}, channel)
+        if extra_headers:
+            headers.update(extra_headers)
+        return {**params, "_meta": {**meta, **envelope}}, headers
 
     async def _in_session(self, version: str, method: str, params: dict[str, Any], sessions: UpstreamSessions,
-                          channel: Channel | None, extra_headers: dict[str, str] | None) -> dict[str, Any]:
+                          channel: Channel | None, extra_headers: dict[str, str] | None, deadline: float
+                          ) -> dict[str, Any]:
         session_id = await sessions.get(self.name)
         if session_id is None:
-            session_id, version = await self._initialize(version, sessions.capabilities)
+            session_id, version = await self._initialize(version, sessions.capabilities, deadline)
             await sessions.put(self.name, session_id)
         headers = {protocol.VERSION_HEADER: version, **(extra_headers or {})}
         if session_id:
             headers[protocol.SESSION_HEADER] = session_id
-        return await self._post(method, protocol.strip_meta(params), headers, channel, session_bound=bool(session_id))
+        result, _ = await self._exchange(method, protocol.strip_meta(params), headers, deadline, channel,
+                                         session_bound=bool(session_id))
+        return result
 
-    async def _initialize(self, version: str, capabilities: dict[str, Any]) -> tuple[str, str]:
+    async def _initialize(self, version: str, capabilities: dict[str, Any], deadline: float) -> tuple[str, str]:
         """Open a session: ``initialize`` (with the capabilities of the client behind it), then
         ``notifications/initialized``. Returns (session id, version); the id is empty for a server that keeps no
         sessions."""
         params = {"protocolVersion": version, "capabilities": capabilities,
                   "clientInfo": {"name": "tollgate-mcp", "version": __version__}}
-        result, answer_headers = await self._exchange("initialize", params, {})
+        result, answer_headers = await self._exchange("initialize", params, {}, deadline)
         negotiated = result.get("protocolVersion")
         if negotiated not in protocol.SESSION_VERSIONS:
             raise JsonRpcError(UPSTREAM_ERROR, f"upstream MCP server {self.name} negotiated an unsupported "
@@ -165,39 +176,51 @@ class Upstream:
         headers = {protocol.VERSION_HEADER: negotiated}
         if session_id:
             headers[protocol.SESSION_HEADER] = session_id
-        body = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-        async with await http.client().request("POST", self.url, data=orjson.dumps(body),
-                                               headers=self._headers(headers), timeout=_NO_TIMEOUT) as answer:
-            await answer.read()
+        await self._post({"jsonrpc": "2.0", "method": "notifications/initialized"}, headers, deadline)
         return session_id, negotiated
 
     # -- the wire ----------------------------------------------------------------------------------------------
 
-    async def _post(self, method: str, params: dict[str, Any], headers: dict[str, str], channel: Channel | None,
-                    session_bound: bool = False) -> dict[str, Any]:
-        result, _ = await self._exchange(method, params, headers, channel, session_bound)
-        return result
+    async def _send(self, body: dict[str, Any], headers: dict[str, str], deadline: float) -> http1.Response:
+        timeout = http1.Timeouts(connect=None, total=deadline - asyncio.get_running_loop().time())
+        return await http.client().request("POST", self.url, data=orjson.dumps(body), headers=self._headers(headers),
+                                           timeout=timeout)
 
-    async def _exchange(self, method: str, params: dict[str, Any], headers: dict[str, str],
+    async def _post(self, body: dict[str, Any], headers: dict[str, str], deadline: float) -> None:
+        """A message whose answer says nothing we need (a notification, a reply to the server's request)."""
+        answer = await self._send(body, headers, deadline)
+        try:
+            await answer.read()
+        finally:
+            answer.release()
+
+    async def _exchange(self, method: str, params: dict[str, Any], headers: dict[str, str], deadline: float,
                         channel: Channel | None = None, session_bound: bool = False
                         ) -> tuple[dict[str, Any], Any]:
         request_id = next(_ids)
         body: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
         if params:
             body["params"] = params
-        async with await http.client().request("POST", self.url, data=orjson.dumps(body),
-                                               headers=self._headers(headers), timeout=_NO_TIMEOUT) as answer:
+        answer = await self._send(body, headers, deadline)
+        finishing = False
+        try:
             if answer.status == 404 and session_bound:
                 raise SessionExpired()
             kind = answer.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if kind == "text/event-stream":
-                message = await self._from_sse(answer, request_id, channel, headers)
+                message = await self._from_sse(answer, request_id, channel, headers, deadline)
+                finishing = message is not None and not answer.complete
+                if finishing:
+                    _finish_in_background(answer)
             else:
                 raw = await answer.read()
                 message = _json_or_none(raw)
                 if message is None:
                     raise NotJsonRpc(self.name, answer.status)
             return self._result(message), answer.headers
+        finally:
+            if not finishing:
+                answer.release()
 
     def _result(self, message: Any) -> dict[str, Any]:
         if not isinstance(message, dict):
@@ -220,7 +243,8 @@ class Upstream:
             return
         headers = {protocol.SESSION_HEADER: session_id, "Accept": "text/event-stream", **self.headers}
         try:
-            async with await http.client().request("GET", self.url, headers=headers, timeout=_NO_TIMEOUT) as answer:
+            async with await http.client().request("GET", self.url, headers=headers,
+                                                   timeout=http1.Timeouts(connect=self.timeout)) as answer:
                 if answer.status != 200:
                     log.event(logger, "upstream GET stream refused", 30, server=self.name, status=answer.status)
                     return
@@ -229,24 +253,40 @@ class Upstream:
             log.event(logger, "upstream standing stream ended", 30, server=self.name, error=type(exc).__name__)
 
     async def _from_sse(self, answer: http1.Response, request_id: int | None, channel: Channel | None,
-                        headers: dict[str, str]) -> Any:
+                        headers: dict[str, str], deadline: float | None = None) -> Any:
         """Read SSE events until the answer to ``request_id`` (or the end); notifications on the way go to the
         channel, and requests from the server are put to the client, whose answer goes back to the server."""
-        async for message in sse_messages(answer):
-            if request_id is not None and message.get("id") == request_id and ("result" in message
-                                                                                or "error" in message):
-                return message
-            if "method" not in message:
-                continue
-            if "id" not in message:
-                if channel is not None:
-                    await channel.notify(message)
-                continue
-            reply = await channel.ask(message) if channel is not None else None
-            await self._reply(message, reply, headers)
+        decoder = SSEDecoder(MAX_SSE_LINE)
+        try:
+            async for chunk in answer.content.iter_any():
+                for event in decoder.feed(chunk):
+                    message = _json_or_none(event.raw)
+                    if type(message) is not dict:
+                        continue
+                    if request_id is not None and message.get("id") == request_id and ("result" in message
+                                                                                        or "error" in message):
+                        return message
+                    if "method" not in message:
+                        continue
+                    # The client's side (a stream it may not read, a question it may not answer) has no timer of
+                    # the HTTP client's: the call's deadline bounds it here.
+                    if "id" not in message:
+                        if channel is not None:
+                            async with asyncio.timeout_at(deadline):
+                                await channel.notify(message)
+                        continue
+                    reply = None
+                    if channel is not None:
+                        async with asyncio.timeout_at(deadline):
+                            reply = await channel.ask(message)
+                    await self._reply(message, reply, headers, deadline)
+        except SSELineTooLong as exc:
+            raise JsonRpcError(UPSTREAM_ERROR, f"upstream MCP server {self.name} broke its SSE answer: "
+                                               f"{exc}") from None
         return None
 
-    async def _reply(self, asked: dict[str, Any], reply: dict[str, Any] | None, headers: dict[str, str]) -> None:
+    async def _reply(self, asked: dict[str, Any], reply: dict[str, Any] | None, headers: dict[str, str],
+                     deadline: float | None) -> None:
         """Answer a server's request to its client: with the client's answer, or declined at once (-32601) when
         the client cannot be asked: a server left waiting would hold the call until the timeout."""
         body: dict[str, Any] = {"jsonrpc": "2.0", "id": asked.get("id")}
@@ -255,54 +295,36 @@ class Upstream:
         else:
             body["error"] = {"code": METHOD_NOT_FOUND,
                              "message": f"{asked.get('method')} is not relayed to this client by the MCP gateway"}
-        async with await http.client().request("POST", self.url, data=orjson.dumps(body),
-                                               headers=self._headers(headers), timeout=_NO_TIMEOUT) as answer:
-            await answer.read()
+        await self._post(body, headers, deadline if deadline is not None
+                         else asyncio.get_running_loop().time() + self.timeout)
 
     def _headers(self, headers: dict[str, str]) -> dict[str, str]:
         return {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
                 **self.headers, **headers}
 
 
-async def sse_messages(answer: http1.Response) -> AsyncIterator[dict[str, Any]]:
-    """The JSON-RPC messages of an SSE body, as they arrive (other fields and comments carry nothing we need)."""
-    data: list[bytes] = []
-    async for line in _lines(answer):
-        if line.startswith(b"data:"):
-            value = line[5:]
-            data.append(value[1:] if value.startswith(b" ") else value)
-            continue
-        if line or not data:
-            continue
-        message = _json_or_none(b"\n".join(data))
-        data = []
-        if isinstance(message, dict):
-            yield message
+def _finish_in_background(answer: http1.Response) -> None:
+    """Our answer came on an SSE stream the server has not ended yet (it ends it right after, as a rule): read
+    the rest in the background, so that the connection goes back to the pool instead of being closed, and the
+    next call pays no new connection. A server that keeps the stream open, or sends much more, loses it."""
+    task = asyncio.create_task(_drain(answer))
+    _draining.add(task)
+    task.add_done_callback(_draining.discard)
 
 
-async def _lines(answer: http1.Response) -> AsyncIterator[bytes]:
-    """The body's lines as they complete, without their line ends (LF or CRLF)."""
-    pending: list[bytes] = []       # the start of a line whose end has not arrived yet
-    size = 0
-    async for chunk in answer.content.iter_any():
-        if b"\n" not in chunk:
-            pending.append(chunk)
-            size += len(chunk)
-            if size > MAX_SSE_LINE:
-                raise JsonRpcError(UPSTREAM_ERROR, f"an SSE line from the upstream MCP server is longer than "
-                                                   f"{MAX_SSE_LINE} bytes")
-            continue
-        if pending:
-            pending.append(chunk)
-            chunk = b"".join(pending)
-            pending = []
-        lines = chunk.split(b"\n")
-        last = lines.pop()
-        if last:
-            pending.append(last)
-        size = len(last)
-        for line in lines:
-            yield line[:-1] if line.endswith(b"\r") else line
+async def _drain(answer: http1.Response) -> None:
+    read = 0
+    try:
+        async with asyncio.timeout(DRAIN_S):
+            while read <= DRAIN_BYTES:
+                chunk = await answer.readany()
+                if not chunk:
+                    return              # ended cleanly: the connection is back in the pool
+                read += len(chunk)
+    except (TimeoutError, http1.HTTPError):
+        pass
+    finally:
+        answer.release()                # closed unless it ended
 
 
 def _json_or_none(raw: bytes) -> Any:

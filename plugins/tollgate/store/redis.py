@@ -4,7 +4,8 @@ Plain Redis, Sentinel or Cluster through redis-py's asyncio client. Every check-
 Lua script (`tollgate.store.scripts`), so it is atomic and costs one round trip; on a plain server
 the scripts (every request's reservations and settlements) travel over one pipelined connection of
 `tollgate.store.resp` instead, at a tenth of redis-py's CPU per call, and `reserve_in_turn` makes
-the reservations of all the limiting plugins of a request in one script. Timeouts are short and
+the reservations of all the limiting plugins of a request in one script; their settlements, and those of the other
+requests that end in the same event-loop turn, go in one script too (`Store.settle_all`). Timeouts are short and
 every call has a deadline: an unreachable Redis shows up fast as `StoreUnavailable`, which plugins
 map to ``fail_open``, instead of holding requests.
 

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from tests.redis_server import RedisServer
-from tollgate.store import RedisStore, StoreUnavailable, Window
+from tollgate.store import RedisStore, Reservation, StoreUnavailable, Window
 
 NOW = 1_767_225_600.0
 WINDOWS = [Window("{c}:minute", 1000, 60), Window("{c}:hour", 5000, 3600)]
@@ -53,15 +53,21 @@ async def test_a_give_back_applied_twice_gives_back_once(store: RedisStore) -> N
     assert await used(store) == [40, 40]
 
 
-async def test_a_give_back_for_a_reservation_that_never_landed_does_nothing(store: RedisStore) -> None:
-    await store.reserve(WINDOWS, 40, NOW)
-    nowhere = RedisStore.from_url("redis://127.0.0.1:1/0", timeout=0.5)  # refused: the script never ran
+async def never_landed(amount: int) -> Reservation:
+    """The doubtful reservation of a call refused by the server (the script never ran)."""
+    nowhere = RedisStore.from_url("redis://127.0.0.1:1/0", timeout=0.5)
     try:
         with pytest.raises(StoreUnavailable) as failed:
-            await nowhere.reserve(WINDOWS, 100, NOW)
+            await nowhere.reserve(WINDOWS, amount, NOW)
     finally:
         await nowhere.close()
     (doubtful,) = failed.value.doubtful
+    return doubtful
+
+
+async def test_a_give_back_for_a_reservation_that_never_landed_does_nothing(store: RedisStore) -> None:
+    await store.reserve(WINDOWS, 40, NOW)
+    doubtful = await never_landed(100)
     assert doubtful.allowed and doubtful.amount == 100 and doubtful.ledger
     await store.settle(doubtful, 0)  # where it would have landed: no ledger, nothing to give back
     assert await used(store) == [40, 40]
@@ -197,13 +203,7 @@ async def test_a_shared_script_that_fails_leaves_every_caller_free_to_retry(own_
 async def test_a_doubtful_reservation_is_given_back_with_the_settlements(store: RedisStore) -> None:
     """A give-back of what a failed call may have made (its ledger never written: nothing to give back) travels
     with a real settlement in one script; each applies as it should."""
-    nowhere = RedisStore.from_url("redis://127.0.0.1:1/0", timeout=0.5)
-    try:
-        with pytest.raises(StoreUnavailable) as failed:
-            await nowhere.reserve(WINDOWS, 500, NOW)
-    finally:
-        await nowhere.close()
-    (doubtful,) = failed.value.doubtful
+    doubtful = await never_landed(500)
     kept = await store.reserve(WINDOWS, 100, NOW)
     await store.settle_all([(doubtful, 0), (kept, 60)])
     assert await used(store) == [60, 60] and doubtful.settled and kept.settled

@@ -50,6 +50,7 @@ import asyncio
 import contextlib
 import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -216,14 +217,15 @@ class Target:
     url: str
     pids: Any                       # () -> list of pids to measure
     double: KongDouble | None = None
+    redis: RedisServer | None = None   # the store it uses, whose commands per request are counted
 
 
 @contextlib.asynccontextmanager
-async def tollgate(name: str, label: str, plugins: list[dict[str, Any]], redis_url: str | None = None,
+async def tollgate(name: str, label: str, plugins: list[dict[str, Any]], redis: RedisServer | None = None,
                    code: str | None = None) -> AsyncIterator[Target]:
     # log level info: the analytics line every request writes is part of the cost.
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [code, os.environ.get("PYTHONPATH")]))} if code else None
-    process = TollgateServer(redis_url=redis_url, log_level="info", env=env)
+    process = TollgateServer(redis_url=redis.url if redis else None, log_level="info", env=env)
     await process.astart(30)
     try:
         config = deck(process.relay_url, {"/v1": plugins})
@@ -232,7 +234,7 @@ async def tollgate(name: str, label: str, plugins: list[dict[str, Any]], redis_u
         await double.start()
         try:
             pid = process.pid
-            yield Target(name, label, double.url + "/v1/chat/completions", lambda: [pid], double)
+            yield Target(name, label, double.url + "/v1/chat/completions", lambda: [pid], double, redis)
         finally:
             await double.stop()
     finally:
@@ -308,6 +310,8 @@ class Measured:
     p99: float = float("nan")
     p99_c32: float = float("nan")
     round_trips: float | None = None
+    redis_scripts: float | None = None    # per request of the concurrency-32 rounds (the redis target)
+    redis_commands: float | None = None   # the same, every command counted (those run by scripts too)
     ttft_p50: float = float("nan")
     ttft_p99: float = float("nan")
     rss_before_kb: int = 0
@@ -340,6 +344,8 @@ class Bench:
         self.requests = 0
         self.seconds = 0.0
         self.latencies: list[float] = []
+        self.redis_scripts = 0
+        self.redis_commands = 0
 
     async def warm_up(self, requests: int) -> None:
         warm = await drive(self.http, self.target.url, self.bodies, requests, CONCURRENCY)
@@ -355,11 +361,15 @@ class Bench:
         """``requests`` at concurrency 32; the gateway's CPU over exactly this round."""
         pids = self.target.pids()
         profiler = start_profiler(self.target, pids[0], profile) if profile else None
+        calls = redis_calls(self.target.redis)
         before = cpu_seconds(pids)
         loaded = await drive(self.http, self.target.url, self.bodies, requests, CONCURRENCY)
         if self.target.double is not None:
             await self.target.double.settle()
         spent = cpu_seconds(self.target.pids()) - before
+        scripts, commands = redis_calls(self.target.redis)
+        self.redis_scripts += scripts - calls[0]
+        self.redis_commands += commands - calls[1] - 1   # less the INFO before
         self.cpu += spent
         self.per_round.append(spent * 1000 / max(1, loaded.requests))
         if profiler is not None:
@@ -381,6 +391,9 @@ class Bench:
         if target.double is not None:
             served = len(target.double.stats.requests)
             out.round_trips = target.double.stats.total_round_trips / max(1, served)
+        if target.redis is not None:
+            out.redis_scripts = self.redis_scripts / max(1, self.requests)
+            out.redis_commands = self.redis_commands / max(1, self.requests)
 
         single = await drive(self.http, target.url, self.bodies, args.latency_requests, 1)
         out.p50, out.p99 = single.percentile(50), single.percentile(99)
@@ -407,6 +420,16 @@ class Bench:
               f"TTFT added p50 {out.ttft_p50:.2f} ms, RSS {out.rss_before_kb // 1024} -> "
               f"{out.rss_after_kb // 1024} MB", flush=True)
         return out
+
+
+def redis_calls(server: RedisServer | None) -> tuple[int, int]:
+    """(scripts, commands) ``server`` has run so far: EVALSHA and EVAL calls, and every command, those the scripts
+    ran included (reading them is one more command). (0, 0) without a server."""
+    if server is None:
+        return 0, 0
+    stats = dict(re.findall(r"cmdstat_(\w+):calls=(\d+)", server.command("INFO", "commandstats").decode()))
+    scripts = int(stats.get("evalsha", 0)) + int(stats.get("eval", 0))
+    return scripts, sum(int(calls) for calls in stats.values())
 
 
 def start_profiler(target: Target, pid: int, directory: str) -> subprocess.Popen:
@@ -453,7 +476,8 @@ def report(results: dict[str, Measured], args: argparse.Namespace) -> str:
         "",
         f"{'target':<34} {'CPU ms/req':>10} {'rounds':>13} {'x LiteLLM':>9} {'+Kong ms':>8} {'x LiteLLM':>9} "
         f"{'req/s c32':>9} {'req/s/core':>10} "
-        f"{'p50 ms':>7} {'p99 ms':>7} {'p99 c32':>8} {'RT/req':>6} {'TTFT+ p50':>9} {'TTFT+ p99':>9} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'p99 c32':>8} {'RT/req':>6} {'scripts':>7} {'cmds':>5} "
+        f"{'TTFT+ p50':>9} {'TTFT+ p99':>9} "
         f"{'RSS MB':>13} {'RSS +%':>6}",
     ]
     for m in results.values():
@@ -464,8 +488,8 @@ def report(results: dict[str, Measured], args: argparse.Namespace) -> str:
             f"{fmt(ratio, '.3f'):>9} {fmt(with_kong, '.3f'):>8} {fmt(with_kong / base_ms, '.3f'):>9} "
             f"{fmt(m.rps, '.0f'):>9} "
             f"{fmt(1000 / m.cpu_ms if m.cpu_ms else None, '.0f'):>10} {fmt(m.p50, '.2f'):>7} {fmt(m.p99, '.2f'):>7} "
-            f"{fmt(m.p99_c32, '.1f'):>8} {fmt(m.round_trips, '.2f'):>6} {fmt(m.ttft_p50, '.2f'):>9} "
-            f"{fmt(m.ttft_p99, '.2f'):>9} "
+            f"{fmt(m.p99_c32, '.1f'):>8} {fmt(m.round_trips, '.2f'):>6} {fmt(m.redis_scripts, '.2f'):>7} "
+            f"{fmt(m.redis_commands, '.1f'):>5} {fmt(m.ttft_p50, '.2f'):>9} {fmt(m.ttft_p99, '.2f'):>9} "
             f"{m.rss_before_kb / 1024:>6.1f}>{m.rss_after_kb / 1024:<6.1f} {fmt(m.rss_growth_pct, '.2f'):>6}")
     lines += [
         "",
@@ -480,6 +504,8 @@ def report(results: dict[str, Measured], args: argparse.Namespace) -> str:
         "req/s c32: wall clock, for information: the load generator, the Kong double (Tollgate targets only), the",
         "  mock and the gateway share this machine. req/s/core: 1000 / CPU ms, what one core of the gateway serves.",
         "p50/p99 ms: concurrency 1. RT/req: PDK round trips per request counted by the Kong double at the socket.",
+        "scripts, cmds: per request of the rounds, the redis target's server ran that many scripts (EVALSHA, EVAL) and",
+        "  that many commands in all (those the scripts ran included; INFO commandstats).",
         "TTFT+: when the first content chunk reached the client minus when the mock wrote it (concurrency 1).",
         "RSS MB: before > after the concurrency-32 rounds (after a warm-up); RSS +%: growth over them.",
     ]
@@ -528,7 +554,7 @@ async def main(args: argparse.Namespace) -> None:
                 scope = tollgate(name, "Tollgate full chain, local", chain(mock_url, "local"), code=code)
             elif name == "redis":
                 assert redis is not None
-                scope = tollgate(name, "Tollgate full chain, redis", chain(mock_url, "redis"), redis.url, code=code)
+                scope = tollgate(name, "Tollgate full chain, redis", chain(mock_url, "redis"), redis, code=code)
             elif name == "litellm":
                 scope = litellm(mock_url)
             else:

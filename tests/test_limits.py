@@ -108,3 +108,30 @@ async def test_what_a_cut_reservation_may_have_made_is_given_back_once(redis_ser
         await store.settle(kept, 40)
     finally:
         await store.close()
+
+
+async def test_both_limiting_plugins_count_a_request_s_prompt_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """token-limit and cost-quota both need the prompt's tokens at admission: the request's context counts it
+    once (tiktoken is the dearest part of admission)."""
+    from tollgate import estimate, tokens
+    from tollgate.plugins.cost_quota.policy import CostQuotaPolicy
+    from tollgate.plugins.token_limit.policy import TokenLimitPolicy
+
+    counted: list[int] = []
+
+    def count(body: Any, model: Any = None) -> int:
+        counted.append(tokens.count_chat_prompt(body, model))
+        return counted[-1]
+
+    monkeypatch.setitem(estimate._COUNTERS, "llm/v1/chat", count)
+    token_limit = TokenLimitPolicy({"limits": [{"limit": 10_000, "window_size": "minute",
+                                                "tokens_count_strategy": "total_tokens"}],
+                                    "identifier": "consumer", "strategy": "local"}, "tollgate-token-limit")
+    cost_quota = CostQuotaPolicy({"budgets": [{"name": "b", "amount": 5, "period": "month", "scope": "consumer"}],
+                                  "strategy": "local", "unknown_model": "default_price",
+                                  "default_price": {"input": 1, "output": 2}}, "tollgate-cost-quota")
+    ctx = context()
+    ctx.body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "count me once"}]}'
+    assert await limits.admit(ctx, [token_limit, cost_quota]) is None
+    assert len(counted) == 1 and ctx.meta["prompt_estimate"] == counted[0] > 0
+    assert ctx.meta["tollgate-token-limit"].reservations[0][1].amount >= counted[0]

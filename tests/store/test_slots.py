@@ -36,6 +36,9 @@ SCRIPTS = {name: text for name, text in vars(scripts).items() if name.isupper() 
 # Several plugins' reservations for one request in one script, only where there are no slots: on a Cluster the store
 # makes them one by one (and the live test below checks that it never sends this script there).
 ONE_SERVER_ONLY = {"RESERVE_IN_TURN"}
+# Settlements started in one loop turn (a request's plugins, other requests) share one script on one server; a
+# Cluster gets one per slot (the live test checks that none crosses).
+GATHERED = {"SETTLE"}
 # awkward identities: braces and colons in what a client controls must not split a call across slots
 WHO = ["consumer:42", "header:x-team:a}b", "ip:{10.0.0.1", "header:x-team:}{"]
 
@@ -87,8 +90,9 @@ async def workload(store: RedisStore) -> None:
         await store.reserve(CallLimits.from_config(
             {"limits": [{"limit": 5, "window_size": "minute"}, {"limit": 50, "window_size": "hour"}]},
             "route-1").windows("search", who), 1, NOW)
-        # both limiting plugins of one request, reserved together
-        await store.reserve_in_turn([([(windows, 10), ([window], 100)], NOW)])
+        # both limiting plugins of one request, reserved together, settled together
+        (made,) = await store.reserve_in_turn([([(windows, 10), ([window], 100)], NOW)])
+        await store.settle_all([(made[0], 10), (made[1], 30)])
     # tollgate-proxy: the circuit breaker and balancer state
     breaker = TargetState(lambda: store, "proxy-1", failure_threshold=2, cooldown=30, usage_window=60,
                           clock=lambda: NOW)
@@ -138,7 +142,7 @@ async def test_every_script_call_stays_in_one_slot(monkeypatch: pytest.MonkeyPat
         finally:
             await store.close()
             await unconfirmed.close()
-    assert recorder.crossing(exempt=ONE_SERVER_ONLY) == []
+    assert recorder.crossing(exempt=ONE_SERVER_ONLY | GATHERED) == []
     assert {name for name, _ in recorder.calls} == set(SCRIPTS), "a script the workload never ran"
 
 
@@ -155,6 +159,31 @@ async def test_the_same_workload_runs_on_a_real_cluster(cluster: RedisClusterSet
     assert not {name for name, _ in recorder.calls} & ONE_SERVER_ONLY
     holders = [node.port for node in cluster.nodes if node.command("DBSIZE")]
     assert len(holders) == len(cluster.nodes)  # the keys really are spread over the masters
+
+
+async def test_settlements_in_different_slots_are_settled_slot_by_slot(cluster: RedisClusterSet,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request's token-limit and cost-quota reservations live in different slots: one SETTLE per slot, each
+    applied once (an exact settlement and a partial give-back)."""
+    recorder = Recorder(monkeypatch)
+    cluster.flushall()
+    store = create_store(cluster.url)
+    tokens = [Window(window_key("tl-1", "consumer:7", seconds, "total_tokens"), 10_000, seconds)
+              for seconds in (60, 3600)]
+    budget, _ = Budget.from_config({"amount": 5, "period": "month"}, "UTC", {}).window("cq-1", "consumer:7", NOW)
+    try:
+        (made,) = await store.reserve_in_turn([([(tokens, 300), ([budget], 4000)], NOW)])
+        assert key_slot(made[0].ledger.encode()) != key_slot(made[1].ledger.encode())
+        del recorder.calls[:]
+        for _ in range(2):  # the second time as a retry: nothing moves
+            await store.settle_all([(made[0], 300), (made[1], 1500)])
+            made[0].settled = made[1].settled = False
+        assert [name for name, _ in recorder.calls] == ["SETTLE"] * 4 and recorder.crossing() == []
+        assert [s.used for s in await store.peek(tokens, NOW)] == [300, 300]
+        assert [s.used for s in await store.peek([budget], NOW)] == [1500]
+        assert not any(node.command("KEYS", "tollgate:r:*") for node in cluster.nodes)
+    finally:
+        await store.close()
 
 
 def test_every_script_is_registered() -> None:

@@ -37,3 +37,27 @@ def test_few_samples_give_the_largest():
     for value in (10, 50, 20):
         samples.add(value)
     assert samples.quantile() == 50
+
+
+async def test_a_busy_route_writes_its_answers_now_and_then_not_per_request(monkeypatch):
+    """The first answer is written at once; those within WRITE_SECONDS after it wait for the next write (the
+    refresh writes before it reads, so the store then holds them too)."""
+    store = LocalStore()
+    writes = []
+    hset = store.hset
+
+    async def counted(key, mapping, ttl=None):
+        writes.append(dict(mapping))
+        await hset(key, mapping, ttl)
+
+    monkeypatch.setattr(store, "hset", counted)
+    node = CompletionEstimates()
+    for value in range(1, 51):
+        await node.record("k", store, value)
+    assert len(writes) == 1 and list(writes[0].values()) == [b"1"]
+    monkeypatch.setattr(expected, "REFRESH_SECONDS", 0.0)
+    node.expected("k", store)
+    await asyncio.sleep(0.01)
+    assert len(writes) == 2 and set(writes[1].values()) <= {str(v).encode() for v in range(2, 51)}
+    assert {int(v) for v in (await store.hgetall("k")).values()} & set(range(2, 51))
+    await store.close()

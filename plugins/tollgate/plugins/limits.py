@@ -91,9 +91,11 @@ class Grant:
     journal: int | None = None  # its entry in the process's journal (see journal.py), until settled
 
     async def settle(self, store: Any, actual: dict[str, int]) -> None:
-        JOURNAL.ended(self.journal, [actual.get(counts, 0) for counts, _ in self.reservations])
-        for counts, reservation in self.reservations:
-            await store.settle(reservation, actual.get(counts, 0))
+        actuals = [actual.get(counts, 0) for counts, _ in self.reservations]
+        JOURNAL.ended(self.journal, actuals)
+        # one store call for all (with the settlements of the request's other limiting plugins, which start in the
+        # same loop turn: see Store.settle_all)
+        await store.settle_all([(reservation, used) for (_, reservation), used in zip(self.reservations, actuals)])
         JOURNAL.release(self.journal)
 
     async def settle_or_retry(self, plugin: str, ctx: RequestContext, store: Any, actual: dict[str, int]) -> bool:

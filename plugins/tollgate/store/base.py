@@ -65,6 +65,16 @@ class Reservation:
     settled: bool = False
 
 
+class Settlement(NamedTuple):
+    """What settling one reservation takes: the buckets it charged that still live (bucket, seconds), the amount
+    it charged, the actual amount, and its ledger."""
+
+    buckets: Sequence[tuple[str, float]]
+    amount: int
+    actual: int
+    ledger: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class VectorHit:
     """A semantic-cache entry close to the query (``score`` is the cosine similarity)."""
@@ -178,16 +188,33 @@ class Store(abc.ABC):
         A second call is a no-op; after StoreUnavailable the call may be retried: with a ``ledger`` it is applied
         once, however often a call that may or may not have landed is repeated.
         """
-        actual = _as_int(actual, "actual")
-        if not reservation.allowed or reservation.settled:
-            return
-        reservation.settled = True
-        if actual == reservation.amount and reservation.ledger is None:
+        await self.settle_all([(reservation, actual)])
+
+    async def settle_all(self, settlements: Sequence[tuple[Reservation, int]]) -> None:
+        """`settle` each ``(reservation, actual)``, all in one store call where the backend can (Redis: one script,
+        which also takes the settlements other callers start in the same event-loop turn, e.g. the other limiting
+        plugins of the request). After StoreUnavailable none of them counts as settled: the call may be retried
+        whole, and each reservation with a ``ledger`` still applies once."""
+        due: list[Reservation] = []
+        work: list[Settlement] = []
+        for reservation, actual in settlements:
+            actual = _as_int(actual, "actual")
+            if not reservation.allowed or reservation.settled:
+                continue
+            reservation.settled = True
+            if actual == reservation.amount and reservation.ledger is None:
+                continue
+            due.append(reservation)
+            buckets = self.live_buckets(reservation)
+            if buckets:
+                work.append(Settlement(buckets, reservation.amount, actual, reservation.ledger))
+        if not work:
             return
         try:
-            await self.settle_charged(self.live_buckets(reservation), reservation.amount, actual, reservation.ledger)
+            await self._settle(work)
         except StoreError:
-            reservation.settled = False
+            for reservation in due:
+                reservation.settled = False
             raise
 
     def live_buckets(self, reservation: Reservation) -> list[tuple[str, float]]:
@@ -201,7 +228,7 @@ class Store(abc.ABC):
         that another process made and could not settle (it died)."""
         amount, actual = _as_int(amount, "amount"), _as_int(actual, "actual")
         if buckets and (actual != amount or ledger is not None):
-            await self._settle(buckets, amount, actual, ledger)
+            await self._settle([Settlement(buckets, amount, actual, ledger)])
 
     async def charge(self, windows: Sequence[Window], amount: int, now: float) -> list[WindowState]:
         """Add ``amount`` to every window unconditionally (post-hoc charging); negative gives back."""
@@ -232,9 +259,9 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def _settle(self, buckets: Sequence[tuple[str, float]], amount: int, actual: int,
-                      ledger: str | None) -> None:
-        """Atomically add ``actual - amount`` to each (bucket, seconds it still lives), clamped at zero.
+    async def _settle(self, settlements: Sequence[Settlement]) -> None:
+        """Atomically, per settlement, add ``actual - amount`` to each (bucket, seconds it still lives), clamped at
+        zero.
 
         With a ``ledger``: only if the reservation's record is there, and removing it, so that the settlement
         applies once (and not at all for a reservation that never landed).

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from tollgate.store import windows as _windows
-from tollgate.store.base import Counts, Mode, Store, StoreError, VectorHit, as_bytes, incr_amount, ttl_ms
+from tollgate.store.base import Counts, Mode, Settlement, Store, StoreError, VectorHit, as_bytes, incr_amount, ttl_ms
 from tollgate.store.expiring import ExpiringDict
 from tollgate.store.vectors import VectorIndex, normalize
 
@@ -80,18 +80,18 @@ class LocalStore(Store):
                 counts[index] = (value, counts[index][1])
         return denied, counts
 
-    async def _settle(self, buckets: Sequence[tuple[str, float]], amount: int, actual: int,
-                      ledger: str | None) -> None:
+    async def _settle(self, settlements: Sequence[Settlement]) -> None:
         # no ledger: every operation here runs whole or not at all, so a settlement is never in doubt
         self._tidy()
-        delta = actual - amount
         data = self._data
-        for bucket, ttl in buckets:
-            current = data.get(bucket)
-            if current is not None:
-                data.replace(bucket, max(0, current + delta))
-            elif delta > 0:
-                data.set(bucket, delta, ttl)
+        for buckets, amount, actual, _ in settlements:
+            delta = actual - amount
+            for bucket, ttl in buckets:
+                current = data.get(bucket)
+                if current is not None:
+                    data.replace(bucket, max(0, current + delta))
+                elif delta > 0:
+                    data.set(bucket, delta, ttl)
 
     def _ticks(self) -> float:
         return self._clock()

@@ -4,7 +4,8 @@ Plain Redis, Sentinel or Cluster through redis-py's asyncio client. Every check-
 Lua script (`tollgate.store.scripts`), so it is atomic and costs one round trip; on a plain server
 the scripts (every request's reservations and settlements) travel over one pipelined connection of
 `tollgate.store.resp` instead, at a tenth of redis-py's CPU per call, and `reserve_in_turn` makes
-the reservations of all the limiting plugins of a request in one script. Timeouts are short and
+the reservations of all the limiting plugins of a request in one script; their settlements, and those of the other
+requests that end in the same event-loop turn, go in one script too (`Store.settle_all`). Timeouts are short and
 every call has a deadline: an unreachable Redis shows up fast as `StoreUnavailable`, which plugins
 map to ``fail_open``, instead of holding requests.
 
@@ -48,6 +49,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 
 from tollgate.store import scripts
 from tollgate.store.replicas import ReplicaCount, sentinel_listed
@@ -57,6 +59,7 @@ from tollgate.store.base import (
     Counts,
     Mode,
     Reservation,
+    Settlement,
     _as_int,
     _locate,
     Store,
@@ -73,6 +76,14 @@ T = TypeVar("T")
 
 # Replies that mean "the server cannot serve now", whatever exception class the client picked.
 _BUSY_REPLIES = ("LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY", "NOREPLICAS", "READONLY", "OOM")
+
+
+@dataclass
+class _Gathering:
+    """The settlements of one event-loop turn, sent in one script by the caller that came first."""
+
+    settlements: list[Settlement]
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)  # the callers that joined
 
 
 @dataclass
@@ -124,6 +135,7 @@ class RedisStore(Store):
         self._closers = list(closers)
         self._description = description
         self._mirrors: dict[str, _Mirror] = {}
+        self._gathering: _Gathering | None = None
         # Scripts (every window and counter operation) go over a pipelined connection when the server is a plain
         # one (see tollgate.store.resp); everything else, and Sentinel and Cluster, through redis-py.
         self._scripts_client = scripts_client
@@ -136,7 +148,7 @@ class RedisStore(Store):
         self._ledger_numbers = itertools.count()
         register = client.register_script
         self._windows = register(scripts.WINDOWS)
-        self._settle_script = register(scripts.SETTLE)
+        self._settlements = register(scripts.SETTLE)
         self._reserve_in_turn = register(scripts.RESERVE_IN_TURN)
         self._incr = register(scripts.INCR)
         self._hset = register(scripts.HSET)
@@ -426,14 +438,55 @@ class RedisStore(Store):
                     return results
         return results
 
-    async def _settle(self, buckets: Sequence[tuple[str, float]], amount: int, actual: int,
-                      ledger: str | None) -> None:
-        if ledger is None:  # every reservation made here that can be settled has its record
-            raise ValueError("a Redis reservation is settled through its ledger")
-        keys = [self._prefix + bucket for bucket, _ in buckets] + [self._prefix + ledger]
-        args = [str(actual)] + [str(max(1, math.ceil(ttl * 1000))) for _, ttl in buckets]
-        # unconfirmed or cut: it may have landed; the caller retries, and a retry applies only if it did not
-        await self._script(self._settle_script, keys, args)
+    async def _settle(self, settlements: Sequence[Settlement]) -> None:
+        """One SETTLE script for the settlements, joined by those other callers start in this event-loop turn (the
+        request's other limiting plugins, other requests ending): one command where there were as many as
+        reservations. A Cluster gets one script per hash slot instead (each reservation's ledger shares its
+        buckets' slot, so each call stays in one)."""
+        if any(ledger is None for *_, ledger in settlements):  # every reservation made here that can be settled
+            raise ValueError("a Redis reservation is settled through its ledger")   # has its record
+        if self._cold_cluster or isinstance(self._client, RedisCluster):
+            by_slot: dict[int, list[Settlement]] = {}
+            for settlement in settlements:
+                by_slot.setdefault(key_slot((self._prefix + settlement.ledger).encode()), []).append(settlement)
+            for group in by_slot.values():
+                await self._send_settlements(group)
+            return
+        gathering = self._gathering
+        if gathering is not None:  # another caller sends this turn's settlements: join them
+            joined = asyncio.get_running_loop().create_future()
+            gathering.settlements += settlements
+            gathering.waiters.append(joined)
+            await joined
+            return
+        gathering = self._gathering = _Gathering(list(settlements))
+        try:
+            await asyncio.sleep(0)  # the callers that are ready in this turn join
+            self._gathering = None
+            await self._send_settlements(gathering.settlements)
+        except BaseException as exc:
+            if self._gathering is gathering:
+                self._gathering = None
+            failure = exc if isinstance(exc, StoreError) else StoreUnavailable(f"{self._description}: {exc!r}")
+            for waiter in gathering.waiters:
+                if not waiter.done():   # each its own error: they are raised in different tasks
+                    waiter.set_exception(type(failure)(*failure.args))
+            raise
+        for waiter in gathering.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _send_settlements(self, settlements: Sequence[Settlement]) -> None:
+        prefix = self._prefix
+        keys: list[str] = []
+        args: list[str] = [str(len(settlements))]
+        for buckets, _, actual, ledger in settlements:
+            keys += [prefix + bucket for bucket, _ in buckets]
+            keys.append(prefix + ledger)  # type: ignore[operator]
+            args += (str(actual), str(len(buckets)))
+            args += [str(max(1, math.ceil(ttl * 1000))) for _, ttl in buckets]
+        # unconfirmed or cut: it may have landed; the caller retries, and a retry applies only what did not
+        await self._script(self._settlements, keys, args)
 
     def _ticks(self) -> float:
         return time.monotonic()

@@ -166,38 +166,45 @@ end
 return out
 """
 
-# Settles a reservation once: KEYS: the buckets it charged, then its ledger (the record WINDOWS or RESERVE_IN_TURN
-# wrote when they admitted it, holding the amount charged); ARGV[1]: the actual amount (integer; '0' gives it all
-# back); ARGV[1+i]: ms KEYS[i] still lives.
-# Without its ledger the call does nothing: the reservation never landed, or was settled already (a retry of a call
-# whose outcome was unknown). Otherwise each bucket gets actual - amount (never below zero; a missing one is created
-# only to add to it) and the ledger goes. Returns 1 if it settled, 0 if there was nothing to settle.
+# Settles reservations, each once. KEYS: per reservation, the buckets it charged, then its ledger (the record WINDOWS
+# or RESERVE_IN_TURN wrote when they admitted it, holding the amount charged). ARGV[1]: number of reservations; per
+# reservation: the actual amount (integer; '0' gives it all back), its number of buckets, then the ms each still lives.
+# A reservation without its ledger is left alone: it never landed, or was settled already (a retry of a call whose
+# outcome was unknown). Otherwise each of its buckets gets actual - amount (never below zero; a missing one is created
+# only to add to it) and the ledger goes: an exact settlement only removes its ledger. Returns how many it settled.
 SETTLE = """
-local ledger = KEYS[#KEYS]
-local held = redis.call('GET', ledger)
-if not held then
-  return 0
-end
-redis.call('DEL', ledger)
-local delta = tonumber(ARGV[1]) - tonumber(held)
-if delta == 0 then
-  return 1
-end
-local step = string.format('%d', delta)
-for i = 1, #KEYS - 1 do
-  local key = KEYS[i]
-  local current = redis.call('GET', key)
-  if current then
-    if tonumber(current) + delta < 0 then
-      redis.call('SET', key, '0', 'KEEPTTL')
-    else
-      redis.call('INCRBY', key, step)
+local a = 2
+local k = 1
+local settled = 0
+for r = 1, tonumber(ARGV[1]) do
+  local n = tonumber(ARGV[a + 1])
+  local ledger = KEYS[k + n]
+  local held = redis.call('GET', ledger)
+  if held then
+    redis.call('DEL', ledger)
+    settled = settled + 1
+    local delta = tonumber(ARGV[a]) - tonumber(held)
+    if delta ~= 0 then
+      local step = string.format('%d', delta)
+      for i = 0, n - 1 do
+        local key = KEYS[k + i]
+        local current = redis.call('GET', key)
+        if current then
+          if tonumber(current) + delta < 0 then
+            redis.call('SET', key, '0', 'KEEPTTL')
+          else
+            redis.call('INCRBY', key, step)
+          end
+        elseif delta > 0 then
+          redis.call('SET', key, step, 'PX', ARGV[a + 2 + i])
+        end
+      end
     end
-  elseif delta > 0 then
-    redis.call('SET', key, step, 'PX', ARGV[i + 1])
   end
+  k = k + n + 1
+  a = a + n + 2
 end
-return 1
+return settled
 """
 
 # KEYS[1]: counter; ARGV[1]: amount; ARGV[2]: 'int' | 'float'; ARGV[3]: TTL ms ('0': none)

@@ -14,7 +14,9 @@ provider's exact usage afterwards:
 The bound: a window ends over its limit only by what admitted answers exceed their reservation, so at most by
 (requests admitted in flight) x (answer - expected completion); with answers no longer than the recent 95th
 percentile, not at all. The samples are kept in the store (``SAMPLES`` slots per route and model, shared by every
-node on Redis, each answer overwriting a random slot) and mirrored in memory, so admission costs no store call.
+node on Redis, each answer overwriting a random slot) and mirrored in memory, so admission costs no store call. A
+node writes its answers at most every ``WRITE_SECONDS`` per route and model, those since its last write in one call
+(and before it reads the others'), so a busy route costs the store a write now and then, not one per request.
 """
 
 from __future__ import annotations
@@ -34,17 +36,20 @@ logger = log.get("token-limit")
 QUANTILE = 0.95
 SAMPLES = 64
 REFRESH_SECONDS = 2.0      # how often a node reads the samples other nodes wrote
+WRITE_SECONDS = 0.5        # how often, at most, it writes its own
 TTL_SECONDS = 86400.0      # samples of a route and model nobody asks about go away
 
 
 class _Samples:
-    __slots__ = ("values", "refreshed_at", "refreshing", "_quantile")
+    __slots__ = ("values", "refreshed_at", "refreshing", "_quantile", "unwritten", "written_at")
 
     def __init__(self) -> None:
         self.values: deque[int] = deque(maxlen=SAMPLES)
         self.refreshed_at = 0.0
         self.refreshing: asyncio.Future | None = None
         self._quantile: int | None = None
+        self.unwritten: dict[str, bytes] = {}   # this node's answers since its last write, by the slot each takes
+        self.written_at = -WRITE_SECONDS
 
     def add(self, value: int) -> None:
         self.values.append(value)
@@ -83,12 +88,23 @@ class CompletionEstimates:
         return samples.quantile()
 
     async def record(self, key: str, store: Any, completion: int) -> None:
-        """One answer's completion tokens: into memory at once, into the store's ring in a random slot."""
-        self._samples.setdefault(key, _Samples()).add(completion)
-        await store.hset(key, {str(random.randrange(SAMPLES)): str(completion).encode()}, ttl=TTL_SECONDS)
+        """One answer's completion tokens: into memory at once, into a random slot of the store's ring with the
+        others of the last ``WRITE_SECONDS`` (StoreUnavailable: they are lost, which only delays learning)."""
+        samples = self._samples.setdefault(key, _Samples())
+        samples.add(completion)
+        samples.unwritten[str(random.randrange(SAMPLES))] = str(completion).encode()
+        if time.monotonic() - samples.written_at >= WRITE_SECONDS:
+            await self._write(key, store, samples)
+
+    async def _write(self, key: str, store: Any, samples: _Samples) -> None:
+        unwritten, samples.unwritten = samples.unwritten, {}
+        samples.written_at = time.monotonic()
+        if unwritten:
+            await store.hset(key, unwritten, ttl=TTL_SECONDS)
 
     async def _refresh(self, key: str, store: Any, samples: _Samples) -> None:
         try:
+            await self._write(key, store, samples)   # the store then holds what this node learnt
             stored = await store.hgetall(key)
         except StoreUnavailable as exc:
             log.event(logger, "completion samples unavailable", 20, key=key, error=str(exc))

@@ -93,16 +93,14 @@ def _scrub_dict(value: dict[Any, Any], out: dict[Any, Any] | None = None) -> dic
     secret_keys, scrubbed = _secret_key, _scrubbed   # the memos, looked up inline (this runs per log line)
     for k, v in value.items():
         kind = type(v)
-        if kind is int or kind is float or kind is bool:
+        if kind is int or kind is float or kind is bool or v is None:   # kept even under a secret-named key
             out[k] = v
             continue
         secret = secret_keys.get(k)
         if secret is None:
             secret = _is_secret_key(k if type(k) is str else str(k))
         if secret:
-            out[k] = REDACTED if v not in (None, "", [], {}) else v
-        elif v is None:
-            out[k] = v
+            out[k] = REDACTED if v not in ("", [], {}) else v
         elif kind is str:
             found = scrubbed.get(v)
             out[k] = found if found is not None else _scrub_text(v)

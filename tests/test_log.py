@@ -70,7 +70,8 @@ def test_texts_are_redacted_exactly_as_by_both_patterns():
         return log._KEYLIKE.sub(log.REDACTED, log._BEARER.sub(r"\1 " + log.REDACTED, text))
 
     pieces = ["Bearer", "bearer", "BASIC", "basic", " ", "\t", "\n", "sk-", "pk_", "rk-", "AKIA", "ASIA", "abc",
-              "0123456789", "XYZ_", "-", "=", ".", "é", "token", "key:", "Authorization:", "sk", "ASI"]
+              "0123456789", "XYZ_", "-", "=", ".", "é", "token", "key:", "Authorization:", "sk", "ASI",
+              "BeArEr", "bAsIc", "ba", "ſic", "be", "arer", "\u212a"]   # mixed case; the long s and Kelvin sign fold
     rng = random.Random(7)
     for _ in range(5000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))

@@ -142,3 +142,70 @@ async def test_socket_framing_carries_a_5mb_message_whole(server, tmp_path):
         writer.close()
     finally:
         listener.close()
+
+
+async def test_inline_handler_answers_each_step_in_order_without_a_task(server):
+    iid = await start(server, "inline")
+    assert server.plugins["inline"].inline_phases == {"access"}
+    await run_phase(server, iid, "access", {"kong.request.get_path": "/0"})   # the server's watchdog starts
+    tasks = len(asyncio.all_tasks())
+    step = await server.dispatch("plugin.HandleEvent", [{"InstanceId": iid, "EventName": "access"}])
+    assert step["Data"] == {"Method": "kong.request.get_path", "Args": []}
+    assert len(asyncio.all_tasks()) == tasks           # no task for the event
+    calls = [step["Data"]]
+    while step["Data"] != "ret":
+        step = await server.dispatch("plugin.Step", [{"EventId": step["EventId"], "Data": f"/{len(calls)}"}])
+        calls.append(step["Data"])
+    assert calls[1:] == [{"Method": "kong.service.request.set_header", "Args": ["x-path", "/1"]}, "ret"]
+    assert server.events == {}
+
+
+async def test_inline_handlers_waiting_on_io_run_side_by_side(server):
+    iid = await start(server, "inline", {"delay": 0.2})
+    started = time.monotonic()
+    results = await asyncio.gather(*(run_phase(server, iid, "access", {"kong.request.get_path": f"/{i}"})
+                                     for i in range(50)))
+    assert time.monotonic() - started < 0.8
+    assert sorted(r[1]["Args"][1] for r in results) == sorted(f"/{i}" for i in range(50))
+    assert server.events == {}
+
+
+@pytest.mark.parametrize("delay", [0, 0.05])
+async def test_inline_handler_exception_becomes_json_500(server, delay):
+    iid = await start(server, "inline", {"fail": True, "delay": delay})
+    for _ in range(3):
+        calls = await run_phase(server, iid, "access", {"kong.request.get_path": "/x"})
+        assert [c["Method"] for c in calls] == ["kong.request.get_path", "kong.response.exit"]
+        status, body, headers = calls[-1]["Args"]
+        assert status == 500 and headers == {"Content-Type": "application/json"}
+        message = orjson.loads(body)["message"]
+        assert "inline failed" in message and "secret" not in message
+    assert server.events == {}
+
+
+async def test_inline_handler_exit_ends_the_event(server):
+    iid = await start(server, "inline", {"exit": True})
+    calls = await run_phase(server, iid, "access", {"kong.request.get_path": "/x"})
+    assert calls[-1] == {"Method": "kong.response.exit", "Args": [403, b'{"path":"/x"}']}
+    assert server.events == {}
+
+
+async def test_stalled_inline_handler_gets_an_error_exit_and_is_cancelled(server):
+    iid = await start(server, "inline", {"delay": 5})
+    started = time.monotonic()
+    calls = await run_phase(server, iid, "access", {"kong.request.get_path": "/x"})
+    assert time.monotonic() - started < 3
+    assert calls[-1]["Method"] == "kong.response.exit" and calls[-1]["Args"][0] == 500
+    await asyncio.sleep(0)
+    assert server.instances.get(iid).handler.cancelled == 1 and server.events == {}
+
+
+async def test_inline_event_kong_never_answers_is_swept(server):
+    iid = await start(server, "inline")
+    step = await server.dispatch("plugin.HandleEvent", [{"InstanceId": iid, "EventName": "access"}])
+    assert step["Data"]["Method"] == "kong.request.get_path"
+    await asyncio.sleep(1.1)
+    assert server.sweep() == 1 and server.events == {}
+    await asyncio.sleep(0)
+    with pytest.raises(RpcError, match="not found"):
+        await server.dispatch("plugin.Step", [{"EventId": step["EventId"], "Data": "/late"}])

@@ -55,6 +55,8 @@ class AttachingPlugin:
     name: ClassVar[str]
     policy_class: ClassVar[type[Policy]] = Policy
     reads_consumer: ClassVar[bool] = True
+    #: access awaits only PDK calls: the plugin server drives it inline, without a task (pluginserver/events.py)
+    runs_inline: ClassVar[bool] = True
 
     def __init__(self, config: dict[str, Any]):
         self.config = config

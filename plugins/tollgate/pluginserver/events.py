@@ -9,8 +9,9 @@ gets an answer instead of a hung request.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Coroutine
 
 from .pdk import TERMINAL_METHODS
 
@@ -43,7 +44,7 @@ class Event:
 
     __slots__ = (
         "id", "instance_id", "phase", "touched", "_loop", "_step", "_waiter", "_out",
-        "_from_kong", "_task", "_ended", "_on_error",
+        "_from_kong", "_task", "_ended", "_on_error", "_coro", "_context", "_blocked", "_cancelling",
     )
 
     def __init__(self, event_id: int, instance_id: int, phase: str,
@@ -60,6 +61,10 @@ class Event:
         self._task: asyncio.Future | None = None
         self._ended = False
         self._on_error = on_error
+        self._coro: Coroutine[Any, Any, Any] | None = None   # a handler driven inline (`drive`)
+        self._context: contextvars.Context | None = None
+        self._blocked: asyncio.Future | None = None          # what an inline handler awaits besides Kong
+        self._cancelling = False
 
     @property
     def ended(self) -> bool:
@@ -68,6 +73,58 @@ class Event:
     def start(self, runner: asyncio.Future) -> None:
         self._task = runner
         runner.add_done_callback(self._finished)
+
+    def drive(self, coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> None:
+        """Run the handler ``coro`` inline instead of in a task: up to its first PDK call now, and on from each of
+        Kong's answers in the callback that brings it, so its next step is ready when Kong asks, with no task and
+        no trip through the loop per step. Other awaits (a sleep, a future) are waited for as a task would.
+
+        Only for handlers that need no current task (no ``asyncio.timeout``, no TaskGroup): `asyncio.current_task`
+        is not theirs here."""
+        self._coro = coro
+        self._context = context
+        self._resume(None)
+
+    def _resume(self, value: Any, error: BaseException | None = None) -> None:
+        coro = self._coro
+        if coro is None:
+            return
+        if self._cancelling:   # `abandon`: the handler gets one CancelledError, as a cancelled task does
+            self._cancelling = False
+            error = error or asyncio.CancelledError()
+        try:
+            if error is None:
+                awaited = self._context.run(coro.send, value)  # type: ignore[union-attr]
+            else:
+                awaited = self._context.run(coro.throw, error)  # type: ignore[union-attr]
+        except StopIteration:
+            self._coro = None
+            self._finish(None)
+            return
+        except BaseException as exc:  # what a task would keep as its outcome, judged by _finish
+            self._coro = None
+            self._finish(exc)
+            return
+        if getattr(awaited, "_asyncio_future_blocking", None):
+            awaited._asyncio_future_blocking = False
+            if awaited is self._from_kong:   # Kong's answer resumes the handler (`answer`)
+                return
+        else:   # a bare yield (asyncio.sleep(0)) goes on at the loop's next turn; anything else is an error there
+            later = self._loop.create_future()
+            self._loop.call_soon(_settle, later, None if awaited is None else
+                                 RuntimeError(f"a phase handler yielded {awaited!r}, not a future"))
+            awaited = later
+        self._blocked = awaited
+        awaited.add_done_callback(self._wake)
+
+    def _wake(self, future: asyncio.Future) -> None:
+        self._blocked = None
+        if future.cancelled():
+            self._resume(None, asyncio.CancelledError())
+        elif future.exception() is not None:
+            self._resume(None, future.exception())
+        else:
+            self._resume(future.result())
 
     async def call(self, method: str, args: tuple[Any, ...]) -> Any:
         """A PDK call from the handler: hand it to Kong and wait for Kong's answer."""
@@ -102,6 +159,8 @@ class Event:
         self._out = False
         self._from_kong = None
         pending.set_result(data)
+        if self._coro is not None:
+            self._resume(None)   # the handler reads ``data`` from the future it awaits
 
     @property
     def waiting(self) -> bool:
@@ -112,7 +171,16 @@ class Event:
         """Kong will never answer (it dropped the event); stop the handler."""
         self._ended = True
         if self._from_kong is not None and not self._from_kong.done():
-            self._from_kong.set_exception(EventEnded("abandoned"))
+            if self._coro is None:
+                self._from_kong.set_exception(EventEnded("abandoned"))
+            else:   # no answer will come: the handler is cancelled below
+                self._from_kong = None
+        if self._coro is not None and not self._cancelling:   # as a task's cancel: the handler's await ends
+            self._cancelling = True
+            if self._blocked is not None:
+                self._blocked.cancel()
+            else:   # awaiting Kong's answer, which will not come
+                self._loop.call_soon(self._resume, None)
         if self._task is not None and not self._task.done() and isinstance(self._task, asyncio.Task):
             self._task.cancel()
 
@@ -141,13 +209,21 @@ class Event:
         self.abandon()
 
     def _finished(self, task: asyncio.Future) -> None:
-        if task.cancelled():
-            self._fail(asyncio.CancelledError())
-            return
-        exc = task.exception()
+        self._finish(asyncio.CancelledError() if task.cancelled() else task.exception())
+
+    def _finish(self, exc: BaseException | None) -> None:
+        """The handler returned (``exc`` None) or raised ``exc``."""
         if exc is None:
             if not self._ended:
                 self._ended = True
                 self._send(RET)
         elif not isinstance(exc, EventEnded):
             self._fail(exc)
+
+
+def _settle(future: asyncio.Future, error: BaseException | None) -> None:
+    if not future.done():
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)

@@ -45,6 +45,7 @@ class PluginModule:
     priority: int
     phases: list[str]
     async_phases: frozenset[str] = field(default_factory=frozenset)
+    inline_phases: frozenset[str] = field(default_factory=frozenset)   # driven without a task (Event.drive)
     error_format: str = "kong"
 
     def info(self) -> dict[str, Any]:
@@ -81,6 +82,7 @@ def describe(name: str, module: ModuleType) -> PluginModule:
         raise PluginLoadError(f"{name}: no version string")
     priority = getattr(module, "priority", getattr(module, "PRIORITY", 0))
     phases = [p for p in PHASES if callable(getattr(plugin_class, p, None))]
+    async_phases = frozenset(p for p in phases if inspect.iscoroutinefunction(getattr(plugin_class, p)))
     return PluginModule(
         name=name,
         module=module,
@@ -89,7 +91,10 @@ def describe(name: str, module: ModuleType) -> PluginModule:
         version=version,
         priority=int(priority),
         phases=phases,
-        async_phases=frozenset(p for p in phases if inspect.iscoroutinefunction(getattr(plugin_class, p))),
+        async_phases=async_phases,
+        # A Plugin class says ``runs_inline = True`` when its async phases await only PDK calls and futures, never
+        # what needs a current task (asyncio.timeout, TaskGroup, most network clients).
+        inline_phases=async_phases if getattr(plugin_class, "runs_inline", False) is True else frozenset(),
         error_format=getattr(module, "error_format", "kong"),
     )
 

@@ -5,7 +5,8 @@ size and structure) before anything is decoded, so a message of any size arrives
 however the kernel splits it, and a peer that breaks the protocol is disconnected. Each event's handler runs in its own task, so a slow
 handler holds up nothing but its own event; the messages themselves are answered from
 callbacks (the step a handler produces goes straight to the request Kong is waiting on),
-with no task per message.
+with no task per message. A plugin whose handlers need no task of their own (``runs_inline``) has them driven
+inline instead: from HandleEvent to the first PDK call, then from each Step to the next, in the callback.
 """
 
 from __future__ import annotations
@@ -203,11 +204,12 @@ class PluginServer:
         event = Event(next(self._event_ids), instance.id, phase, partial(self._error_step, instance), loop)
         self.events[event.id] = event
         method = getattr(instance.handler, phase)
-        if phase in plugin.async_phases:
-            runner = loop.create_task(method(pdk.KONG), context=pdk.bound(event.call))
+        if phase in plugin.inline_phases:
+            event.drive(method(pdk.KONG), pdk.bound(event.call))
+        elif phase in plugin.async_phases:
+            event.start(loop.create_task(method(pdk.KONG), context=pdk.bound(event.call)))
         else:
-            runner = loop.run_in_executor(self._executor, method, pdk.sync_kong(event.call, loop))
-        event.start(runner)
+            event.start(loop.run_in_executor(self._executor, method, pdk.sync_kong(event.call, loop)))
         return event
 
     def _error_step(self, instance: Instance, event: Event, exc: BaseException) -> Any:

@@ -44,13 +44,26 @@ def usage_as_sent(raw: dict[str, Any], usage: Usage, route_type: str = CHAT) -> 
     embeddings = route_type == EMBEDDINGS
     required = ("prompt_tokens", "total_tokens") if embeddings else ("prompt_tokens", "completion_tokens",
                                                                       "total_tokens")
-    if all(key in raw for key in required) and all(
-            count is None or (type(count) is int and count >= 0)
-            for value in raw.values() for count in (value.values() if isinstance(value, dict) else (value,))):
+    if all(key in raw for key in required) and _whole_counts(raw):
         return raw
     if embeddings:
         return {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.total_tokens}
     return usage.as_openai()
+
+
+def _whole_counts(raw: dict[str, Any]) -> bool:
+    """Every count in a usage object (and in its breakdowns) is a non-negative integer or null."""
+    for value in raw.values():
+        if type(value) is int:
+            if value < 0:
+                return False
+        elif type(value) is dict:
+            for count in value.values():
+                if count is not None and (type(count) is not int or count < 0):
+                    return False
+        elif value is not None:
+            return False
+    return True
 
 
 def native_usage_of(data: Any) -> Usage | None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
-from aiohttp import web
+from ...relay import web
 from multidict import CIMultiDict
 
 from ... import estimate, http1, log

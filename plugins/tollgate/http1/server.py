@@ -35,6 +35,7 @@ MAX_HEADERS = 256           # header lines in one request
 MAX_PIPELINED = 16          # requests received ahead of their turn before the socket is no longer read
 KEEPALIVE_TIMEOUT = 3630.0  # seconds an idle connection stays open (aiohttp's default: longer than any client's)
 SHUTDOWN_TIMEOUT = 60.0     # seconds `Server.shutdown` gives the requests under way
+CANCEL_GRACE = 5.0          # seconds it then gives the cleanup of those it cancelled
 
 logger = logging.getLogger("tollgate.http1.server")
 
@@ -174,9 +175,14 @@ class ServerConnection(asyncio.Protocol):
         url = self._url.decode("utf-8", "surrogateescape")
         if not url.startswith("/"):
             raise _Refused(400, "the request target must be a path (origin-form)")
-        target, _, _ = url.partition("#")
-        path, _, query = target.partition("?")
+        path, question, query = url.partition("?")      # split as aiohttp's parser splits it
+        if question:
+            query = query.partition("#")[0]
+        else:
+            path = path.partition("#")[0]
         version = (1, 1) if parser.get_http_version() == "1.1" else (1, 0)
+        if version == (1, 1) and "Host" not in headers:
+            raise _Refused(400, "an HTTP/1.1 request must have a Host header")
         expect = headers.get("Expect", "").lower() == "100-continue" and version == (1, 1)
         request = Request(parser.get_method().decode("ascii"), path, query, version, headers,
                           parser.should_keep_alive(), Body(self, expect), self)
@@ -387,3 +393,6 @@ class Server:
             await asyncio.wait(busy, timeout=timeout)
         for connection in list(self.connections):
             connection.abort()
+        late = [task for task in busy if not task.done()]
+        if late:   # cancelled: their cleanup (a request's after stages) still runs before the process goes on
+            await asyncio.wait(late, timeout=CANCEL_GRACE)

@@ -5,6 +5,7 @@ and the same bytes on the wire as aiohttp's server for the answers the relay sen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 
 import aiohttp
@@ -169,17 +170,23 @@ async def test_a_body_over_the_cap_fails_its_reader_and_the_connection_closes():
         assert got.status == 413 and failed == [1000] and await closed(reader)
 
 
-@pytest.mark.parametrize("head", [
-    get("/" + "a" * (server_module.MAX_HEAD + 10)),
-    get("/", "".join(f"X-H{i}: v\r\n" for i in range(server_module.MAX_HEADERS + 1))),
-    get("/", "X-Big: " + "v" * (server_module.MAX_HEAD + 10) + "\r\n"),
+@pytest.mark.parametrize("data, status", [
+    (b"NOT HTTP AT ALL\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400),
+    (b"GET http://elsewhere/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\n\r\n", 400),                                     # no Host
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400),                  # TLS
+    (get("/" + "a" * (server_module.MAX_HEAD + 10)), 431),
+    (get("/", "".join(f"X-H{i}: v\r\n" for i in range(server_module.MAX_HEADERS + 1))), 431),
+    (get("/", "X-Big: " + "v" * (server_module.MAX_HEAD + 10) + "\r\n"), 431),
 ])
-async def test_an_oversized_head_is_431_and_closed(head):
+async def test_a_malformed_or_oversized_request_is_refused_and_closed(data, status):
     async with Serving(echo) as serving:
         reader, writer = await serving.connect()
-        writer.write(head)
+        writer.write(data)
         got = await read_answer(reader)
-        assert got.status == 431 and got.headers["connection"] == "close" and await closed(reader)
+        assert got.status == status and got.headers["connection"] == "close" and await closed(reader)
 
 
 async def test_a_head_sent_without_end_is_refused_at_the_cap():
@@ -190,22 +197,6 @@ async def test_a_head_sent_without_end_is_refused_at_the_cap():
             writer.write(b"v" * 4096)
             await asyncio.sleep(0)
         assert (await read_answer(reader)).status == 431 and await closed(reader)
-
-
-@pytest.mark.parametrize("data", [
-    b"NOT HTTP AT ALL\r\n\r\n",
-    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n",
-    b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
-    b"GET http://elsewhere/ HTTP/1.1\r\nHost: x\r\n\r\n",
-    b"GET / HTTP/1.1\r\n\r\n",                                       # no Host
-    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
-])
-async def test_a_malformed_request_is_400_and_closed(data):
-    async with Serving(echo) as serving:
-        reader, writer = await serving.connect()
-        writer.write(data)
-        got = await read_answer(reader)
-        assert got.status == 400 and got.headers["connection"] == "close" and await closed(reader)
 
 
 async def test_the_requests_before_a_malformed_one_are_answered_first():
@@ -375,6 +366,22 @@ async def test_shutdown_cancels_what_outlives_its_timeout():
         assert cancelled.is_set() and await closed(reader)
 
 
+@contextlib.asynccontextmanager
+async def both(ours_handler, theirs_handler):
+    """``exchange(request) -> (our bytes, aiohttp's bytes)``: one request sent to this server and to aiohttp's."""
+    runner = aioweb.ServerRunner(aioweb.Server(theirs_handler), handle_signals=False)
+    await runner.setup()
+    await aioweb.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        async with Serving(ours_handler) as serving:
+            async def exchange(request: str) -> tuple[bytes, bytes]:
+                data = request.encode()
+                return await raw_exchange(serving.port, data), await raw_exchange(runner.addresses[0][1], data)
+            yield exchange
+    finally:
+        await runner.cleanup()
+
+
 TARGETS = ["/plain?a=1&b=2", "/a%20b/c%2Fd?x=%41+y&z", "/p%C3%A9?q=%zz", "/v1/x:y", "/a#frag?b", "/a?b#c",
            "/../etc/%2e%2e/passwd", "/%7Euser?"]
 
@@ -384,18 +391,10 @@ async def test_path_and_query_are_read_as_aiohttp_reads_them():
         seen = [request.path, request.query_string, request.rel_url.raw_path, request.rel_url.raw_query_string]
         return (aioweb if isinstance(request, aioweb.BaseRequest) else web).json_response(seen)
 
-    runner = aioweb.ServerRunner(aioweb.Server(report), handle_signals=False)
-    await runner.setup()
-    await aioweb.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        async with Serving(report) as serving:
-            for target in TARGETS:
-                data = f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
-                theirs = await raw_exchange(runner.addresses[0][1], data)
-                ours = await raw_exchange(serving.port, data)
-                assert ours.partition(b"\r\n\r\n")[2] == theirs.partition(b"\r\n\r\n")[2], target
-    finally:
-        await runner.cleanup()
+    async with both(report, report) as exchange:
+        for target in TARGETS:
+            ours, theirs = await exchange(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert ours.partition(b"\r\n\r\n")[2] == theirs.partition(b"\r\n\r\n")[2], target
 
 
 # -- the same bytes as aiohttp's server -----------------------------------------------------------------------------
@@ -469,21 +468,13 @@ async def test_the_wire_is_aiohttps_for_every_answer_shape(method, version):
         made = ours_table[request.path](request)
         return await made if asyncio.iscoroutine(made) else made
 
-    runner = aioweb.ServerRunner(aioweb.Server(theirs_handler), handle_signals=False)
-    await runner.setup()
-    await aioweb.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        async with Serving(ours_handler) as serving:
-            for path in ours_table:
-                data = f"{method} {path} HTTP/{version}\r\nHost: x\r\n\r\n".encode()
-                theirs = await raw_exchange(runner.addresses[0][1], data)
-                ours = await raw_exchange(serving.port, data)
-                if method == "HEAD":     # aiohttp writes a StreamResponse's bytes even after a HEAD's head
-                    ours, theirs = ours.partition(b"\r\n\r\n")[0], theirs.partition(b"\r\n\r\n")[0]
-                assert comparable(ours) == comparable(theirs), path
-                assert (b"\r\nDate: " in ours) == (b"\r\nDate: " in theirs)
-    finally:
-        await runner.cleanup()
+    async with both(ours_handler, theirs_handler) as exchange:
+        for path in ours_table:
+            ours, theirs = await exchange(f"{method} {path} HTTP/{version}\r\nHost: x\r\n\r\n")
+            if method == "HEAD":     # aiohttp writes a StreamResponse's bytes even after a HEAD's head
+                ours, theirs = ours.partition(b"\r\n\r\n")[0], theirs.partition(b"\r\n\r\n")[0]
+            assert comparable(ours) == comparable(theirs), path
+            assert (b"\r\nDate: " in ours) == (b"\r\nDate: " in theirs)
 
 
 async def test_an_aiohttp_client_talks_to_it():

@@ -84,9 +84,13 @@ class StreamResponse:
         if connection is None:
             raise ConnectionResetError("the request has no connection")
         self._empty = self._status in EMPTY_BODY_STATUS or request.method == "HEAD"
-        self._frame(request)
-        await connection.start(self, self._head(request, connection.keep_alive_for(request)), request)
+        await connection.start(self, self._start(request, connection.keep_alive_for(request)), request)
         self._writer = connection
+
+    def _start(self, request: Request, keep_alive: bool) -> bytes:
+        """What leaves first: the head."""
+        self._frame(request)
+        return self._head(request, keep_alive)
 
     def _frame(self, request: Request) -> None:
         headers = self._headers
@@ -180,23 +184,14 @@ class Response(StreamResponse):
             self._headers["Content-Type"] = content_type + (f"; charset={charset}" if charset else "")
         self.body: bytes | bytearray | None = body
 
-    async def prepare(self, request: Request) -> None:
-        """Send the head with the whole body (a Response is whole: nothing is written after)."""
-        if self.prepared:
-            return
-        connection = request._connection
-        if connection is None:
-            raise ConnectionResetError("the request has no connection")
+    def _start(self, request: Request, keep_alive: bool) -> bytes:
+        """The head with the whole body (a Response is whole: nothing is written after)."""
         body = self.body or b""
-        self._empty = self._status in EMPTY_BODY_STATUS or request.method == "HEAD"
-        headers = self._headers
-        if "Content-Length" not in headers and self._status not in EMPTY_BODY_STATUS:
-            if body or (self._status != 304 and request.method != "HEAD"):
-                headers["Content-Length"] = str(len(body))
-        self._frame(request)
-        head = self._head(request, connection.keep_alive_for(request))
-        await connection.start(self, head if self._empty or not body else head + bytes(body), request)
-        self._writer = connection
+        if "Content-Length" not in self._headers and self._status not in EMPTY_BODY_STATUS:
+            if body or request.method != "HEAD":
+                self._headers["Content-Length"] = str(len(body))
+        head = super()._start(request, keep_alive)
+        return head if self._empty or not body else head + bytes(body)
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         raise RuntimeError("a Response is sent whole (use StreamResponse to write a body in parts)")

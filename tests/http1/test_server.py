@@ -319,6 +319,17 @@ async def test_a_handlers_failure_is_a_500_and_the_connection_closes():
         assert await closed(reader)
 
 
+async def test_a_header_with_a_line_break_is_never_sent():
+    async def injecting(request):
+        return web.Response(headers={"X-Echo": "a\r\nSet-Cookie: stolen=1"})
+
+    async with Serving(injecting) as serving:
+        reader, writer = await serving.connect()
+        writer.write(get())
+        got = await read_answer(reader)
+        assert got.status == 500 and "set-cookie" not in got.headers and await closed(reader)
+
+
 async def test_an_idle_connection_closes_after_the_keepalive_timeout():
     async with Serving(echo, keepalive_timeout=0.2) as serving:
         reader, writer = await serving.connect()

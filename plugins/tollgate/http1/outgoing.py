@@ -123,13 +123,10 @@ class StreamResponse:
             elif request.version == (1, 1):
                 headers["Connection"] = "close"
         major, minor = request.version
-        lines = [f"HTTP/{major}.{minor} {self._status} {self._reason}"]
-        for name, value in headers.items():
-            if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-                raise ValueError(f"newline in the value of header {name!r}")
-            lines.append(f"{name}: {value}")
-        lines.append("\r\n")
-        return "\r\n".join(lines).encode("utf-8", "surrogateescape")
+        fields = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+        if fields.count("\n") != len(headers) or fields.count("\r") != len(headers):
+            raise ValueError("a header name or value holds a line break")   # no header injection
+        return f"HTTP/{major}.{minor} {self._status} {self._reason}\r\n{fields}\r\n".encode("utf-8", "surrogateescape")
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         writer = self._writer

@@ -17,6 +17,7 @@ handler's failure (500), as aiohttp answers them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from typing import Awaitable, Callable
@@ -35,6 +36,7 @@ MAX_HEADERS = 256           # header lines in one request
 MAX_PIPELINED = 16          # requests received ahead of their turn before the socket is no longer read
 KEEPALIVE_TIMEOUT = 3630.0  # seconds an idle connection stays open (aiohttp's default: longer than any client's)
 SHUTDOWN_TIMEOUT = 60.0     # seconds `Server.shutdown` gives the requests under way
+LINGER = 2.0                # seconds a refused client's data is still read (and dropped) after the refusal
 CANCEL_GRACE = 5.0          # seconds it then gives the cleanup of those it cancelled
 
 logger = logging.getLogger("tollgate.http1.server")
@@ -69,7 +71,9 @@ class ServerConnection(asyncio.Protocol):
         self._url = b""
         self._raw: list[tuple[bytes, bytes]] = []
         self._in_head = False
-        self._head_bytes = 0
+        self._head_bytes = 0                      # received in parts while the head was incomplete
+        self._ended = False                       # a request ended in the data being parsed
+        self._url_bytes = 0
         self._refusal: _Refused | None = None     # answered once the requests before it are
         self._last = False                        # no request after the ones received is read
         self._stopping = False                    # the server is shutting down: close after the current answer
@@ -89,7 +93,7 @@ class ServerConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._last:
             return                                # after a refusal, a non-keep-alive request or an upgrade
-        began_in_head = self._in_head
+        self._ended = False
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -106,8 +110,8 @@ class ServerConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._refuse(_Refused(400, f"invalid HTTP request ({exc})"))
         else:
-            if self._in_head and began_in_head:
-                self._head_bytes += len(data)     # a head arriving in parts (llhttp holds the part of a line)
+            if self._in_head and not self._ended:  # all of this data is the head so far (llhttp holds a part line)
+                self._head_bytes += len(data)
                 if self._head_bytes > MAX_HEAD:
                     self._refuse(_Refused(431, f"the request's head is larger than {MAX_HEAD} bytes"))
         self._update_reading()
@@ -150,24 +154,25 @@ class ServerConnection(asyncio.Protocol):
         self._raw = []
         self._in_head = True
         self._head_bytes = 0
+        self._url_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._head_bytes += len(url)
-        if self._head_bytes > MAX_HEAD:
+        self._url_bytes += len(url)
+        if self._url_bytes > MAX_HEAD:
             raise _Refused(431, f"the request's head is larger than {MAX_HEAD} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        raw = self._raw
-        raw.append((name, value))
-        self._head_bytes += len(name) + len(value) + 4
-        if len(raw) > MAX_HEADERS:
-            raise _Refused(431, f"the request has more than {MAX_HEADERS} headers")
-        if self._head_bytes > MAX_HEAD:
-            raise _Refused(431, f"the request's head is larger than {MAX_HEAD} bytes")
+        # Counted when the head is complete: what a head can hold before then is bounded by the data received.
+        self._raw.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        raw = self._raw
+        if len(raw) > MAX_HEADERS:
+            raise _Refused(431, f"the request has more than {MAX_HEADERS} headers")
+        if self._url_bytes + sum(len(n) + len(v) + 4 for n, v in raw) > MAX_HEAD:
+            raise _Refused(431, f"the request's head is larger than {MAX_HEAD} bytes")
         self._head_bytes = 0
         parser = self._parser
         headers = CIMultiDictProxy(CIMultiDict(
@@ -201,6 +206,7 @@ class ServerConnection(asyncio.Protocol):
         request.content.feed(body)
 
     def on_message_complete(self) -> None:
+        self._ended = True
         request = self._parsing
         if request is not None:
             request.content.end()
@@ -268,19 +274,20 @@ class ServerConnection(asyncio.Protocol):
         """Run the handler for ``request`` and end its answer; whether the connection may serve another."""
         try:
             response = await self._server.handler(request)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("the relay's handler failed on %s %s", request.method, request.raw_path)
-            if self._started is request:
-                return False                      # a half-sent answer: the client must see it cut
-            response = Response(status=500, text="500 Internal Server Error\n\nServer got itself in trouble")
-            response.keep_alive = False
-        try:
             if not response.prepared:
                 await response.prepare(request)
             await response.write_eof()
+        except asyncio.CancelledError:
+            raise
         except ConnectionResetError:
+            return False
+        except Exception:
+            logger.exception("the relay's handler failed on %s %s", request.method, request.raw_path)
+            if self._started is not request:      # else a half-sent answer: the client must see it cut
+                failed = Response(status=500, text="500 Internal Server Error\n\nServer got itself in trouble")
+                failed.keep_alive = False
+                with contextlib.suppress(ConnectionResetError):
+                    await failed.prepare(request)
             return False
         return response.keep_alive
 
@@ -301,7 +308,11 @@ class ServerConnection(asyncio.Protocol):
         transport.write(f"HTTP/1.1 {refusal.status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
                         f"Content-Length: {len(body)}\r\nDate: {http_date()}\r\nConnection: close\r\n\r\n".encode()
                         + body)
-        self._close()
+        if transport.can_write_eof():   # the client may still be sending: closing now would reset the refusal away
+            transport.write_eof()
+            self._loop.call_later(LINGER, self._close)
+        else:
+            self._close()
 
     def _update_reading(self) -> None:
         transport = self.transport

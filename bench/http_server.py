@@ -90,7 +90,7 @@ async def main(options: argparse.Namespace) -> None:
             await wait_http(url + "/health", 20, proc)
         body = chat_body()
         per_round = options.requests // options.rounds
-        for path in ("/plain", "/stream"):
+        for path in options.paths.split(","):
             for concurrency in (int(c) for c in options.concurrency.split(",")):
                 for proc, url in procs.values():
                     await load(url + path, body, 300, concurrency)              # warm
@@ -118,6 +118,7 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=6000)
     parser.add_argument("--concurrency", default="1,32")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--paths", default="/plain,/stream", help="/plain (a JSON answer), /stream (SSE)")
     parser.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parsed = parser.parse_args()

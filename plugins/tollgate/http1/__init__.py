@@ -11,8 +11,8 @@ sets, MCP REST tools) stay on aiohttp's session. Responses are parsed by llhttp 
         body = await answer.read()
 
 The server side (``server.py``, with ``incoming.py`` and ``outgoing.py``) serves the relay itself, for the same
-reason: aiohttp's server cost several times the CPU of the rest of a request's HTTP handling. The relay's handlers
-use it under aiohttp.web's names, through ``tollgate.relay.web``.
+reason (``bench/http_server.py`` measures both servers). The relay's handlers use it under aiohttp.web's names,
+through ``tollgate.relay.web``.
 """
 
 from .client import Client, Timeouts

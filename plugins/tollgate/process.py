@@ -19,7 +19,7 @@ from .dashboard import routes as dashboard
 from .plugins import journal, limits
 from .pluginserver import loader, server as rpc
 from .pluginserver.framing import Backlog
-from .relay import upstream
+from .relay import upstream, web as relay_web
 from .relay.app import Relay, build_server, priorities_of
 from .runtime import Runtime
 from .settings import Settings
@@ -91,6 +91,7 @@ class TollgateProcess:
         self._listeners: list[asyncio.AbstractServer] = []
         self._socket_paths: list[str] = []
         self._runners: list[web.BaseRunner] = []
+        self._relay: relay_web.Server | None = None
         self._sweeper: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -108,12 +109,9 @@ class TollgateProcess:
         for path, _ in sockets:
             _claim(path)
         try:
-            relay = Relay(self.runtime, priorities_of(self.plugins))
-            # handler_cancellation: a client that goes away (Kong closes the connection to the relay when its own
-            # client does) cancels the relay's handler, and with it the provider call, streamed or not; the after
-            # stages (limits and budgets settle) still run, in the handler's own cleanup, with what is known by then.
-            await self._serve(build_server(relay, handler_cancellation=True, access_log=None),
-                              settings.relay_host, settings.relay_port, "relay", "--relay-port / TOLLGATE_RELAY_PORT")
+            self._relay = build_server(Relay(self.runtime, priorities_of(self.plugins)))
+            await self._serve(self._relay, settings.relay_host, settings.relay_port, "relay",
+                              "--relay-port / TOLLGATE_RELAY_PORT")
             await self._serve(status_app(settings.status_token), settings.status_host, settings.status_port, "status listener",
                               "--status-port / TOLLGATE_STATUS_PORT")
             for path, names in sockets:
@@ -132,16 +130,16 @@ class TollgateProcess:
         log.event(logger, "tollgate started", plugins=sorted(self.plugins), socket_dir=self.settings.socket_dir,
                   relay=f"{self.settings.relay_host}:{self.settings.relay_port}", pid=os.getpid())
 
-    async def _serve(self, app: web.Application | web.Server, host: str, port: int, what: str, setting: str) -> None:
-        runner: web.BaseRunner
-        if isinstance(app, web.Server):
-            runner = web.ServerRunner(app, handle_signals=False)
-        else:
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        self._runners.append(runner)
+    async def _serve(self, app: web.Application | relay_web.Server, host: str, port: int, what: str,
+                     setting: str) -> None:
         try:
-            await web.TCPSite(runner, host, port, reuse_address=True).start()
+            if isinstance(app, relay_web.Server):
+                await app.listen(host, port)
+            else:
+                runner = web.AppRunner(app, access_log=None, handle_signals=False)
+                await runner.setup()
+                self._runners.append(runner)
+                await web.TCPSite(runner, host, port, reuse_address=True).start()
         except OSError as exc:
             reason = exc.strerror or str(exc)
             if exc.errno == errno.EADDRINUSE:
@@ -160,6 +158,8 @@ class TollgateProcess:
             self._sweeper.cancel()
         for listener in self._listeners:
             listener.close()
+        if self._relay is not None:
+            await self._relay.shutdown()    # the requests under way finish (their after stages with them)
         for runner in self._runners:
             await runner.cleanup()
         await limits.settle_pending(SETTLE_AT_SHUTDOWN)  # the relay's requests are done: land what they still owe

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
+from tests.relay_server import Served, serve
 
 from tests.harness.fixtures import *  # noqa: F401,F403  (tollgate_process, kong, upstream)
 from tests.redis_server import RedisServer, redis_available
@@ -31,7 +31,7 @@ from tollgate.attachments import HEADER, AttachmentTable
 from tollgate.mock import MockLLM
 from tollgate.pluginserver import loader
 from tollgate.relay import upstream as upstream_module
-from tollgate.relay.app import Relay, build_app
+from tollgate.relay.app import Relay
 from tollgate.runtime import Runtime
 from tollgate.settings import Settings
 
@@ -83,7 +83,7 @@ class Gateway:
         self.plugins = plugins
         self.relay = Relay(runtime, {name: module.priority for name, module in loader.load_builtin().items()})
         self.url = ""
-        self._runner: web.AppRunner | None = None
+        self._served: Served | None = None
         self.session: aiohttp.ClientSession | None = None
 
     @property
@@ -91,19 +91,16 @@ class Gateway:
         return self.plugins["tollgate-cost-quota"].policy
 
     async def start(self) -> Gateway:
-        self._runner = web.AppRunner(build_app(self.relay), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        self._served = await serve(self.relay.handle)
+        self.url = self._served.url
         self.session = aiohttp.ClientSession()
         return self
 
     async def stop(self) -> None:
         if self.session is not None:
             await self.session.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._served is not None:
+            await self._served.stop()
 
     def attach(self, consumer: dict[str, Any] | None = None) -> str:
         identity = {k: consumer[k] for k in ("id", "username") if consumer and consumer.get(k)}

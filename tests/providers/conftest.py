@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
+from tests.relay_server import Served, serve
+from tollgate.relay import web
 
 from tollgate.context import RequestContext
 from tollgate.mock import MockLLM
@@ -35,7 +36,7 @@ async def relay() -> AsyncIterator[Callable[[dict[str, Any]], Awaitable[str]]]:
     session = upstream._session
     if session is not None and getattr(session, "_loop", None) is not asyncio.get_running_loop():
         upstream._session = None  # left behind by a test on another event loop
-    runners: list[web.AppRunner] = []
+    served: list[Served] = []
 
     async def start(config: dict[str, Any]) -> str:
         policy = ProxyPolicy(config, PROXY)
@@ -49,17 +50,10 @@ async def relay() -> AsyncIterator[Callable[[dict[str, Any]], Awaitable[str]]]:
             start.contexts.append(ctx)  # type: ignore[attr-defined]
             return await policy.before(ctx) or await policy.serve(ctx, request)
 
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        port = runner.addresses[0][1]
-        return f"http://127.0.0.1:{port}"
+        served.append(await serve(handle))
+        return served[-1].url
 
     yield start
-    for runner in runners:
-        await runner.cleanup()
+    for one in served:
+        await one.stop()
     await upstream.close()

@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
+from tests.relay_server import Served, serve
+from tollgate.relay import web
 
 from tollgate import schema as schema_lang
 from tollgate.context import RequestContext
@@ -36,7 +37,7 @@ class Relay:
         self.attached = attached
         self.contexts: list[RequestContext] = []
         self.url = ""
-        self._runner: web.AppRunner | None = None
+        self._served: Served | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = RequestContext(method=request.method, path=request.path, query=request.query_string,
@@ -48,18 +49,13 @@ class Relay:
         return await self.policy.before(ctx) or await self.policy.serve(ctx, request)
 
     async def start(self) -> "Relay":
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        self._served = await serve(self.handle)
+        self.url = self._served.url
         return self
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._served is not None:
+            await self._served.stop()
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+import aiohttp
 
 from tollgate.context import RequestContext
 from tollgate.plugins.base import Policy
-from tollgate.relay import answers, pipeline
+from tests.relay_server import serve
+from tollgate.relay import answers, pipeline, web
 from tollgate.relay.pipeline import AnswerBlocked, AnswerFilter, AnswerRefused, Filters, Reply
 
 
@@ -123,11 +123,12 @@ async def serve_once(policies: list[Policy], terminal: Terminal, body: dict) -> 
         seen["ctx"] = ctx
         return await pipeline.run(ctx, request, [*policies, terminal], terminal)
 
-    app = web.Application()
-    app.router.add_post("/", handle)
-    async with TestClient(TestServer(app)) as client:
-        response = await client.post("/", data=orjson.dumps(body))
-        return response.status, await response.read(), seen["ctx"]
+    served = await serve(handle)
+    try:
+        async with aiohttp.ClientSession() as client, client.post(served.url, data=orjson.dumps(body)) as response:
+            return response.status, await response.read(), seen["ctx"]
+    finally:
+        await served.stop()
 
 
 BODY = {"messages": [{"role": "user", "content": "hello big world"}]}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import AsyncIterator
 
 import orjson
-from aiohttp import web
+from . import web
 
 from ..context import RequestContext
 from ..providers.framing import sse_frame

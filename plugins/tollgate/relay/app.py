@@ -3,16 +3,13 @@ policies (`pipeline`) around the call that answers it."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
-
-from aiohttp import web
 
 from .. import log
 from ..attachments import HEADER, Attachment, InvalidAttachment
 from ..context import RequestContext
 from ..runtime import Runtime
-from . import body, pipeline
+from . import body, pipeline, web
 from .errors import refusal
 
 logger = log.get("relay")
@@ -113,25 +110,16 @@ def _looks_like_mcp(request: web.BaseRequest) -> bool:
     return "text/event-stream" in accept and "application/json" in accept
 
 
-MAX_BODY = body.MAX_BODY   # aiohttp's own cap; the route's limit (`body.limit_of`) is what is read
+MAX_BODY = body.MAX_BODY   # the server's cap; the route's limit (`body.limit_of`) is what is read
 
 
-def build_server(relay: Relay, **options: Any) -> web.Server:
-    """The relay as aiohttp's low-level server: every path goes to ``relay.handle`` (it routes by attachment,
-    not by path), so an Application's router, match info and middleware chain would be work for nothing."""
-    loop = asyncio.get_running_loop()
+def build_server(relay: Relay) -> web.Server:
+    """The relay's server: every path goes to ``relay.handle`` (it routes by attachment, not by path).
 
-    def request(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
-        return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=MAX_BODY)
-
-    return web.Server(relay.handle, request_factory=request, **options)
-
-
-def build_app(relay: Relay) -> web.Application:
-    """The relay as an Application (tests mount it so); `build_server` is what the process serves."""
-    app = web.Application(client_max_size=MAX_BODY)
-    app.router.add_route("*", "/{tail:.*}", relay.handle)
-    return app
+    A client that goes away (Kong closes the connection to the relay when its own client does) cancels the
+    relay's handler, and with it the provider call, streamed or not; the after stages (limits and budgets settle)
+    still run, in the handler's own cleanup, with what is known by then."""
+    return web.Server(relay.handle, max_body=MAX_BODY)
 
 
 def priorities_of(plugins: dict[str, Any]) -> dict[str, int]:

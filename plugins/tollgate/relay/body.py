@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
+from . import web
 
 MAX_BODY = 64 * 1024 * 1024
 DEFAULT_LIMIT = 1048576     # max_request_body_size's default in tollgate-proxy and tollgate-mcp
@@ -33,7 +33,13 @@ async def read(request: web.BaseRequest, limit: int) -> bytes:
     declared = request.content_length
     if declared is not None and declared > limit:
         raise BodyTooLarge(limit, declared)
-    content = request.content
+    try:
+        return await _read(request.content, limit)
+    except web.RequestBodyTooLarge:   # past the server's own cap (`MAX_BODY`) before the handler took it
+        raise BodyTooLarge(limit, None) from None
+
+
+async def _read(content: Any, limit: int) -> bytes:
     if content.is_eof():   # the whole body came with the headers (most requests): take it without waiting
         data = content.read_nowait()
         if len(data) > limit:

@@ -3,7 +3,7 @@ JSON-RPC error on MCP routes (tollgate-mcp's clients are MCP SDKs, which only re
 
 from __future__ import annotations
 
-from aiohttp import web
+from . import web
 import orjson
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",

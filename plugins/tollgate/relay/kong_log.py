@@ -20,7 +20,7 @@ import json
 import secrets
 from typing import Any
 
-from aiohttp import web
+from . import web
 
 from ..context import RequestContext
 

@@ -26,7 +26,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from aiohttp import web
+from . import web
 
 from .. import analytics, log
 from . import kong_log

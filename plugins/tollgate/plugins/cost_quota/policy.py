@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any
 
 import orjson
-from aiohttp import web
+from ...relay import web
 
 from ... import estimate, log, runtime
 from ...attachments import HEADER as ATTACHMENT_HEADER

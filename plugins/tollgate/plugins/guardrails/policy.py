@@ -24,7 +24,7 @@ import logging
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from ...relay import web
 
 from ... import log
 from ...context import BodyError, RequestContext

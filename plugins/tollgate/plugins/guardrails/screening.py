@@ -25,7 +25,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from aiohttp import web
+from ...relay import web
 
 from ... import log
 from ...relay.errors import openai_error

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiohttp import web
+from ...relay import web
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600

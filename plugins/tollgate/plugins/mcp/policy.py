@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import Any
 
-from aiohttp import web
+from ...relay import web
 
 from ... import log, runtime
 from ...context import RequestContext

@@ -12,7 +12,7 @@ import logging
 from typing import Callable
 
 import aiohttp
-from aiohttp import web
+from ...relay import web
 
 from ... import log
 from ...context import RequestContext

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 import orjson
-from aiohttp import web
+from ...relay import web
 
 from . import jsonrpc
 from .questions import Inbox, put_to_client

@@ -26,7 +26,7 @@ import random
 import time
 from typing import Any
 
-from aiohttp import web
+from ...relay import web
 from prometheus_client import Counter
 
 from ... import estimate, log, metrics, runtime, scrub

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
-from aiohttp import web
+from ...relay import web
 from multidict import CIMultiDict
 
 from ... import estimate, http1, log
@@ -222,7 +222,7 @@ async def relay(ctx: RequestContext, request: web.Request, opened: Opened, drive
                 await send(data)
         if reader is not None:
             generated.extend(estimate.generated_text(chunk) for chunk in reader.close())
-        if not ctx.meta.get("kong_log_trailer"):   # else the trailer follows (kong_log.deliver), then aiohttp ends it
+        if not ctx.meta.get("kong_log_trailer"):   # else the trailer follows (kong_log.deliver), then the server ends it
             try:
                 await response.write_eof()
             except ConnectionResetError:

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any, Callable
 
-from aiohttp import web
+from ...relay import web
 
 from ... import estimate, http1, log
 from ...context import RequestContext

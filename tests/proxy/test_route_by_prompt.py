@@ -68,11 +68,11 @@ async def test_provider_embeddings_embed_the_targets_once_and_a_failure_falls_ba
     r = await relay(cfg)
     for _ in range(2):
         assert (await post(r.url, ask("Write a poem about rain"))).status == 200
-    # the targets' eight examples once (four each), then one prompt per request
-    assert hits(mock, "emb") == 8 + 2
+    # the targets' eight examples once (four each), then the prompt once: its repeat is remembered
+    assert hits(mock, "emb") == 8 + 1
     another_worker = await relay(cfg)               # Kong starts an instance of the config per worker
     assert (await post(another_worker.url, ask("Write a poem about snow"))).status == 200
-    assert hits(mock, "emb") == 8 + 3
+    assert hits(mock, "emb") == 8 + 2
     assert r.contexts[0].meta["ai_log"]["routing"]["fallback"] in (None, "below-threshold")
 
     broken = await relay({**cfg, "embeddings": {**cfg["embeddings"], "model": {

@@ -76,3 +76,18 @@ async def test_calls_through_the_relay_share_one_keep_alive_connection(relay):
         line, headers, _ = server.requests[0]
         assert line == b"POST /primary/v1/chat/completions HTTP/1.1"
         assert headers["authorization"] == "Bearer sk-primary-0123456789abcdef"
+
+
+async def test_a_stream_that_started_in_time_may_outlast_the_timeout_but_a_plain_answer_may_not(mock, relay):
+    r = await relay(chat_config([openai_target(mock.url, "primary")], response_streaming="allow", timeout=0.8))
+    mock.enqueue(Reply(content="one two three four five six", chunks=6, interval=0.25), path="/primary" + CHAT)
+    result = await post(r.url, {"messages": [{"role": "user", "content": "hi"}], "stream": True})
+    events = sse_events(result.text)
+    assert result.status == 200 and result.elapsed > 1.4 and events[-1] == "[DONE]", result.text
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1] if e.get("choices"))
+    assert text == "one two three four five six"
+
+    mock.enqueue(Reply(content="too late", latency=1.5), path="/primary" + CHAT)
+    result = await post(r.url)
+    assert result.status == 504 and result.elapsed < 1.4, result.text
+    assert result.json()["error"]["code"] == "upstream_timeout"

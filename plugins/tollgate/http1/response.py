@@ -54,6 +54,11 @@ class Response:
         """The body as a stream (``iter_any``, ``readany``), as aiohttp's ``response.content``."""
         return self
 
+    def lift_deadline(self) -> None:
+        """From now on only the read timeout bounds the waits: a stream that has started may run as long as its
+        chunks keep coming, past the call's deadline."""
+        self._deadline = None
+
     async def read(self) -> bytes:
         """The whole body (decoded); the same bytes again on a second call."""
         if self._body is not None:

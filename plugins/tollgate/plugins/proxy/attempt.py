@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from ... import http1
@@ -76,14 +75,6 @@ def client_timeout(stream: bool, connect_timeout: float, read_timeout: float, re
     return http1.Timeouts(connect=connect, read=min(read_timeout, remaining), total=remaining)
 
 
-@lru_cache(maxsize=64)
-def socket_timeouts(connect_timeout: float, read_timeout: float) -> http1.Timeouts:
-    """The per-socket bounds of a call made within ``asyncio.timeout(remaining)``: that bounds the whole call (a
-    plain answer is read inside it, a stream's first chunks too), so the client needs no deadline of its own for
-    it and one object serves every call with the same settings."""
-    return http1.Timeouts(connect=connect_timeout, read=read_timeout)
-
-
 def failure_of(exc: BaseException, started: float) -> Failure:
     """Classify one of ``CALL_ERRORS`` as the failover criteria name it."""
     if isinstance(exc, UnreadableAnswer):  # an answer Tollgate cannot read: Kong's "invalid_header" criterion
@@ -110,32 +101,35 @@ async def call(driver: Any, route_type: str, target: Any, request: UpstreamReque
     remaining = deadline - started
     if remaining <= 0:
         return NO_TIME_LEFT
-    timeout = socket_timeouts(connect_timeout, read_timeout)
+    # The client's own deadline bounds the whole call (connecting, a plain answer's body, a stream's first chunks)
+    # with the timer its connection keeps anyway; a stream's later chunks only by the read timeout.
+    timeout = http1.Timeouts(connect=connect_timeout, read=read_timeout, total=remaining)
     response: http1.Response | None = None
     read = False                      # the whole body was read: the connection goes back to the pool
     try:
-        async with asyncio.timeout(remaining):
-            response = await upstream.client().request(request.method, request.url, headers=request.headers,
-                                                        data=request.body, timeout=timeout)
-            if response.status >= 400:
-                body = await response.read()
-                read = True
-                return Failure.from_provider(driver.parse_error(response.status, response.headers, body))
-            if not stream:
-                body = await response.read()
-                read = True
-                try:
-                    data, usage = read_answer(driver, route_type, body, target)
-                except UnreadableAnswer as exc:
-                    return failure_of(exc, started)
-                except ProviderError as exc:
-                    if exc.status >= 500:
-                        return Failure("invalid_header", 502, exc.message, exc.type, exc.code or "upstream_invalid")
-                    return Failure.from_provider(exc)
-                return Answer(data, usage, (time.monotonic() - started) * 1000)
-            opened = await _first_chunks(driver, route_type, target, response, started)
-            response = None if isinstance(opened, OpenStream) else response
-            return opened
+        response = await upstream.client().request(request.method, request.url, headers=request.headers,
+                                                    data=request.body, timeout=timeout)
+        if response.status >= 400:
+            body = await response.read()
+            read = True
+            return Failure.from_provider(driver.parse_error(response.status, response.headers, body))
+        if not stream:
+            body = await response.read()
+            read = True
+            try:
+                data, usage = read_answer(driver, route_type, body, target)
+            except UnreadableAnswer as exc:
+                return failure_of(exc, started)
+            except ProviderError as exc:
+                if exc.status >= 500:
+                    return Failure("invalid_header", 502, exc.message, exc.type, exc.code or "upstream_invalid")
+                return Failure.from_provider(exc)
+            return Answer(data, usage, (time.monotonic() - started) * 1000)
+        opened = await _first_chunks(driver, route_type, target, response, started)
+        if isinstance(opened, OpenStream):
+            response.lift_deadline()
+            response = None
+        return opened
     except CALL_ERRORS as exc:
         return failure_of(exc, started)
     finally:

@@ -101,6 +101,27 @@ async def test_keep_alive_serves_requests_one_after_another_on_one_connection():
         assert got.headers["connection"] == "close" and await closed(reader)
 
 
+async def test_requests_shaped_as_kongs_nginx_sends_them_keep_their_connection():
+    """Kong 3.9.3's proxy locations (templates/nginx_kong.lua): HTTP/1.1, ``Connection: keep-alive``
+    ($upstream_connection), buffered bodies with a Content-Length, unbuffered ones chunked as the client sent them."""
+    head = ("POST /chat/v1/chat/completions HTTP/1.1\r\nHost: relay:8800\r\nX-Real-IP: 127.0.0.1\r\n"
+            "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: gateway\r\n"
+            "X-Forwarded-Port: 8000\r\nX-Forwarded-Path: /chat/v1/chat/completions\r\nConnection: keep-alive\r\n"
+            "Content-Type: application/json\r\nX-Tollgate-Attachment: token\r\n")
+    body = b'{"messages": [{"role": "user", "content": "hi"}]}'
+    async with Serving(echo) as serving:
+        reader, writer = await serving.connect()
+        writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        buffered = await read_answer(reader)
+        writer.write(f"{head}Transfer-Encoding: chunked\r\n\r\n".encode()
+                     + b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body))
+        unbuffered = await read_answer(reader)
+        expected = b"POST /chat/v1/chat/completions? %d:%b" % (len(body), body)
+        assert (buffered.status, buffered.body) == (unbuffered.status, unbuffered.body) == (200, expected)
+        assert "connection" not in buffered.headers and "connection" not in unbuffered.headers
+        assert len(serving.server.connections) == 1
+
+
 async def test_pipelined_requests_are_answered_one_at_a_time_in_order():
     running, most = 0, 0
 

@@ -175,20 +175,25 @@ def _sse_answer(body: dict, text: str = "ok") -> bytes:
     return f"event: message\ndata: {json.dumps({'jsonrpc': '2.0', 'id': body['id'], 'result': result})}\n\n".encode()
 
 
-async def test_an_sse_answer_keeps_its_connection_once_the_stream_ends(upstream):
-    peers: list[object] = []
-
+def _answering_in_sse(peers: list[object], stream_ends_after: float):
+    """A server that answers in SSE and ends the stream ``stream_ends_after`` seconds after the answer, noting
+    each request's client address (one per connection)."""
     async def handle(request: web.Request) -> web.StreamResponse:
         peers.append(request.transport.get_extra_info("peername"))
         body = await request.json()
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         await response.write(_sse_answer(body))
-        await asyncio.sleep(0.05)             # the stream ends a little after the answer, as SDK servers' do
+        await asyncio.sleep(stream_ends_after)
         await response.write(b": done\n\n")
         return response
+    return handle
 
-    server = Upstream("s", await upstream(handle), "", protocol="2026-07-28", timeout=5)
+
+async def test_an_sse_answer_keeps_its_connection_once_the_stream_ends(upstream):
+    peers: list[object] = []
+    # the stream ends a little after the answer, as SDK servers' do
+    server = Upstream("s", await upstream(_answering_in_sse(peers, 0.05)), "", protocol="2026-07-28", timeout=5)
     loop = asyncio.get_running_loop()
     for _ in range(3):
         started = loop.time()
@@ -200,18 +205,8 @@ async def test_an_sse_answer_keeps_its_connection_once_the_stream_ends(upstream)
 
 async def test_an_sse_stream_left_open_after_the_answer_loses_its_connection(upstream, monkeypatch):
     peers: list[object] = []
-
-    async def handle(request: web.Request) -> web.StreamResponse:
-        peers.append(request.transport.get_extra_info("peername"))
-        body = await request.json()
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        await response.write(_sse_answer(body))
-        await asyncio.sleep(3)
-        return response
-
     monkeypatch.setattr(upstream_module, "DRAIN_S", 0.1)
-    server = Upstream("s", await upstream(handle), "", protocol="2026-07-28", timeout=5)
+    server = Upstream("s", await upstream(_answering_in_sse(peers, 3)), "", protocol="2026-07-28", timeout=5)
     for _ in range(2):
         assert (await asyncio.wait_for(server.request("tools/call", {"name": "x"}, sessions()), 1))["content"]
         await asyncio.sleep(0.2)

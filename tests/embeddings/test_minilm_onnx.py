@@ -4,6 +4,8 @@ backend `shared` picks when installed."""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -84,8 +86,10 @@ def test_the_int8_model_is_cached_and_reused(int8, cache, monkeypatch):
     assert float(again.embed(text)[0] @ int8.embed(text)[0]) > 0.9999
 
 
-def test_a_new_graph_version_is_built_anew_beside_the_old_one(tmp_path, monkeypatch):
-    """A cached build of an older graph is never loaded by newer code: the file's name has the graph's version."""
+def test_a_new_graph_version_is_built_anew_and_the_old_build_removed(tmp_path, monkeypatch):
+    """A cached build of an older graph is never loaded by newer code: the file's name has the graph's version.
+    Once the new build is in place the old one goes, and so does a partial file a dead build left; a recent partial
+    file (another process building now) stays."""
     built: list[Path] = []
 
     def quantize(model, path):
@@ -97,9 +101,16 @@ def test_a_new_graph_version_is_built_anew_beside_the_old_one(tmp_path, monkeypa
     monkeypatch.setenv("TOLLGATE_MODEL_CACHE_DIR", str(tmp_path))
     old = Path(minilm_onnx.int8_model(minilm.model_dir()))
     assert Path(minilm_onnx.int8_model(minilm.model_dir())) == old and len(built) == 1
+    dead, building = (tmp_path / f"{old.name}dead.partial", tmp_path / f"{old.name}now.partial")
+    for partial in (dead, building):
+        partial.write_text("half")
+    os.utime(dead, (time.time() - 7200, time.time() - 7200))
+    unrelated = tmp_path / "notes.txt"
+    unrelated.write_text("mine")
     monkeypatch.setattr(minilm_onnx, "GRAPH_VERSION", minilm_onnx.GRAPH_VERSION + "-next")
     new = Path(minilm_onnx.int8_model(minilm.model_dir()))
-    assert len(built) == 2 and new != old and new.read_text() == minilm_onnx.GRAPH_VERSION and old.is_file()
+    assert len(built) == 2 and new != old and new.read_text() == minilm_onnx.GRAPH_VERSION
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([new.name, building.name, unrelated.name])
 
 
 def test_an_unwritable_cache_builds_in_memory(tmp_path, monkeypatch, int8):

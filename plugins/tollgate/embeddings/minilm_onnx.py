@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +208,26 @@ def int8_model(directory: Path) -> str | bytes:
     finally:
         if os.path.exists(partial):
             os.unlink(partial)
+    _prune(folder, keep=path)
     return str(path)
+
+
+def _prune(folder: Path, keep: Path) -> None:
+    """Remove the builds of other graph versions or weights (~58 MB each) once a new one is in place, and partial
+    files left by a build that died. A running process has its model in memory, so removing its file is safe; a
+    process of another Tollgate version started later on this host builds its own again (once). A partial file
+    younger than an hour may be another process building now: it stays."""
+    stale_partial = time.time() - 3600
+    for found in folder.glob(f"{minilm.NAME}-int8-*.onnx*"):
+        try:
+            if found.name.endswith(".partial"):
+                if found.stat().st_mtime < stale_partial:
+                    found.unlink()
+            elif found != keep and found.suffix == ".onnx":
+                found.unlink()
+                log.info("local embeddings: removed the old model build %s", found.name)
+        except OSError:
+            pass                         # another process removed it first, or the folder is read-only
 
 
 def session(model: str | bytes, threads: int) -> Any:

@@ -74,7 +74,6 @@ class ServerConnection(asyncio.Protocol):
         self._in_head = False
         self._head_bytes = 0                      # received in parts while the head was incomplete
         self._ended = False                       # a request ended in the data being parsed
-        self._url_bytes = 0
         self._refusal: _Refused | None = None     # answered once the requests before it are
         self._last = False                        # no request after the ones received is read
         self._stopping = False                    # the server is shutting down: close after the current answer
@@ -158,12 +157,10 @@ class ServerConnection(asyncio.Protocol):
         self._raw = []
         self._in_head = True
         self._head_bytes = 0
-        self._url_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._url_bytes += len(url)
-        if self._url_bytes > MAX_HEAD:
+        if len(self._url) > MAX_HEAD:
             raise _Refused(431, f"the request's head is larger than {MAX_HEAD} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -175,7 +172,7 @@ class ServerConnection(asyncio.Protocol):
         raw = self._raw
         if len(raw) > MAX_HEADERS:
             raise _Refused(431, f"the request has more than {MAX_HEADERS} headers")
-        if self._url_bytes + sum(len(n) + len(v) + 4 for n, v in raw) > MAX_HEAD:
+        if len(self._url) + sum(len(n) + len(v) + 4 for n, v in raw) > MAX_HEAD:
             raise _Refused(431, f"the request's head is larger than {MAX_HEAD} bytes")
         self._head_bytes = 0
         parser = self._parser

@@ -53,11 +53,10 @@ class Body:
 
     # -- the connection's side --------------------------------------------------------------------------------
 
-    def feed(self, data: bytes) -> int:
+    def feed(self, data: bytes) -> None:
         self._chunks.append(data)
         self._buffered += len(data)
         self._wake()
-        return self._buffered
 
     def end(self) -> None:
         self._eof = True
@@ -70,11 +69,6 @@ class Body:
             self._eof = True
             self._wake()
 
-    @property
-    def complete(self) -> bool:
-        """All of it arrived (or it failed)."""
-        return self._eof
-
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None:
@@ -85,7 +79,7 @@ class Body:
     # -- the handler's side -----------------------------------------------------------------------------------
 
     def is_eof(self) -> bool:
-        """The whole body has arrived (what is buffered is all of it)."""
+        """The whole body has arrived, or it failed (what is buffered is all there will be)."""
         return self._eof
 
     def read_nowait(self) -> bytes:

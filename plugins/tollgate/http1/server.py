@@ -219,7 +219,7 @@ class ServerConnection(asyncio.Protocol):
 
     def keep_alive_for(self, request: Request) -> bool:
         """Whether the connection serves another request after ``request``'s answer."""
-        if not (request.keep_alive and not self._stopping and request.content.complete):
+        if not (request.keep_alive and not self._stopping and request.content.is_eof()):
             return False
         # After the last request read, the connection closes, unless a refusal is still to be sent on it.
         return not (self._last and self._refusal is None and len(self._queue) <= 1)

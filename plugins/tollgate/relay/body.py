@@ -39,12 +39,12 @@ async def read(request: web.BaseRequest, limit: int) -> bytes:
         raise BodyTooLarge(limit, None) from None
 
 
-async def _read(content: Any, limit: int) -> bytes:
+async def _read(content: web.Body, limit: int) -> bytes:
     if content.is_eof():   # the whole body came with the headers (most requests): take it without waiting
         data = content.read_nowait()
         if len(data) > limit:
             raise BodyTooLarge(limit, None)
-        return data if type(data) is bytes else bytes(data)
+        return data
     body = bytearray()
     async for chunk in content.iter_any():
         body += chunk

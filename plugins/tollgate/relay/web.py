@@ -7,11 +7,11 @@ among them, build answers as they did with aiohttp (``web.Response(...)``, ``web
 
 from __future__ import annotations
 
-from ..http1.incoming import MalformedRequest, Request, RequestBodyTooLarge
+from ..http1.incoming import Body, MalformedRequest, Request, RequestBodyTooLarge
 from ..http1.outgoing import Response, StreamResponse, json_response
 from ..http1.server import Server
 
 BaseRequest = Request
 
-__all__ = ["BaseRequest", "MalformedRequest", "Request", "RequestBodyTooLarge", "Response", "Server",
+__all__ = ["BaseRequest", "Body", "MalformedRequest", "Request", "RequestBodyTooLarge", "Response", "Server",
            "StreamResponse", "json_response"]

@@ -117,7 +117,7 @@ class Response:
 
     def release(self) -> None:
         """Done with the answer: its connection goes back to the pool if the answer is complete, else it closes."""
-        if self._conn is not None and self._conn.complete:
+        if self.complete:
             self._end()
         else:
             self.close()

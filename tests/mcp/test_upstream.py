@@ -25,11 +25,17 @@ def sessions():
     return SharedUpstreamSessions().for_consumer("c")
 
 
+async def _open_sse(request: web.Request) -> web.StreamResponse:
+    """The server's answer to ``request``, begun as an SSE stream."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    return response
+
+
 async def test_sse_answers_with_notifications_and_crlf_framing(upstream):
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
+        response = await _open_sse(request)
         note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}}
         await response.write(b": keepalive\r\n\r\nevent: message\r\ndata: " + json.dumps(note).encode() + b"\r\n\r\n")
         answer = {"jsonrpc": "2.0", "id": body["id"], "result": {"tools": []}}
@@ -154,8 +160,7 @@ async def test_a_server_request_to_its_client_is_declined_at_once(upstream):
         if "error" in body:                                  # the gateway's answer to our elicitation request
             declined.set_result(body)
             return web.Response(status=202)
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
+        response = await _open_sse(request)
         ask = {"jsonrpc": "2.0", "id": "srv-1", "method": "elicitation/create", "params": {"message": "sure?"}}
         await response.write(f"data: {json.dumps(ask)}\n\n".encode())
         answer = await asyncio.wait_for(declined, 2)           # a server that waits for its client
@@ -181,8 +186,7 @@ def _answering_in_sse(peers: list[object], stream_ends_after: float):
     async def handle(request: web.Request) -> web.StreamResponse:
         peers.append(request.transport.get_extra_info("peername"))
         body = await request.json()
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
+        response = await _open_sse(request)
         await response.write(_sse_answer(body))
         await asyncio.sleep(stream_ends_after)
         await response.write(b": done\n\n")
@@ -216,8 +220,7 @@ async def test_an_sse_stream_left_open_after_the_answer_loses_its_connection(ups
 async def test_an_sse_line_over_the_cap_is_a_json_rpc_error(upstream, monkeypatch):
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
+        response = await _open_sse(request)
         await response.write(b"data: " + b"x" * 600)          # no line end in sight, in several writes
         await response.write(b"x" * 600)
         await response.write(_sse_answer(body))
@@ -234,8 +237,7 @@ async def test_an_sse_line_over_the_cap_is_a_json_rpc_error(upstream, monkeypatc
 async def test_the_deadline_covers_what_an_sse_answer_sends_the_client(upstream):
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
+        response = await _open_sse(request)
         note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}}
         await response.write(f"data: {json.dumps(note)}\n\n".encode())
         await asyncio.sleep(0.5)

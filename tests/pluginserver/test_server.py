@@ -44,15 +44,20 @@ async def run_phase(server, instance_id, phase, answers):
     return calls
 
 
+def assert_json_500(calls, plugin):
+    """The event ended in the server's JSON 500 for ``plugin``, without the exception's text."""
+    assert calls[-1]["Method"] == "kong.response.exit"
+    status, body, headers = calls[-1]["Args"]
+    assert status == 500 and headers == {"Content-Type": "application/json"}
+    message = orjson.loads(body)["message"]
+    assert f"{plugin} failed" in message and "secret" not in message
+
+
 async def test_handler_exception_becomes_json_500_and_server_keeps_working(server):
     iid = await start(server, "raising")
     for _ in range(100):
         calls = await run_phase(server, iid, "access", {"kong.request.get_path": "/x"})
-        assert calls[-1]["Method"] == "kong.response.exit"
-        status, body, headers = calls[-1]["Args"]
-        assert status == 500 and headers == {"Content-Type": "application/json"}
-        message = orjson.loads(body)["message"]
-        assert "raising failed" in message and "secret" not in message
+        assert_json_500(calls, "raising")
     assert server.events == {}
 
 
@@ -176,10 +181,7 @@ async def test_inline_handler_exception_becomes_json_500(server, delay):
     for _ in range(3):
         calls = await run_phase(server, iid, "access", {"kong.request.get_path": "/x"})
         assert [c["Method"] for c in calls] == ["kong.request.get_path", "kong.response.exit"]
-        status, body, headers = calls[-1]["Args"]
-        assert status == 500 and headers == {"Content-Type": "application/json"}
-        message = orjson.loads(body)["message"]
-        assert "inline failed" in message and "secret" not in message
+        assert_json_500(calls, "inline")
     assert server.events == {}
 
 

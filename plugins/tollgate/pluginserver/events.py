@@ -121,10 +121,9 @@ class Event:
         self._blocked = None
         if future.cancelled():
             self._resume(None, asyncio.CancelledError())
-        elif future.exception() is not None:
-            self._resume(None, future.exception())
         else:
-            self._resume(future.result())
+            error = future.exception()
+            self._resume(None if error is not None else future.result(), error)
 
     async def call(self, method: str, args: tuple[Any, ...]) -> Any:
         """A PDK call from the handler: hand it to Kong and wait for Kong's answer."""

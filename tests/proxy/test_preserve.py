@@ -110,3 +110,18 @@ async def test_a_provider_without_a_model_in_the_config_lets_the_client_choose(m
                      "auth": {"header_name": "x-api-key", "header_value": SECRET}})
     result = await post(r.url, {**BODY, "model": "claude-opus-4-7"}, headers=HEADERS, path=MESSAGES)
     assert result.status == 200 and mock.requests[-1].model == "claude-opus-4-7"
+
+
+async def test_the_timeout_bounds_a_streams_start_and_a_plain_answer_but_not_a_started_stream(mock, relay):
+    """The same bounds as the OpenAI-format path (attempt.attempt_timeouts)."""
+    r = await relay({**two(mock), "timeout": 0.8, "targets": [target(mock.url, "only")]})
+    mock.enqueue(Reply(content="one two three four five six", chunks=6, interval=0.25), path="/only" + MESSAGES)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(r.url + MESSAGES, json={**BODY, "stream": True}, headers=HEADERS) as answer:
+            text = (await answer.read()).decode()
+    assert answer.status == 200 and "message_stop" in text and text.count("text_delta") == 6, text
+
+    for reply in (Reply(content="late", latency=1.5), Reply(content="late", latency=1.5, stream=True)):
+        mock.enqueue(reply, path="/only" + MESSAGES)
+        result = await post(r.url, {**BODY, "stream": reply.stream is True}, headers=HEADERS, path=MESSAGES)
+        assert result.status == 504 and result.elapsed < 1.4, result.text

@@ -354,7 +354,7 @@ class CohereStreamDecoder:
     def _translate(self, events: list) -> list[dict[str, Any]]:
         chunks: list[dict[str, Any]] = []
         for event in events:
-            if event.data == "[DONE]":
+            if event.raw == b"[DONE]":
                 continue
             data = json_object(event.data, "stream frame")
             kind = data.get("type") or event.event

@@ -128,7 +128,7 @@ class OpenAIStreamDecoder:
     def _chunks(self, events: list) -> list[dict[str, Any]]:
         chunks = []
         for event in events:
-            if event.data == "[DONE]":
+            if event.raw == b"[DONE]":
                 continue
             chunk = json_object(event.data, "stream frame")
             if chunk.get("error"):

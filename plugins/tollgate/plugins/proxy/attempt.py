@@ -67,12 +67,11 @@ NO_TIME_LEFT = Failure("timeout", 504, "no time was left for this attempt", "tim
 CALL_ERRORS = (ProviderError, asyncio.TimeoutError, http1.HTTPError, OSError)
 
 
-def client_timeout(stream: bool, connect_timeout: float, read_timeout: float, remaining: float) -> http1.Timeouts:
-    """A stream may run as long as chunks keep coming; a plain answer must be whole within the time left."""
-    connect = min(connect_timeout, remaining)
-    if stream:
-        return http1.Timeouts(connect=connect, read=read_timeout)
-    return http1.Timeouts(connect=connect, read=min(read_timeout, remaining), total=remaining)
+def attempt_timeouts(connect_timeout: float, read_timeout: float, remaining: float) -> http1.Timeouts:
+    """One attempt's bounds: the client's own deadline (``total``) covers connecting, a plain answer's body and a
+    stream's first chunks, with the timer its connection keeps anyway; once a stream has started the caller lifts
+    it (`http1.Response.lift_deadline`), and only the read timeout bounds the chunks that follow."""
+    return http1.Timeouts(connect=connect_timeout, read=read_timeout, total=remaining)
 
 
 def failure_of(exc: BaseException, started: float) -> Failure:
@@ -101,9 +100,7 @@ async def call(driver: Any, route_type: str, target: Any, request: UpstreamReque
     remaining = deadline - started
     if remaining <= 0:
         return NO_TIME_LEFT
-    # The client's own deadline bounds the whole call (connecting, a plain answer's body, a stream's first chunks)
-    # with the timer its connection keeps anyway; a stream's later chunks only by the read timeout.
-    timeout = http1.Timeouts(connect=connect_timeout, read=read_timeout, total=remaining)
+    timeout = attempt_timeouts(connect_timeout, read_timeout, remaining)
     response: http1.Response | None = None
     read = False                      # the whole body was read: the connection goes back to the pool
     try:

@@ -38,7 +38,7 @@ from ...context import RequestContext
 from ...providers import native
 from ...providers.base import CHAT, PRESERVE, ProviderError, Target, UpstreamRequest
 from ...relay import kong_log, upstream
-from .attempt import CALL_ERRORS, NO_TIME_LEFT, Failure, client_timeout, failure_of
+from .attempt import CALL_ERRORS, NO_TIME_LEFT, Failure, attempt_timeouts, failure_of
 
 logger = log.get("proxy")
 
@@ -128,21 +128,22 @@ async def call(driver: Any, request: UpstreamRequest, *, stream: bool, connect_t
     remaining = deadline - started
     if remaining <= 0:
         return NO_TIME_LEFT
-    timeout = client_timeout(stream, connect_timeout, read_timeout, remaining)
+    timeout = attempt_timeouts(connect_timeout, read_timeout, remaining)
     response: http1.Response | None = None
     kept = False
     try:
-        async with asyncio.timeout(remaining):
-            response = await upstream.client().request(request.method, request.url, headers=request.headers,
-                                                        data=request.body, timeout=timeout)
-            if response.status >= 400:
-                body = await response.read()
-                failure = Failure.from_provider(driver.parse_error(response.status, response.headers, body))
-                return NativeFailure(**dataclasses.asdict(failure),
-                                     answer=(response.status, passed_headers(response.headers), body))
-            first = await response.content.readany()
-            kept = True
-            return Opened(response, first, not first, (time.monotonic() - started) * 1000, started)
+        response = await upstream.client().request(request.method, request.url, headers=request.headers,
+                                                    data=request.body, timeout=timeout)
+        if response.status >= 400:
+            body = await response.read()
+            failure = Failure.from_provider(driver.parse_error(response.status, response.headers, body))
+            return NativeFailure(**dataclasses.asdict(failure),
+                                 answer=(response.status, passed_headers(response.headers), body))
+        first = await response.content.readany()
+        if stream:
+            response.lift_deadline()
+        kept = True
+        return Opened(response, first, not first, (time.monotonic() - started) * 1000, started)
     except CALL_ERRORS as exc:
         return failure_of(exc, started)
     finally:

@@ -74,3 +74,13 @@ async def test_the_oldest_text_is_forgotten_first_and_long_texts_are_never_kept(
     await recent.get("x" * 11, model)
     await recent.get("x" * 11, model)
     assert model.calls[-2:] == ["x" * 11, "x" * 11]
+
+
+def test_every_local_embeddings_config_shares_one_embedder_and_its_recent_texts():
+    """Plugins naming the local model with different timeouts, auth or an explicit name still embed a request's
+    prompt once: the local model ignores those fields."""
+    from tollgate.embeddings import embedder_for, from_config
+
+    default = from_config(None)
+    assert embedder_for({"provider": "local", "name": "all-MiniLM-L6-v2"}, {"header_value": "x"}, 2.0) is default
+    assert from_config({"model": {"provider": "local"}, "timeout": 5}).recent is default.recent

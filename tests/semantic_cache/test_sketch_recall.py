@@ -35,7 +35,9 @@ def entries() -> tuple[np.ndarray, np.ndarray, list[int]]:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True), queries, [texts.index(first) for first, _ in pairs]
 
 
-@pytest.mark.parametrize("threshold", [0.8, 0.6])
+# 0.8: the best SKETCH_CANDIDATES; 0.7: the rows within SKETCH_SIGMAS of the threshold, more than SKETCH_CANDIDATES
+# (measured: on 90 of the 91 queries; at 0.6 all but one query scores every entry, so it would not test the sketch)
+@pytest.mark.parametrize("threshold", [0.8, 0.7])
 def test_the_sketch_finds_what_scoring_every_entry_finds(entries, threshold: float):
     rows, queries, own = entries
     index = VectorIndex()

@@ -172,15 +172,20 @@ def from_config(embeddings: dict[str, Any] | None) -> Embedder:
 def embedder_for(model: dict[str, Any], auth: dict[str, Any] | None = None, timeout: float = 10.0) -> Embedder:
     """The process's embedder for an ``embeddings.model`` config (``provider``, ``name``, ``options``); ``timeout``
     (seconds) bounds a provider's call."""
-    key = orjson.dumps([model, auth or {}, timeout], option=orjson.OPT_SORT_KEYS)
-    found = _embedders.get(key)
-    if found is not None:
-        return found
     provider = model.get("provider") or LOCAL
     if provider == LOCAL:
         name = model.get("name") or "all-MiniLM-L6-v2"
         if name != "all-MiniLM-L6-v2":
             raise ValueError(f"the local embeddings model is all-MiniLM-L6-v2, not {name!r}")
+        # the local model ignores auth, options and timeout: one embedder, so one memo of recent texts, for every
+        # plugin that names it
+        key = LOCAL.encode()
+    else:
+        key = orjson.dumps([model, auth or {}, timeout], option=orjson.OPT_SORT_KEYS)
+    found = _embedders.get(key)
+    if found is not None:
+        return found
+    if provider == LOCAL:
         made: Embedder = LocalEmbedder()
     else:
         if not model.get("name"):

@@ -90,7 +90,9 @@ class CompletionEstimates:
     async def record(self, key: str, store: Any, completion: int) -> None:
         """One answer's completion tokens: into memory at once, into a random slot of the store's ring with the
         others of the last ``WRITE_SECONDS`` (StoreUnavailable: they are lost, which only delays learning)."""
-        samples = self._samples.setdefault(key, _Samples())
+        samples = self._samples.get(key)
+        if samples is None:   # (not setdefault: that builds a _Samples on every answer)
+            samples = self._samples[key] = _Samples()
         samples.add(completion)
         samples.unwritten[str(random.randrange(SAMPLES))] = str(completion).encode()
         if time.monotonic() - samples.written_at >= WRITE_SECONDS:

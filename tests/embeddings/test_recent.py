@@ -76,7 +76,7 @@ async def test_the_oldest_text_is_forgotten_first_and_long_texts_are_never_kept(
     assert model.calls[-2:] == ["x" * 11, "x" * 11]
 
 
-def test_every_local_embeddings_config_shares_one_embedder_and_its_recent_texts():
+async def test_every_local_embeddings_config_shares_one_embedder_and_its_recent_texts():
     """Plugins naming the local model with different timeouts, auth or an explicit name still embed a request's
     prompt once: the local model ignores those fields."""
     from tollgate.embeddings import embedder_for, from_config

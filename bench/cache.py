@@ -4,6 +4,7 @@ path, lookup time in large caches for each vector database, and the evaluation s
     python bench/cache.py                       # everything, under a minute on 2 cores
     python bench/cache.py --only embed,pairs    # parts: embed, hit, lookup, pairs
     python bench/cache.py --entries 100000 --db-entries 100000
+    TOLLGATE_EMBEDDINGS_THREADS=2 python bench/cache.py --only lookup   # the whole lookup on both cores
 
 Goals (issue 11): exact hit <= 0.2 ms added CPU over the proxy-only path; semantic lookup with the local model on
 a 1 KB prompt p50 <= 15 ms; lookup in 100,000 entries p50 <= 5 ms for local and pgvector; no false hits on the

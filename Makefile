@@ -55,8 +55,8 @@ down: ## stop the stack and remove its containers and volumes
 logs: ## follow the stack's logs
 	$(COMPOSE) logs -f
 
-bench: ## run the benchmark (bench/run.py)
-	$(PYTHON) bench/run.py
+bench: venv ## run the benchmark (bench/run.py) in .venv
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV_PYTHON) bench/run.py
 
 lint: ## byte-compile everything and check the shell scripts (shellcheck if installed)
 	$(PYTHON) -m compileall -q plugins tests

@@ -570,6 +570,7 @@ class KongDouble:
         or "error" (a Lua error: 500)."""
         req.current_plugin = cfg
         req.ngx_ctx["plugin_id"] = cfg.id
+        started = time.perf_counter()
         try:
             if handler.external:
                 await handler.handle_event(worker, req, cfg, cfg.conf_of(worker.id), phase)
@@ -585,6 +586,8 @@ class KongDouble:
         finally:
             req.ngx_ctx.pop("plugin_id", None)
             req.current_plugin = None
+            if handler.external:
+                self.stats.phase_seconds += time.perf_counter() - started
         return None
 
     # ---------------------------------------------------------------- Kong-produced responses

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -156,9 +157,11 @@ class Rpc:
             conn.close()
             return None, "closed"
 
+        sent = time.perf_counter()
         try:
             conn.writer.write(payload)
-            await asyncio.wait_for(conn.writer.drain(), timeouts.send)
+            async with asyncio.timeout(timeouts.send):
+                await conn.writer.drain()
         except (OSError, asyncio.TimeoutError, ConnectionError) as e:
             pool.release(conn)
             return None, _socket_err(e)
@@ -177,6 +180,7 @@ class Rpc:
             except (OSError, asyncio.TimeoutError, ConnectionError, ValueError, EOFError):
                 conn.close()  # setkeepalive on a broken socket closes it
                 return None, "no data"
+            kong.stats.rpc_wait_seconds += time.perf_counter() - sent
             kong._record_message("server->kong", conn, self, data, info)
             if not isinstance(data, (list, tuple)) or len(data) < 1:
                 conn.close()
@@ -200,7 +204,8 @@ class Rpc:
         while True:
             for obj in conn.unpacker:
                 return obj
-            chunk = await asyncio.wait_for(conn.reader.read(4096), timeout)
+            async with asyncio.timeout(timeout):   # as wait_for, without a task per read
+                chunk = await conn.reader.read(4096)
             if not chunk:
                 raise EOFError("closed")
             conn.unpacker.feed(chunk)

@@ -41,6 +41,10 @@ class Stats:
     rpc_methods: Counter = field(default_factory=Counter)
     instances_started: int = 0
     keep_requests: int = 100_000
+    #: wall time in external plugins' phases, and in it the time spent waiting for the plugin server's replies
+    #: (from writing a message to reading its answer): the rest is the double's own work (bench/mcp.py)
+    phase_seconds: float = 0.0
+    rpc_wait_seconds: float = 0.0
 
     def reset(self) -> None:
         self.requests.clear()
@@ -49,6 +53,7 @@ class Stats:
         self.by_phase.clear()
         self.rpc_methods.clear()
         self.instances_started = 0
+        self.phase_seconds = self.rpc_wait_seconds = 0.0
 
     @property
     def last(self) -> RequestStats | None:

@@ -72,9 +72,11 @@ async def store(backend: str, clock: FakeClock, request: pytest.FixtureRequest) 
 
 @pytest.fixture
 async def redis_nodes(redis_server: RedisServer) -> AsyncIterator[tuple[RedisStore, RedisStore]]:
-    """Two Redis stores on one server: two Kong nodes sharing state."""
+    """Two Redis stores on one server: two Kong nodes sharing state. With generous timeouts: these tests are about
+    sharing, and a stall of this process in a full run outlasted the 0.25 s socket timeout once, in a burst of 300
+    calls (test_two_nodes_share_one_limit, a fresh machine's CI run)."""
     redis_server.flushall()
-    first, second = RedisStore.from_url(redis_server.url), RedisStore.from_url(redis_server.url)
+    first, second = (RedisStore.from_url(redis_server.url, timeout=5, socket_timeout=2) for _ in range(2))
     yield first, second
     await first.close()
     await second.close()

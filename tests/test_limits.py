@@ -12,7 +12,7 @@ from tests.clocks import EPOCH
 from tests.redis_server import REDIS_MISSING, RedisServer, redis_available
 from tollgate.context import RequestContext
 from tollgate.plugins import limits
-from tollgate.store import LocalStore, RedisStore, StoreUnavailable, Window
+from tollgate.store import LocalStore, RedisStore, StoreError, StoreUnavailable, Window
 
 WINDOW = [Window("{c}:minute", 1000, 60)]
 
@@ -55,6 +55,19 @@ async def test_a_missed_settlement_is_retried(flaky, monkeypatch: pytest.MonkeyP
     assert not await grant.settle_or_retry("tollgate-token-limit", ctx, store, {"total_tokens": 30})
     assert ctx.response_headers[limits.FAIL_OPEN_HEADER] == "tollgate-token-limit"  # said so
     assert await used(store) == 100  # until it lands, the reservation stays charged
+    await asyncio.sleep(0.1)
+    assert not flaky and await used(store) == 30 and not limits._retries
+
+
+async def test_a_settlement_failing_with_an_unexpected_store_error_is_retried_too(flaky, monkeypatch) -> None:
+    """Not every transient failure is known as one (a Cluster's NOSCRIPT after a failover was a plain StoreError):
+    a settlement is retried whatever the store said, since it lands at most once."""
+    monkeypatch.setattr(limits, "SETTLE_RETRIES", (0.01, 0.01))
+    store = LocalStore(clock=lambda: EPOCH)
+    grant = await granted(store, 100)
+    flaky += [StoreError("NOSCRIPT No matching script"), StoreError("NOSCRIPT No matching script")]
+    assert not await grant.settle_or_retry("tollgate-token-limit", context(), store, {"total_tokens": 30})
+    assert await used(store) == 100
     await asyncio.sleep(0.1)
     assert not flaky and await used(store) == 30 and not limits._retries
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
 
@@ -106,4 +107,26 @@ async def test_other_redis_errors_are_store_errors(own_redis: RedisServer) -> No
             await store.set("k", b"v")
     finally:
         own_redis.command("CONFIG", "SET", "maxmemory", "0")
+        await store.close()
+
+
+async def test_a_script_the_server_still_lacks_after_redis_py_loaded_it_is_sent_whole(own_redis: RedisServer,
+                                                                                      monkeypatch) -> None:
+    """What a Cluster failover does (seen in tests/gateway/test_scale_out.py): the promoted replica has no scripts,
+    and redis-py's NOSCRIPT retry loads the script on the masters it knows, not on it, so its second EVALSHA fails
+    too. The store then sends the script whole; before, the NOSCRIPT reached the caller as a StoreError and the
+    request's settlement was lost."""
+    store = RedisStore.from_url(own_redis.url)
+    store._scripts_client = None  # type: ignore[attr-defined] # redis-py's path, the one a Cluster takes
+    try:
+        reservation = await store.reserve(WINDOWS, 5, NOW)
+        own_redis.command("SCRIPT", "FLUSH")
+
+        async def loaded_elsewhere(script: str | bytes) -> str:
+            return hashlib.sha1(script.encode() if isinstance(script, str) else script).hexdigest()
+
+        monkeypatch.setattr(store._client, "script_load", loaded_elsewhere)  # type: ignore[attr-defined]
+        await store.settle(reservation, 2)
+        assert [state.used for state in await store.peek(WINDOWS, NOW)] == [2, 2]
+    finally:
         await store.close()

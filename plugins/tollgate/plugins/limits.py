@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 from .. import log, metrics, runtime
 from ..context import RequestContext
 from ..relay.errors import openai_error
-from ..store import Reservation, StoreUnavailable, Window
+from ..store import Reservation, StoreError, StoreUnavailable, Window
 from .base import Policy
 from .journal import JOURNAL
 
@@ -110,8 +110,10 @@ class Grant:
             return True
         except StoreUnavailable as exc:
             store_failure(plugin, ctx, {"fail_open": True}, exc)
-            self.settle_later(plugin, store, actual)
-            return False
+        except StoreError as exc:   # not a known outage, but retried all the same: a settlement lands at most once
+            log.event(logger, "settlement failed", logging.ERROR, plugin=plugin, error=str(exc))
+        self.settle_later(plugin, store, actual)
+        return False
 
     def settle_later(self, plugin: str, store: Any, actual: dict[str, int]) -> None:
         """Retry the settlement in the background (at most `MAX_PENDING` at once; beyond, it stays charged)."""
@@ -129,7 +131,7 @@ class Grant:
             await asyncio.sleep(delay)
             try:
                 await self.settle(store, actual)
-            except StoreUnavailable:
+            except StoreError:
                 continue
             log.event(logger, "settlement retried", logging.INFO, plugin=plugin, actual=actual)
             return
@@ -161,7 +163,7 @@ async def settle_pending(timeout: float) -> None:
     async def last_try(grant: Grant, plugin: str, store: Any, actual: dict[str, int]) -> None:
         try:
             await grant.settle(store, actual)
-        except StoreUnavailable:
+        except StoreError:
             log.event(logger, "settlement lost: the reservation stays charged", logging.ERROR, plugin=plugin,
                       actual=actual)
             # left in the journal: the next process on this node settles it

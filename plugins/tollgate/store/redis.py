@@ -305,7 +305,7 @@ class RedisStore(Store):
         if writes and (self._replicas is not None or self._wait_replicas):
             return await self._run(lambda: self._replicated(script, keys, args))
         if fast is None:
-            return await self._run(lambda: script(keys=keys, args=args))
+            return await self._run(lambda: self._call_script(script, keys, args))
         try:
             if fast.bounded_within(self._timeout):  # its own deadlines end every wait in time: no timer needed
                 return await fast.evalsha(script.sha, script.script, keys, args)
@@ -319,6 +319,15 @@ class RedisStore(Store):
             raise StoreUnavailable(f"{self._description}: {exc}") from exc
         except Exception as exc:  # the client's own bugs must not reach plugins as anything else
             raise StoreUnavailable(f"{self._description}: client error {exc!r}") from exc
+
+    async def _call_script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """redis-py's script call (EVALSHA; on NOSCRIPT, SCRIPT LOAD and EVALSHA again), and the script sent whole
+        if the server still lacks it. On a Cluster that happens right after a failover: the promoted replica has no
+        scripts (they are not replicated), and redis-py loads them on the masters it still knows, not on it."""
+        try:
+            return await script(keys=keys, args=args)
+        except rex.NoScriptError:
+            return await self._client.eval(script.script, len(keys), *keys, *args)  # type: ignore[union-attr]
 
     async def _replicated(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """The script, then ``WAIT``, on one connection in one round trip: its writes are on every replica that
@@ -692,7 +701,8 @@ def _retrieve(future: asyncio.Future[None]) -> None:
 
 def _translate(exc: rex.RedisError, where: str) -> StoreError:
     """Redis's exception classes, mapped to the store's two."""
-    if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, rex.ClusterError, rex.TryAgainError)):
+    # AskError covers MovedError: a slot changing hands (redis-py follows redirections, and gives up after a few)
+    if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, rex.ClusterError, rex.TryAgainError, rex.AskError)):
         return StoreUnavailable(f"{where}: {exc}")
     if isinstance(exc, rex.ResponseError) and str(exc).lstrip().upper().startswith(_BUSY_REPLIES):
         return StoreUnavailable(f"{where}: {exc}")

@@ -1,6 +1,6 @@
 """What tollgate-mcp adds to a ``tools/call``: latency and the Tollgate process's CPU per call.
 
-    python bench/mcp.py [--requests 1000] [--concurrency 1] [--sse] [--profile FILE]
+    python bench/mcp.py [--requests 1000] [--concurrency 1,32] [--sse] [--profile FILE]
 
 An MCP server built with the SDK (``mcp.server.mcpserver``, JSON answers, its own process) serves one tool. Calls go
 three ways, each a 2026-07-28 request with its routing headers:
@@ -9,13 +9,15 @@ three ways, each a 2026-07-28 request with its routing headers:
 * kong: through the Kong double on a plain route to the server (what Kong's proxying costs here);
 * tollgate: through the Kong double, tollgate-mcp (passthrough-listener) and the relay.
 
-Printed: p50/p90 latency of each, Tollgate's added p50 (tollgate minus kong), Tollgate's CPU ms per call (user +
+Printed for each concurrency (by default 1, where the latency goal is read, then 32, the load at which `make bench`
+reads CPU): p50/p90 latency of each, Tollgate's added p50 (tollgate minus kong), Tollgate's CPU ms per call (user +
 system of the process from /proc, over the measured calls), the plugin-server round trips per call and the TCP
-connections Tollgate opened to the server per call (counted by the server). The double,
-the client and the server share the machine. Then two readings of the added latency: the double's own work in the
-plugin's phase (its wall time there less its waits for Tollgate's replies) against what Kong spends on those round
-trips, and what this machine charges for a bare round trip between two processes (across CPUs and on one): every
-plugin round trip and the relay's hop pay it.
+connections Tollgate opened to the server per call (counted by the server). The double, the client and the server
+share the machine. At concurrency 1 each call wakes the idle process several times, and pays for it in CPU too.
+Then, at concurrency 1, two readings of the added latency: the double's own work in the plugin's phase (its wall
+time there less its waits for Tollgate's replies) against what Kong spends on those round trips, and what this
+machine charges for a bare round trip between two processes (across CPUs and on one): every plugin round trip and
+the relay's hop pay it.
 
 ``--sse``: the server keeps the SDK's default (SSE answers) and Tollgate speaks 2025-11-25 to it (a 2026-07-28
 client bridged to a session server, as real fleets run): each call's answer is an SSE stream that the server ends
@@ -146,7 +148,53 @@ def process_round_trip_us(cpus: set[int] | None, count: int = 2000) -> float:
         os.waitpid(child, 0)
 
 
-async def main(requests: int, concurrency: int, profile: str | None = None, sse: bool = False) -> None:
+async def measure(double: KongDouble, tollgate_pid: int, port: int, targets: dict[str, str], requests: int,
+                  concurrency: int) -> None:
+    """The three ways at ``concurrency``, after a warm-up; prints their latency, Tollgate's CPU per call and, at
+    concurrency 1 (where the latency goal is read), the two readings of the added latency."""
+    for url in targets.values():
+        await load(url, BODY, 50, concurrency, HEADERS)                 # warm-up (and the upstream probe)
+    results = {}
+    for name, url in targets.items():
+        before, trips = cpu_seconds([tollgate_pid]), double.stats.total_round_trips
+        in_phases, waiting = double.stats.phase_seconds, double.stats.rpc_wait_seconds
+        opened = await connections(port)
+        results[name] = await load(url, BODY, requests, concurrency, HEADERS)
+        spent = cpu_seconds([tollgate_pid]) - before
+        if results[name].errors:
+            raise RuntimeError(f"{name}: {results[name].errors} calls failed")
+        if name == "tollgate":
+            cpu_ms = spent * 1000 / requests
+            round_trips = (double.stats.total_round_trips - trips) / requests
+            new_connections = (await connections(port) - opened) / requests
+            doubles_own_ms = ((double.stats.phase_seconds - in_phases)
+                              - (double.stats.rpc_wait_seconds - waiting)) * 1000 / requests
+    print(f"concurrency {concurrency}:")
+    for name, result in results.items():
+        print(f"  {name:9s} p50 {result.percentile(50):6.2f} ms  p90 {result.percentile(90):6.2f} ms  "
+              f"{result.rps:7.0f} calls/s")
+    added = results["tollgate"].percentile(50) - results["kong"].percentile(50)
+    print(f"  tollgate-mcp added p50: {added:.2f} ms{' (goal <= 1 ms)' if concurrency == 1 else ''}; Tollgate CPU per "
+          f"call: {cpu_ms:.3f} ms (goal <= 0.5 ms); plugin-server round trips per call: {round_trips:.2f}; new "
+          f"upstream connections per call: {new_connections:.3f}; load average {os.getloadavg()[0]:.1f}")
+    if concurrency != 1:
+        return
+    # The double is Python: its side of the plugin protocol costs more than Kong's, and at concurrency 1 it lies on
+    # the path of every call. Its own time in the plugin's phase (the phase's wall time less the waits for the
+    # plugin server's replies), against what Kong 3.9.3 spends on those round trips (KONG_ROUND_TRIP_MS each,
+    # issue 19), gives the added latency a Kong user would see. An estimate, and a conservative one (the double's
+    # own socket reads count as waiting); the figure above is measured.
+    kong_ms = round_trips * KONG_ROUND_TRIP_MS
+    print(f"  the Kong double's own work in the plugin's phase: {doubles_own_ms:.3f} ms per call, against Kong's "
+          f"{kong_ms:.3f} ms for {round_trips:.0f} round trips: added p50 with Kong's cost in its place "
+          f"~{added - doubles_own_ms + kong_ms:.2f} ms (estimate)")
+    # What the machine charges for passing the turn to another process: each plugin round trip and the relay's hop
+    # pass it twice, whatever Tollgate does.
+    print(f"  a bare round trip between two processes on this machine (blocking Unix sockets): "
+          f"{process_round_trip_us(None):.0f} us across CPUs, {process_round_trip_us({0}):.0f} us on one CPU")
+
+
+async def main(requests: int, concurrencies: list[int], profile: str | None = None, sse: bool = False) -> None:
     port = free_port()
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(port), "sse" if sse else "json"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -172,44 +220,8 @@ async def main(requests: int, concurrency: int, profile: str | None = None, sse:
         await double.start()
         try:
             targets = {"direct": upstream, "kong": f"{double.url}/plain", "tollgate": f"{double.url}/mcp"}
-            for url in targets.values():
-                await load(url, BODY, 50, concurrency, HEADERS)                 # warm-up (and the upstream probe)
-            results = {}
-            for name, url in targets.items():
-                before, trips = cpu_seconds([process.proc.pid]), double.stats.total_round_trips
-                in_phases, waiting = double.stats.phase_seconds, double.stats.rpc_wait_seconds
-                opened = await connections(port)
-                results[name] = await load(url, BODY, requests, concurrency, HEADERS)
-                spent = cpu_seconds([process.proc.pid]) - before
-                if results[name].errors:
-                    raise RuntimeError(f"{name}: {results[name].errors} calls failed")
-                if name == "tollgate":
-                    cpu_ms = spent * 1000 / requests
-                    round_trips = (double.stats.total_round_trips - trips) / requests
-                    new_connections = (await connections(port) - opened) / requests
-                    doubles_own_ms = ((double.stats.phase_seconds - in_phases)
-                                      - (double.stats.rpc_wait_seconds - waiting)) * 1000 / requests
-            for name, result in results.items():
-                print(f"{name:9s} p50 {result.percentile(50):6.2f} ms  p90 {result.percentile(90):6.2f} ms  "
-                      f"{result.rps:7.0f} calls/s")
-            added = results["tollgate"].percentile(50) - results["kong"].percentile(50)
-            load_average = os.getloadavg()[0]
-            print(f"tollgate-mcp added p50: {added:.2f} ms (goal <= 1 ms); Tollgate CPU per call: {cpu_ms:.3f} ms "
-                  f"(goal <= 0.5 ms); plugin-server round trips per call: {round_trips:.2f}; new upstream "
-                  f"connections per call: {new_connections:.3f}; load average {load_average:.1f}")
-            # The double is Python: its side of the plugin protocol costs more than Kong's, and at concurrency 1
-            # it lies on the path of every call. Its own time in the plugin's phase (the phase's wall time less the
-            # waits for the plugin server's replies), against what Kong 3.9.3 spends on those round trips
-            # (KONG_ROUND_TRIP_MS each, issue 19), gives the added latency a Kong user would see. An estimate, and
-            # a conservative one (the double's own socket reads count as waiting); the figure above is measured.
-            kong_ms = round_trips * KONG_ROUND_TRIP_MS
-            print(f"the Kong double's own work in the plugin's phase: {doubles_own_ms:.3f} ms per call, against "
-                  f"Kong's {kong_ms:.3f} ms for {round_trips:.0f} round trips: added p50 with Kong's cost in its "
-                  f"place ~{added - doubles_own_ms + kong_ms:.2f} ms (estimate)")
-            # What the machine charges for passing the turn to another process: each plugin round trip and the
-            # relay's hop pass it twice, whatever Tollgate does.
-            print(f"a bare round trip between two processes on this machine (blocking Unix sockets): "
-                  f"{process_round_trip_us(None):.0f} us across CPUs, {process_round_trip_us({0}):.0f} us on one CPU")
+            for concurrency in concurrencies:
+                await measure(double, process.proc.pid, port, targets, requests, concurrency)
         finally:
             await double.stop()
     finally:
@@ -223,8 +235,8 @@ async def main(requests: int, concurrency: int, profile: str | None = None, sse:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--concurrency", default="1,32", help="comma-separated: each is measured in turn")
     parser.add_argument("--sse", action="store_true", help="the server answers in SSE (the SDK's default)")
     parser.add_argument("--profile", metavar="FILE", help="run Tollgate under cProfile, its stats to FILE")
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.concurrency, args.profile, args.sse))
+    asyncio.run(main(args.requests, [int(c) for c in args.concurrency.split(",")], args.profile, args.sse))

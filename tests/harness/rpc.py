@@ -21,8 +21,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import itertools
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 

@@ -241,7 +241,7 @@ def session(model: str | bytes, threads: int) -> Any:
     # With more than one thread, they spin while a run lasts: the graph is ~150 short steps, and waking a sleeping
     # thread for each cost more than the step (a 1 KB prompt on 2 threads: 14.2 ms sleeping, 11.5 spinning, at the
     # same CPU). They stop at the end of each run, so nothing spins between embeddings to steal the CPU from Kong
-    # and the event loop. One thread never waits for another.
+    # and the event loop. (One thread has no other to wait for.)
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if threads > 1 else "0")
     options.add_session_config_entry("session.force_spinning_stop", "1")
     return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"],

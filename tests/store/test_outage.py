@@ -110,12 +110,12 @@ async def test_other_redis_errors_are_store_errors(own_redis: RedisServer) -> No
         await store.close()
 
 
-async def test_a_script_the_server_still_lacks_after_redis_py_loaded_it_is_sent_whole(own_redis: RedisServer,
-                                                                                      monkeypatch) -> None:
+async def test_a_script_the_server_lacks_is_sent_whole_whatever_script_load_does(own_redis: RedisServer,
+                                                                                 monkeypatch) -> None:
     """What a Cluster failover does (seen in tests/gateway/test_scale_out.py): the promoted replica has no scripts,
-    and redis-py's NOSCRIPT retry loads the script on the masters it knows, not on it, so its second EVALSHA fails
-    too. The store then sends the script whole; before, the NOSCRIPT reached the caller as a StoreError and the
-    request's settlement was lost."""
+    and redis-py's NOSCRIPT retry loaded the script on the masters it knew, not on it (made to miss here), so its
+    second EVALSHA failed too, reached the caller as a StoreError, and the request's settlement was lost. The store
+    sends the script whole instead, and does not depend on SCRIPT LOAD."""
     store = RedisStore.from_url(own_redis.url)
     store._scripts_client = None  # type: ignore[attr-defined] # redis-py's path, the one a Cluster takes
     try:

@@ -321,13 +321,15 @@ class RedisStore(Store):
             raise StoreUnavailable(f"{self._description}: client error {exc!r}") from exc
 
     async def _call_script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        """redis-py's script call (EVALSHA; on NOSCRIPT, SCRIPT LOAD and EVALSHA again), and the script sent whole
-        if the server still lacks it. On a Cluster that happens right after a failover: the promoted replica has no
-        scripts (they are not replicated), and redis-py loads them on the masters it still knows, not on it."""
+        """A script by its digest, sent whole where the server lacks it: the rule of `RespClient.evalsha` and
+        `_evalsha_and_wait`. Not redis-py's own retry (SCRIPT LOAD, then EVALSHA again): on a Cluster right after a
+        failover the promoted replica has no scripts (they are not replicated), and redis-py loaded them on the
+        masters it still knew, so its second EVALSHA failed too. EVAL goes where the keys live."""
+        client = self._client
         try:
-            return await script(keys=keys, args=args)
+            return await client.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[union-attr]
         except rex.NoScriptError:
-            return await self._client.eval(script.script, len(keys), *keys, *args)  # type: ignore[union-attr]
+            return await client.eval(script.script, len(keys), *keys, *args)  # type: ignore[union-attr]
 
     async def _replicated(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """The script, then ``WAIT``, on one connection in one round trip: its writes are on every replica that

@@ -99,7 +99,8 @@ class Grant:
         JOURNAL.release(self.journal)
 
     async def settle_or_retry(self, plugin: str, ctx: RequestContext, store: Any, actual: dict[str, int]) -> bool:
-        """Settle now (True); when the store is away (restarting, failing over), say so and keep trying in the background.
+        """Settle now (True); when the store fails (restarting, failing over, or an error not known as an outage),
+        say so and keep trying in the background.
 
         Until a settlement lands the reservation stays charged: a limit errs on the side of refusing, never of
         letting through. Each reservation settles at most once (`Store.settle`, and in Redis its ledger), so a retry

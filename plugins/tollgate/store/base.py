@@ -193,7 +193,7 @@ class Store(abc.ABC):
     async def settle_all(self, settlements: Sequence[tuple[Reservation, int]]) -> None:
         """`settle` each ``(reservation, actual)``, all in one store call where the backend can (Redis: one script,
         which also takes the settlements other callers start in the same event-loop turn, e.g. the other limiting
-        plugins of the request). After StoreUnavailable none of them counts as settled: the call may be retried
+        plugins of the request). After a StoreError none of them counts as settled: the call may be retried
         whole, and each reservation with a ``ledger`` still applies once."""
         due: list[Reservation] = []
         work: list[Settlement] = []

@@ -70,6 +70,17 @@ def rss_kb(pids: list[int]) -> int:
     return total
 
 
+def interpreter() -> str:
+    """This Python, for a benchmark's header: its version, path and whether libpython is a shared library.
+
+    CPU numbers depend on how the interpreter was built: the same code measured ~10% less CPU under Debian's
+    python3.11 (libpython linked in, PGO and LTO) than under a default pyenv build (libpython shared, neither),
+    for Tollgate and LiteLLM alike, so ratios between them hold and absolute numbers do not travel."""
+    with open("/proc/self/maps") as f:
+        shared = any("libpython" in line for line in f)
+    return f"Python {sys.version.split()[0]} ({sys.executable}, libpython {'shared' if shared else 'linked in'})"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

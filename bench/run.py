@@ -69,8 +69,8 @@ for path in (ROOT, BENCH):
 import aiohttp  # noqa: E402
 import orjson  # noqa: E402
 
-from common import (chat_body, cpu_seconds, free_port, mock_llm_process, percentile, rss_kb, tree,  # noqa: E402
-                    wait_http)
+from common import (chat_body, cpu_seconds, free_port, interpreter, mock_llm_process, percentile, rss_kb,  # noqa: E402
+                    tree, wait_http)
 from tests.gateway.routes import deck  # noqa: E402
 from tests.harness import KongDouble  # noqa: E402
 from tests.harness.procs import TollgateServer  # noqa: E402
@@ -472,7 +472,8 @@ def report(results: dict[str, Measured], args: argparse.Namespace) -> str:
         "",
         f"Tollgate vs LiteLLM {LITELLM_VERSION}: {args.requests} requests at concurrency {CONCURRENCY} "
         f"in {args.rounds} rounds (~4.4 KB chat bodies, a different user message each), {args.latency_requests} at "
-        f"concurrency 1, {args.stream_requests} streams of {STREAM_CHUNKS} chunks; {os.cpu_count()} CPUs",
+        f"concurrency 1, {args.stream_requests} streams of {STREAM_CHUNKS} chunks; {os.cpu_count()} CPUs; "
+        f"{interpreter()}",
         "",
         f"{'target':<34} {'CPU ms/req':>10} {'rounds':>13} {'x LiteLLM':>9} {'+Kong ms':>8} {'x LiteLLM':>9} "
         f"{'req/s c32':>9} {'req/s/core':>10} "

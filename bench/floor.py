@@ -73,13 +73,12 @@ class PluginSocket(asyncio.Protocol):
             self.transport.write(self.pack([1, msgid, None, {"Data": step, "EventId": 1}]))
 
 
-class Upstream(asyncio.Protocol):
-    """A kept-alive connection to the mock LLM; hands each whole answer to ``on_answer``."""
+class Http(asyncio.Protocol):
+    """One HTTP/1.1 connection parsed with httptools; each whole message's body goes to `whole`."""
 
-    def __init__(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
+    def __init__(self, parser: type) -> None:
+        self.parser = parser(self)
         self.body: list[bytes] = []
-        self.on_answer = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -92,28 +91,31 @@ class Upstream(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         body, self.body = b"".join(self.body), []
+        self.whole(body)
+
+    def whole(self, body: bytes) -> None:
+        raise NotImplementedError
+
+
+class Upstream(Http):
+    """A kept-alive connection to the mock LLM; hands each answer to ``on_answer``."""
+
+    def __init__(self) -> None:
+        super().__init__(httptools.HttpResponseParser)
+        self.on_answer = None
+
+    def whole(self, body: bytes) -> None:
         self.on_answer(self.parser.get_status_code(), body)
 
 
-class Relay(asyncio.Protocol):
+class Relay(Http):
     """Kong's HTTP connection to the relay: each request goes to the mock, its answer comes back."""
 
     def __init__(self, pool: list[Upstream], mock: tuple[str, int]):
+        super().__init__(httptools.HttpRequestParser)
         self.pool, self.mock = pool, mock
-        self.parser = httptools.HttpRequestParser(self)
-        self.body: list[bytes] = []
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.parser.feed_data(data)
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        body, self.body = b"".join(self.body), []
+    def whole(self, body: bytes) -> None:
         head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {self.mock[0]}:{self.mock[1]}\r\n"
                 f"Authorization: Bearer sk-floor\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\n\r\n").encode()

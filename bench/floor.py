@@ -17,9 +17,9 @@ pooled connections) and runs in this process; the mock LLM in its own. Only the 
 (/proc user + system), as `make bench` counts Tollgate's.
 
 The full chain's floor has its 7 round trips but leaves out what its policies add on the wire (the store's round
-trip to Redis) and in CPU (the prompt's token count). It prints that CPU per request, and what issue 19's goals leave for Tollgate's whole process with Kong's side added
-as `make bench` adds it (0.055 ms + 0.022 ms per round trip) against LiteLLM's CPU per request (``--litellm-cpu-ms``,
-`make bench`'s LiteLLM row on the same machine).
+trip to Redis) and in CPU (the prompt's token count). It prints that CPU per request, and what issue 19's goals
+leave for Tollgate's whole process with Kong's side added as `make bench` adds it (0.055 ms + 0.022 ms per round
+trip) against LiteLLM's CPU per request (``--litellm-cpu-ms``: `make bench`'s LiteLLM row on the same machine).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import tempfile
 
 import httptools
 import msgpack
+import uvloop
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 for path in (os.path.dirname(BENCH), BENCH):
@@ -136,8 +137,6 @@ class Relay(Http):
 
 
 def serve(socket_path: str, port: int, mock_port: int, round_trips: int) -> None:
-    import uvloop
-
     async def main() -> None:
         loop = asyncio.get_running_loop()
         pool: list[Upstream] = []
@@ -159,18 +158,20 @@ async def kong_worker(socket_path: str, port: int, body: bytes, round_trips: int
                b"Content-Length: %d\r\n\r\n" % len(body)) + body
     while left[0] > 0:
         left[0] -= 1
-        for i in range(round_trips):
-            msgid += 1
-            args = {"InstanceId": 1, "EventName": "access"} if i == 0 else {"EventId": 1, "Data": None}
-            writer.write(pack([0, msgid, "plugin.HandleEvent" if i == 0 else "plugin.Step", [args]]))
-            while True:
-                unpacker.feed(await reader.read(65536))
-                if any(True for _ in unpacker):
-                    break
-        http_writer.write(request)
-        head = await http_reader.readuntil(b"\r\n\r\n")
-        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-        answer = await http_reader.readexactly(length)
+        async with asyncio.timeout(30):     # a plumbing process that stops answering fails the run, never hangs it
+            for i in range(round_trips):
+                msgid += 1
+                args = {"InstanceId": 1, "EventName": "access"} if i == 0 else {"EventId": 1, "Data": None}
+                writer.write(pack([0, msgid, "plugin.HandleEvent" if i == 0 else "plugin.Step", [args]]))
+                while not any(True for _ in unpacker):
+                    data = await reader.read(65536)
+                    if not data:
+                        raise RuntimeError("the plumbing process closed its plugin socket")
+                    unpacker.feed(data)
+            http_writer.write(request)
+            head = await http_reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            answer = await http_reader.readexactly(length)
         if not head.startswith(b"HTTP/1.1 200"):
             raise RuntimeError(f"the mock answered {head[:40]!r}: {answer[:200]!r}")
     writer.close()
@@ -225,5 +226,4 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--litellm-cpu-ms", type=float, default=8.94, help="LiteLLM's CPU per request from "
                         "`make bench` on this machine")
-    import uvloop
     uvloop.run(main(parser.parse_args()))

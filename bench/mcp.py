@@ -119,24 +119,23 @@ async def connections(port: int) -> int:
         return int(await answer.text())
 
 
-def process_round_trip_us(cpus: set[int] | None, count: int = 2000) -> float:
-    """The mean of ``count`` one-byte ping-pongs with a forked child over a socket pair; on ``cpus`` only
-    when given (both processes)."""
+def process_round_trip_us(cpus: tuple[int, int], count: int = 2000) -> float:
+    """The mean of ``count`` one-byte ping-pongs with a forked child over a socket pair, this process pinned to
+    ``cpus[0]`` and the child to ``cpus[1]``."""
     here, there = socket.socketpair()
     child = os.fork()
     if child == 0:
         here.close()
-        if cpus:
-            os.sched_setaffinity(0, cpus)
+        os.sched_setaffinity(0, {cpus[1]})
         while there.recv(1):
             there.send(b"x")
         os._exit(0)
     there.close()
     saved = os.sched_getaffinity(0)
     try:
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-        here.send(b"x"), here.recv(1)                    # the child is up
+        os.sched_setaffinity(0, {cpus[0]})
+        here.send(b"x")
+        here.recv(1)                                     # the child is up
         started = time.perf_counter()
         for _ in range(count):
             here.send(b"x")
@@ -190,8 +189,10 @@ async def measure(double: KongDouble, tollgate_pid: int, port: int, targets: dic
           f"~{added - doubles_own_ms + kong_ms:.2f} ms (estimate)")
     # What the machine charges for passing the turn to another process: each plugin round trip and the relay's hop
     # pass it twice, whatever Tollgate does.
-    print(f"  a bare round trip between two processes on this machine (blocking Unix sockets): "
-          f"{process_round_trip_us(None):.0f} us across CPUs, {process_round_trip_us({0}):.0f} us on one CPU")
+    cpus = sorted(os.sched_getaffinity(0))
+    across = f"{process_round_trip_us((cpus[0], cpus[1])):.0f} us across two CPUs, " if len(cpus) > 1 else ""
+    print(f"  a bare round trip between two processes on this machine (blocking Unix sockets): {across}"
+          f"{process_round_trip_us((cpus[0], cpus[0])):.0f} us on one CPU")
 
 
 async def main(requests: int, concurrencies: list[int], profile: str | None = None, sse: bool = False) -> None:

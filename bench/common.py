@@ -73,9 +73,10 @@ def rss_kb(pids: list[int]) -> int:
 def interpreter() -> str:
     """This Python, for a benchmark's header: its version, path and whether libpython is a shared library.
 
-    CPU numbers depend on how the interpreter was built: the same code measured ~10% less CPU under Debian's
-    python3.11 (libpython linked in, PGO and LTO) than under a default pyenv build (libpython shared, neither),
-    for Tollgate and LiteLLM alike, so ratios between them hold and absolute numbers do not travel."""
+    CPU numbers depend on how the interpreter was built: Tollgate's proxy measured ~10% less CPU under Debian's
+    python3.11 (libpython linked in, PGO and LTO) than under a default pyenv build (libpython shared, neither), and
+    LiteLLM 0-10% less (bench/run.py run with each, three runs; LiteLLM gets a venv of the same interpreter); the
+    proxy's ratio with Kong's side stayed 0.052-0.057. Absolute numbers do not travel between builds."""
     with open("/proc/self/maps") as f:
         shared = any("libpython" in line for line in f)
     return f"Python {sys.version.split()[0]} ({sys.executable}, libpython {'shared' if shared else 'linked in'})"

@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import os
 import random
 import re
@@ -80,7 +81,10 @@ LITELLM_VERSION = "1.108.7"
 KONG_PROXY_MS = 0.055        # real Kong 3.9.3, 1 worker: CPU of proxying one 4.4 KB request with no plugin
 KONG_ROUND_TRIP_MS = 0.022   # ... and of Kong's side of one plugin-server round trip
 OUT = os.path.join(BENCH, "out")
-VENV = os.path.join(OUT, f"litellm-{LITELLM_VERSION}")
+# One LiteLLM venv per base interpreter: LiteLLM runs on the Python that runs this script, so the two are measured on
+# the same build (a venv made by another Python would run LiteLLM on that one).
+VENV = os.path.join(OUT, f"litellm-{LITELLM_VERSION}-py{sys.version_info[0]}.{sys.version_info[1]}-"
+                         f"{hashlib.sha1(sys.base_prefix.encode()).hexdigest()[:8]}")
 SEED = 7
 CONCURRENCY = 32
 PROMPT_TOKENS, COMPLETION_TOKENS = 1000, 200
